@@ -1,0 +1,107 @@
+//! The application: binds its sockets (port 0 works; the bound addresses are exposed),
+//! connects the store, and serves until shut down.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::auth::{Provider, oauth};
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::http::{self, AppState, Shared};
+use crate::store::Store;
+
+/// A bound, ready-to-run Floo.
+pub struct App {
+    listener: TcpListener,
+    http_addr: SocketAddr,
+    state: AppState,
+}
+
+impl App {
+    /// Connects everything and binds the listeners; nothing is served until [`App::run`].
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        if config.database_url.is_none() {
+            tokio::fs::create_dir_all(&config.data_dir)
+                .await
+                .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+        }
+        let store = Store::connect(&config.database_url(), config.database_max_connections)
+            .await
+            .context("connecting to the database")?;
+        let listener = TcpListener::bind(config.http_addr)
+            .await
+            .with_context(|| format!("binding the HTTP address {}", config.http_addr))?;
+        let http_addr = listener.local_addr().context("reading the bound HTTP address")?;
+        let public_url = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", display_addr(http_addr)))
+            .trim_end_matches('/')
+            .to_owned();
+        let http_client = oauth::http_client()?;
+        let providers = Provider::from_config(&config, &http_client).await.context("setting up sign-in providers")?;
+        let dev_login = config.allow_dev_login || (providers.is_empty() && http_addr.ip().is_loopback());
+        if dev_login && !providers.is_empty() {
+            tracing::warn!("the development login is enabled beside real providers (--allow-dev-login)");
+        }
+        let state = AppState::new(Shared {
+            store,
+            dev_login,
+            secure_cookies: public_url.starts_with("https://"),
+            public_url,
+            providers,
+            session_hours: config.session_hours.max(1),
+            http_client,
+        });
+        Ok(App { listener, http_addr, state })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The address users reach this server at.
+    pub fn public_url(&self) -> &str {
+        &self.state.public_url
+    }
+
+    /// Serves until `shutdown` turns true, then drains open requests.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let store = self.state.store.clone();
+        let sweeper = tokio::spawn(sweep_expired_sessions(store.clone()));
+        let router = http::router(self.state);
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown.wait_for(|stop| *stop).await;
+            })
+            .await
+            .context("serving HTTP")?;
+        sweeper.abort();
+        store.close().await;
+        Ok(())
+    }
+}
+
+/// The address to print and link to: an unspecified bind (`0.0.0.0`, `[::]`) is reached
+/// through `localhost`; anything else as bound (loopback is a secure context as is).
+fn display_addr(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() { format!("localhost:{}", addr.port()) } else { addr.to_string() }
+}
+
+/// Forgets expired sessions and abandoned logins every hour.
+async fn sweep_expired_sessions(store: Store) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let now = now_ms();
+        match store.delete_expired_sessions(now, now - 3_600_000).await {
+            Ok(n) if n > 0 => tracing::info!(sessions = n, "expired sessions removed"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not remove expired sessions"),
+        }
+    }
+}

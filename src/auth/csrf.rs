@@ -1,0 +1,83 @@
+//! CSRF protection for every state change. A random token lives in an HttpOnly,
+//! SameSite=Lax cookie; each form carries it back in a hidden `_csrf` field and each
+//! htmx request in the `X-CSRF-Token` header (set once on `<body hx-headers>`). A POST
+//! whose token does not match the cookie is refused before any handler runs.
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::{constant_time_eq, cookie, random_token, set_cookie};
+
+pub const COOKIE: &str = "floo_csrf";
+pub const FIELD: &str = "_csrf";
+pub const HEADER: &str = "x-csrf-token";
+
+/// The largest form body Floo accepts (a 20,000-character post in 4-byte characters,
+/// percent-encoded, fits).
+pub const MAX_FORM_BYTES: usize = 256 * 1024;
+
+/// The CSRF token of this browser, for the forms a page renders.
+#[derive(Debug, Clone)]
+pub struct CsrfToken(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for CsrfToken {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts.extensions.get::<CsrfToken>().cloned().unwrap_or_else(|| CsrfToken(String::new())))
+    }
+}
+
+/// Whether cookies must be marked Secure (the public URL is HTTPS).
+#[derive(Debug, Clone, Copy)]
+pub struct SecureCookies(pub bool);
+
+/// What a refused request gets; the page layer renders it.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The token was missing or did not match.
+    BadToken,
+    /// The body was larger than [`MAX_FORM_BYTES`].
+    TooLarge,
+}
+
+/// Middleware: issues the cookie when missing and checks the token on unsafe methods.
+pub async fn protect(State(secure): State<SecureCookies>, mut req: Request, next: Next) -> Result<Response, Refusal> {
+    let existing = cookie(req.headers(), COOKIE).filter(|t| t.len() == 64).map(str::to_owned);
+    let issued = existing.is_none();
+    let token = existing.unwrap_or_else(random_token);
+
+    if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        let header_ok = req
+            .headers()
+            .get(HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| !issued && constant_time_eq(v, &token));
+        if !header_ok {
+            let (parts, body) = req.into_parts();
+            let bytes = to_bytes(body, MAX_FORM_BYTES).await.map_err(|_| Refusal::TooLarge)?;
+            let form_ok = !issued
+                && url::form_urlencoded::parse(&bytes)
+                    .find(|(k, _)| k == FIELD)
+                    .is_some_and(|(_, v)| constant_time_eq(&v, &token));
+            if !form_ok {
+                return Err(Refusal::BadToken);
+            }
+            req = Request::from_parts(parts, Body::from(bytes));
+        }
+    }
+
+    req.extensions_mut().insert(CsrfToken(token.clone()));
+    let mut response = next.run(req).await;
+    if issued {
+        let value = set_cookie(COOKIE, &token, Some(400 * 24 * 3600), "Lax", secure.0);
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    Ok(response)
+}

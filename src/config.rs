@@ -1,0 +1,117 @@
+//! Configuration: one clap `Config` read from flags and `FLOO_*` environment variables.
+//! `floo serve --help` is the reference; `.env.example` lists the same names.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The command line of the `floo` binary.
+#[derive(Debug, Parser)]
+#[command(name = "floo", version, about = "Floo: self-hosted team meetings in one binary")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the Floo server (web pages, API and media relay).
+    Serve(Box<Config>),
+}
+
+/// Everything `floo serve` can be told.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "floo serve")]
+pub struct Config {
+    /// Address the HTTP server listens on (port 0 picks a free port).
+    #[arg(long, env = "FLOO_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+
+    /// Directory for the default SQLite database, dev certificates and recordings.
+    #[arg(long, env = "FLOO_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// Database URL: `sqlite://PATH` or `postgres://USER@HOST/DB`. Default: a SQLite file in the data directory.
+    #[arg(long, env = "FLOO_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Maximum number of pooled database connections.
+    #[arg(long, env = "FLOO_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    pub database_max_connections: u32,
+
+    /// The address users reach Floo at, used for OAuth redirect URIs and invite links
+    /// (e.g. `https://meet.example.com`). Default: `http://` + the HTTP listen address.
+    #[arg(long, env = "FLOO_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Offer the development login (pick any name) even though a provider is configured
+    /// or the server listens on a non-loopback address. Never use this in production.
+    #[arg(long, env = "FLOO_ALLOW_DEV_LOGIN")]
+    pub allow_dev_login: bool,
+
+    /// How long a sign-in lasts, in hours.
+    #[arg(long, env = "FLOO_SESSION_HOURS", default_value_t = 24 * 30)]
+    pub session_hours: u64,
+
+    #[command(flatten)]
+    pub google: GoogleConfig,
+
+    #[command(flatten)]
+    pub oidc: OidcConfig,
+}
+
+/// Sign-in with Google (OAuth 2.0 / OpenID Connect).
+#[derive(Debug, Clone, Args)]
+pub struct GoogleConfig {
+    /// Google OAuth client id (from the Google Cloud console). Enables "Sign in with Google".
+    #[arg(long, env = "FLOO_GOOGLE_CLIENT_ID", requires = "google_client_secret")]
+    pub google_client_id: Option<String>,
+
+    /// Google OAuth client secret.
+    #[arg(long, env = "FLOO_GOOGLE_CLIENT_SECRET", hide_env_values = true)]
+    pub google_client_secret: Option<String>,
+}
+
+/// Sign-in with any OpenID Connect provider, found by its issuer (discovery) or by endpoints.
+#[derive(Debug, Clone, Args)]
+pub struct OidcConfig {
+    /// Issuer URL of an OpenID Connect provider; its endpoints are read from
+    /// `ISSUER/.well-known/openid-configuration` at start.
+    #[arg(long, env = "FLOO_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+
+    /// Client id registered with the OpenID Connect provider.
+    #[arg(long, env = "FLOO_OIDC_CLIENT_ID", requires = "oidc_client_secret")]
+    pub oidc_client_id: Option<String>,
+
+    /// Client secret registered with the OpenID Connect provider.
+    #[arg(long, env = "FLOO_OIDC_CLIENT_SECRET", hide_env_values = true)]
+    pub oidc_client_secret: Option<String>,
+
+    /// Name shown on the sign-in button ("Sign in with NAME").
+    #[arg(long, env = "FLOO_OIDC_NAME", default_value = "single sign-on")]
+    pub oidc_name: String,
+
+    /// Authorization endpoint (instead of, or overriding, discovery).
+    #[arg(long, env = "FLOO_OIDC_AUTH_URL")]
+    pub oidc_auth_url: Option<String>,
+
+    /// Token endpoint (instead of, or overriding, discovery).
+    #[arg(long, env = "FLOO_OIDC_TOKEN_URL")]
+    pub oidc_token_url: Option<String>,
+
+    /// Userinfo endpoint (instead of, or overriding, discovery).
+    #[arg(long, env = "FLOO_OIDC_USERINFO_URL")]
+    pub oidc_userinfo_url: Option<String>,
+}
+
+impl Config {
+    /// The database URL in force: the configured one, or a SQLite file in the data directory.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}?mode=rwc", self.data_dir.join("floo.db").display()),
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Who may reach which team resource, decided in one place per resource. A handler that
+//! takes [`TeamMember`], [`TopicInTeam`] or [`MeetingInTeam`] cannot run for someone
+//! outside the team: they get 404, the same as for a team that does not exist, so team
+//! ids reveal nothing. Admin-only actions call [`TeamMember::require_admin`] (403).
+
+use axum::extract::{FromRequestParts, RawPathParams};
+use axum::http::request::Parts;
+
+use super::{AppState, Error};
+use crate::auth::Viewer;
+use crate::store::{Meeting, Role, Team, Topic};
+
+/// The viewer, who is a member of the team named by the `{team_id}` path segment.
+#[derive(Debug, Clone)]
+pub struct TeamMember {
+    pub viewer: Viewer,
+    pub team: Team,
+    pub role: Role,
+}
+
+impl TeamMember {
+    /// Refuses (403) unless the viewer is an admin or the owner.
+    pub fn require_admin(&self) -> Result<(), Error> {
+        if self.role.is_admin() {
+            Ok(())
+        } else {
+            Err(Error::Forbidden("Only the team's owner and admins can do this.".into()))
+        }
+    }
+
+    /// Refuses (403) unless the viewer owns the team.
+    pub fn require_owner(&self) -> Result<(), Error> {
+        if self.role == Role::Owner {
+            Ok(())
+        } else {
+            Err(Error::Forbidden("Only the team's owner can do this.".into()))
+        }
+    }
+
+    pub fn user_id(&self) -> i64 {
+        self.viewer.user.id
+    }
+}
+
+/// A topic of the viewer's team (`{team_id}` and `{topic_id}`).
+#[derive(Debug, Clone)]
+pub struct TopicInTeam {
+    pub member: TeamMember,
+    pub topic: Topic,
+}
+
+/// A meeting of the viewer's team (`{team_id}` and `{meeting_id}`).
+#[derive(Debug, Clone)]
+pub struct MeetingInTeam {
+    pub member: TeamMember,
+    pub meeting: Meeting,
+}
+
+impl MeetingInTeam {
+    /// Refuses (403) unless the viewer hosts the meeting or administers the team.
+    pub fn require_host_or_admin(&self) -> Result<(), Error> {
+        if self.meeting.created_by == self.member.user_id() || self.member.role.is_admin() {
+            Ok(())
+        } else {
+            Err(Error::Forbidden("Only the meeting's host or a team admin can do this.".into()))
+        }
+    }
+}
+
+/// The numeric path parameter `name`; anything else is a page that does not exist.
+async fn id_param(parts: &mut Parts, state: &AppState, name: &str) -> Result<i64, Error> {
+    let params = RawPathParams::from_request_parts(parts, state).await.map_err(|_| Error::NotFound)?;
+    params.iter().find(|(k, _)| *k == name).and_then(|(_, v)| v.parse::<i64>().ok()).ok_or(Error::NotFound)
+}
+
+impl FromRequestParts<AppState> for TeamMember {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let viewer = Viewer::from_request_parts(parts, state).await?;
+        let team_id = id_param(parts, state, "team_id").await?;
+        let (team, role) = state.store.team_membership(team_id, viewer.user.id).await?.ok_or(Error::NotFound)?;
+        Ok(TeamMember { viewer, team, role })
+    }
+}
+
+impl FromRequestParts<AppState> for TopicInTeam {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let member = TeamMember::from_request_parts(parts, state).await?;
+        let topic_id = id_param(parts, state, "topic_id").await?;
+        let topic = state.store.topic(member.team.id, topic_id).await?.ok_or(Error::NotFound)?;
+        Ok(TopicInTeam { member, topic })
+    }
+}
+
+impl FromRequestParts<AppState> for MeetingInTeam {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let member = TeamMember::from_request_parts(parts, state).await?;
+        let meeting_id = id_param(parts, state, "meeting_id").await?;
+        let meeting = state.store.meeting(member.team.id, meeting_id).await?.ok_or(Error::NotFound)?;
+        Ok(MeetingInTeam { member, meeting })
+    }
+}

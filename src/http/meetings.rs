@@ -1,0 +1,185 @@
+//! Team meetings: starting one (with its forum topic), the meeting page, joining and
+//! leaving (recorded as attendance) and ending it (host or admin).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::post;
+use axum::{Form, Router};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::teams::overview_view;
+use super::views::{self, Chrome, TeamTab, csrf_field, empty_state};
+use super::{AppState, Error, MeetingInTeam, TeamMember};
+use crate::clock::{format_duration, now_ms};
+use crate::store::{Attendance, MeetingSummary};
+
+pub const MAX_MEETING_TITLE: usize = 200;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/teams/{team_id}/meetings", post(create))
+        .route("/teams/{team_id}/meetings/{meeting_id}", axum::routing::get(meeting_page))
+        .route("/teams/{team_id}/meetings/{meeting_id}/join", post(join))
+        .route("/teams/{team_id}/meetings/{meeting_id}/leave", post(leave))
+        .route("/teams/{team_id}/meetings/{meeting_id}/end", post(end))
+}
+
+/// A team's meetings: live ones first, then ended ones with date, duration and attendees.
+pub fn meeting_list(meetings: &[MeetingSummary]) -> Markup {
+    html! {
+        @if meetings.is_empty() {
+            (empty_state("No meetings yet.", html! { "Start one above; it gets its own topic on the forum for its chat." }))
+        } @else {
+            ul.meetings {
+                @for s in meetings {
+                    @let m = &s.meeting;
+                    li.meeting class=@if m.is_live() { "live" } {
+                        div {
+                            @if m.is_live() { span.live-dot aria-label="live" {} }
+                            a href=(format!("/teams/{}/meetings/{}", m.team_id, m.id)) { strong { (m.title) } }
+                            @if m.is_live() { " " span.badge.live { "live" } }
+                        }
+                        div.muted.small {
+                            "Started " (views::time(m.started_at)) " by " (m.host_name)
+                            @if let Some(ended) = m.ended_at {
+                                " · lasted " (format_duration(ended - m.started_at))
+                            }
+                        }
+                        div.small {
+                            @if m.is_live() {
+                                @if s.present.is_empty() { span.muted { "Nobody is in it right now." } }
+                                @else { "In it now: " (s.present.join(", ")) }
+                            } @else if s.attendees.is_empty() {
+                                span.muted { "Nobody joined." }
+                            } @else {
+                                "Attended: " (s.attendees.join(", "))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CreateForm {
+    title: String,
+}
+
+async fn create(State(state): State<AppState>, m: TeamMember, Form(form): Form<CreateForm>) -> Result<Response, Error> {
+    let title = form.title.trim();
+    let problem = if title.is_empty() {
+        Some("Give the meeting a title.".to_owned())
+    } else {
+        let n = title.chars().count();
+        (n > MAX_MEETING_TITLE)
+            .then(|| format!("A title can be at most {MAX_MEETING_TITLE} characters (this one has {n})."))
+    };
+    if let Some(problem) = problem {
+        let page = overview_view(&state, &m, &form.title, Some(&problem)).await?;
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+    }
+    let id = state.store.create_meeting(m.team.id, m.user_id(), title, now_ms()).await?;
+    tracing::info!(team_id = m.team.id, meeting_id = id, "meeting started");
+    Ok(Redirect::to(&format!("/teams/{}/meetings/{id}", m.team.id)).into_response())
+}
+
+async fn meeting_page(State(state): State<AppState>, mt: MeetingInTeam) -> Result<Markup, Error> {
+    let stays = state.store.attendance(mt.meeting.id).await?;
+    Ok(meeting_view(&mt, &stays))
+}
+
+fn meeting_view(mt: &MeetingInTeam, stays: &[Attendance]) -> Markup {
+    let m = &mt.member;
+    let meeting = &mt.meeting;
+    let base = format!("/teams/{}/meetings/{}", m.team.id, meeting.id);
+    let csrf = &m.viewer.csrf.0;
+    let present: Vec<&Attendance> = stays.iter().filter(|a| a.left_at.is_none()).collect();
+    let viewer_in = present.iter().any(|a| a.user_id == m.user_id());
+    let can_end = meeting.is_live() && (meeting.created_by == m.user_id() || m.role.is_admin());
+    views::page(
+        Chrome { user: Some(&m.viewer.user), csrf },
+        &meeting.title,
+        html! {
+            (views::team_header(&m.team, m.role, TeamTab::Meetings))
+            section.card.meeting-head {
+                div.card-head {
+                    div {
+                        h1 { (meeting.title) " " @if meeting.is_live() { span.badge.live { "live" } } @else { span.badge { "ended" } } }
+                        p.muted.small {
+                            "Hosted by " (meeting.host_name) " · started " (views::time(meeting.started_at))
+                            @if let Some(ended) = meeting.ended_at {
+                                " · ended " (views::time(ended)) " · lasted " (format_duration(ended - meeting.started_at))
+                            }
+                        }
+                    }
+                    div.actions {
+                        @if meeting.is_live() {
+                            @if viewer_in {
+                                form.inline method="post" action=(format!("{base}/leave")) {
+                                    (csrf_field(csrf)) button type="submit" { "Leave" }
+                                }
+                            } @else {
+                                form.inline method="post" action=(format!("{base}/join")) {
+                                    (csrf_field(csrf)) button.primary type="submit" { "Join meeting" }
+                                }
+                            }
+                        }
+                        @if can_end {
+                            form.inline method="post" action=(format!("{base}/end")) {
+                                (csrf_field(csrf)) button.danger type="submit" { "End meeting for all" }
+                            }
+                        }
+                    }
+                }
+            }
+            div.grid-2 {
+                section.card {
+                    h2 { @if meeting.is_live() { "In the meeting (" (present.len()) ")" } @else { "Attendance" } }
+                    @if stays.is_empty() {
+                        (empty_state("Nobody has joined yet.", html! { "People who join appear here." }))
+                    } @else {
+                        ul.list.attendance {
+                            @for a in stays {
+                                li {
+                                    strong { (a.display_name) }
+                                    span.muted.small {
+                                        " joined " (views::time(a.joined_at))
+                                        @if let Some(left) = a.left_at { " · left " (views::time(left)) } @else { " · here now" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                section.card {
+                    h2 { "Chat" }
+                    p { "The meeting's chat is its forum topic: team members who are not in the meeting can read and write it too." }
+                    p { a.button href=(format!("/teams/{}/topics/{}", m.team.id, meeting.topic_id)) { "Open the meeting chat" } }
+                }
+            }
+        },
+    )
+}
+
+async fn join(State(state): State<AppState>, mt: MeetingInTeam) -> Result<Response, Error> {
+    if !state.store.join_meeting(mt.meeting.id, mt.member.user_id(), now_ms()).await? {
+        return Err(Error::Conflict("This meeting has ended; it cannot be joined any more.".into()));
+    }
+    Ok(Redirect::to(&format!("/teams/{}/meetings/{}", mt.member.team.id, mt.meeting.id)).into_response())
+}
+
+async fn leave(State(state): State<AppState>, mt: MeetingInTeam) -> Result<Response, Error> {
+    state.store.leave_meeting(mt.meeting.id, mt.member.user_id(), now_ms()).await?;
+    Ok(Redirect::to(&format!("/teams/{}/meetings/{}", mt.member.team.id, mt.meeting.id)).into_response())
+}
+
+async fn end(State(state): State<AppState>, mt: MeetingInTeam) -> Result<Response, Error> {
+    mt.require_host_or_admin()?;
+    state.store.end_meeting(mt.meeting.id, mt.member.user_id(), now_ms()).await?;
+    tracing::info!(meeting_id = mt.meeting.id, by = mt.member.user_id(), "meeting ended");
+    Ok(Redirect::to(&format!("/teams/{}/meetings/{}", mt.member.team.id, mt.meeting.id)).into_response())
+}

@@ -1,0 +1,125 @@
+//! The web application: one module per resource, each with its routes and maud views,
+//! sharing one [`AppState`], one [`Error`] and one page layout.
+
+mod access;
+mod error;
+mod forum;
+mod home;
+mod login;
+mod meetings;
+mod ops;
+mod teams;
+pub mod views;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+
+pub use access::{MeetingInTeam, TeamMember, TopicInTeam};
+pub use error::{Error, error_page_response};
+
+use crate::auth::Provider;
+use crate::auth::csrf::{self, SecureCookies};
+use crate::auth::session::SessionStore;
+use crate::store::Store;
+
+/// What every handler can reach; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    pub store: Store,
+    /// Configured sign-in providers (Google, OpenID Connect).
+    pub providers: Vec<Provider>,
+    /// Whether the development login (pick a name) is offered.
+    pub dev_login: bool,
+    /// The address users reach Floo at, without a trailing slash.
+    pub public_url: String,
+    pub secure_cookies: bool,
+    pub session_hours: u64,
+    /// Client for talking to sign-in providers.
+    pub http_client: reqwest::Client,
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl SessionStore for AppState {
+    fn store(&self) -> &Store {
+        &self.0.store
+    }
+}
+
+/// All routes with their middleware.
+pub fn router(state: AppState) -> Router {
+    let secure = SecureCookies(state.secure_cookies);
+    Router::new()
+        .merge(home::router())
+        .merge(login::router())
+        .merge(teams::router())
+        .merge(forum::router())
+        .merge(meetings::router())
+        .merge(ops::router())
+        .fallback(|| async { Error::NotFound })
+        .layer(middleware::from_fn(htmx_navigation))
+        .layer(middleware::from_fn_with_state(secure, csrf::protect))
+        .layer(DefaultBodyLimit::max(csrf::MAX_FORM_BYTES))
+        .layer(middleware::from_fn(security_headers))
+        .with_state(state)
+}
+
+/// Whether a request came from htmx for a fragment (not a boosted page navigation).
+pub fn wants_fragment(headers: &axum::http::HeaderMap) -> bool {
+    headers.contains_key("hx-request") && !headers.contains_key("hx-boosted")
+}
+
+/// htmx follows redirects inside XHR and would swap the target page into a fragment's
+/// place; instead, tell htmx to navigate (`HX-Location`). Error pages replace the whole
+/// body, so an error is never squeezed into a small fragment.
+async fn htmx_navigation(req: Request, next: Next) -> Response {
+    let from_htmx = req.headers().contains_key("hx-request");
+    let mut response = next.run(req).await;
+    if !from_htmx {
+        return response;
+    }
+    let status = response.status();
+    if status.is_redirection() {
+        if let Some(location) = response.headers().get(header::LOCATION).cloned() {
+            *response.status_mut() = StatusCode::OK;
+            response.headers_mut().remove(header::LOCATION);
+            response.headers_mut().insert("hx-location", location);
+        }
+    } else if status.is_client_error() && status != StatusCode::UNPROCESSABLE_ENTITY || status.is_server_error() {
+        let headers = response.headers_mut();
+        headers.insert("hx-retarget", HeaderValue::from_static("body"));
+        headers.insert("hx-reswap", HeaderValue::from_static("innerHTML"));
+    }
+    response
+}
+
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let headers = response.headers_mut();
+    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+    headers.entry("content-security-policy").or_insert(HeaderValue::from_static(
+        "default-src 'self'; img-src 'self' https: data:; style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ));
+    headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    response
+}

@@ -1,0 +1,209 @@
+//! Team meetings, each with its forum topic, and attendance (who was in it, and when).
+
+use super::forum::{TopicKind, insert_topic};
+use super::{Result, Store};
+
+/// A meeting of a team.
+#[derive(Debug, Clone)]
+pub struct Meeting {
+    pub id: i64,
+    pub team_id: i64,
+    pub topic_id: i64,
+    pub title: String,
+    pub created_by: i64,
+    pub host_name: String,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+}
+
+impl Meeting {
+    pub fn is_live(&self) -> bool {
+        self.ended_at.is_none()
+    }
+}
+
+/// A meeting in a list, with who attended and who is in it now.
+#[derive(Debug, Clone)]
+pub struct MeetingSummary {
+    pub meeting: Meeting,
+    pub team_name: String,
+    /// Everyone who ever joined, by name.
+    pub attendees: Vec<String>,
+    /// Those in it now, by name.
+    pub present: Vec<String>,
+}
+
+/// One stay of one person in a meeting.
+#[derive(Debug, Clone)]
+pub struct Attendance {
+    pub user_id: i64,
+    pub display_name: String,
+    pub joined_at: i64,
+    pub left_at: Option<i64>,
+}
+
+type MeetingRow = (i64, i64, i64, String, i64, String, i64, Option<i64>);
+/// A meeting row followed by its team's name.
+type LiveMeetingRow = (i64, i64, i64, String, i64, String, i64, Option<i64>, String);
+
+const MEETING_SELECT: &str =
+    "SELECT m.id, m.team_id, m.topic_id, m.title, m.created_by, u.display_name, m.started_at, m.ended_at
+     FROM meetings m JOIN users u ON u.id = m.created_by";
+
+fn meeting_from(row: MeetingRow) -> Meeting {
+    let (id, team_id, topic_id, title, created_by, host_name, started_at, ended_at) = row;
+    Meeting { id, team_id, topic_id, title, created_by, host_name, started_at, ended_at }
+}
+
+impl Store {
+    /// Starts a meeting with its own forum topic.
+    pub async fn create_meeting(&self, team_id: i64, host_id: i64, title: &str, now: i64) -> Result<i64> {
+        let mut tx = self.pool.begin().await?;
+        let body = "Meeting chat: messages written during the meeting, and by team members here, appear below.";
+        let topic_id = insert_topic(&mut tx, team_id, host_id, TopicKind::Meeting, title, body, now).await?;
+        let (id,): (i64,) = sqlx::query_as(
+            "INSERT INTO meetings (team_id, topic_id, title, created_by, started_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(team_id)
+        .bind(topic_id)
+        .bind(title)
+        .bind(host_id)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// A meeting of a team (None if it belongs to another team).
+    pub async fn meeting(&self, team_id: i64, meeting_id: i64) -> Result<Option<Meeting>> {
+        let sql = format!("{MEETING_SELECT} WHERE m.id = $1 AND m.team_id = $2");
+        let row: Option<MeetingRow> =
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(meeting_id).bind(team_id).fetch_optional(&self.pool).await?;
+        Ok(row.map(meeting_from))
+    }
+
+    /// All meetings of a team: live ones first, then ended ones, latest first.
+    pub async fn team_meetings(&self, team_id: i64) -> Result<Vec<MeetingSummary>> {
+        let sql = format!(
+            "{MEETING_SELECT} WHERE m.team_id = $1
+             ORDER BY CASE WHEN m.ended_at IS NULL THEN 0 ELSE 1 END, m.started_at DESC, m.id DESC LIMIT 200"
+        );
+        let rows: Vec<MeetingRow> =
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(team_id).fetch_all(&self.pool).await?;
+        self.summarize(rows.into_iter().map(|r| (meeting_from(r), String::new())).collect()).await
+    }
+
+    /// Live meetings in every team the user belongs to.
+    pub async fn live_meetings_of_user(&self, user_id: i64) -> Result<Vec<MeetingSummary>> {
+        let rows: Vec<LiveMeetingRow> = sqlx::query_as(
+            "SELECT m.id, m.team_id, m.topic_id, m.title, m.created_by, u.display_name, m.started_at, m.ended_at, t.name
+             FROM meetings m JOIN users u ON u.id = m.created_by JOIN teams t ON t.id = m.team_id
+             JOIN memberships ms ON ms.team_id = m.team_id AND ms.user_id = $1
+             WHERE m.ended_at IS NULL ORDER BY m.started_at DESC LIMIT 100",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let meetings = rows
+            .into_iter()
+            .map(|(a, b, c, d, e, f, g, h, team_name)| (meeting_from((a, b, c, d, e, f, g, h)), team_name))
+            .collect();
+        self.summarize(meetings).await
+    }
+
+    async fn summarize(&self, meetings: Vec<(Meeting, String)>) -> Result<Vec<MeetingSummary>> {
+        let mut out = Vec::with_capacity(meetings.len());
+        for (meeting, team_name) in meetings {
+            let stays = self.attendance(meeting.id).await?;
+            let mut attendees: Vec<String> = Vec::new();
+            let mut present: Vec<String> = Vec::new();
+            for stay in &stays {
+                if !attendees.contains(&stay.display_name) {
+                    attendees.push(stay.display_name.clone());
+                }
+                if stay.left_at.is_none() && !present.contains(&stay.display_name) {
+                    present.push(stay.display_name.clone());
+                }
+            }
+            out.push(MeetingSummary { meeting, team_name, attendees, present });
+        }
+        Ok(out)
+    }
+
+    /// Every stay in a meeting, in order of joining.
+    pub async fn attendance(&self, meeting_id: i64) -> Result<Vec<Attendance>> {
+        let rows: Vec<(i64, String, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT a.user_id, u.display_name, a.joined_at, a.left_at
+             FROM attendance a JOIN users u ON u.id = a.user_id
+             WHERE a.meeting_id = $1 ORDER BY a.joined_at, a.id",
+        )
+        .bind(meeting_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(user_id, display_name, joined_at, left_at)| Attendance { user_id, display_name, joined_at, left_at })
+            .collect())
+    }
+
+    /// Records that a user joined a live meeting; a no-op if they are already in it.
+    /// Returns false if the meeting has ended.
+    pub async fn join_meeting(&self, meeting_id: i64, user_id: i64, now: i64) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let live: Option<(i64,)> = sqlx::query_as("SELECT id FROM meetings WHERE id = $1 AND ended_at IS NULL")
+            .bind(meeting_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if live.is_none() {
+            return Ok(false);
+        }
+        let open: Option<(i64,)> =
+            sqlx::query_as("SELECT id FROM attendance WHERE meeting_id = $1 AND user_id = $2 AND left_at IS NULL")
+                .bind(meeting_id)
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if open.is_none() {
+            sqlx::query("INSERT INTO attendance (meeting_id, user_id, joined_at) VALUES ($1, $2, $3)")
+                .bind(meeting_id)
+                .bind(user_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Records that a user left a meeting.
+    pub async fn leave_meeting(&self, meeting_id: i64, user_id: i64, now: i64) -> Result<()> {
+        sqlx::query("UPDATE attendance SET left_at = $1 WHERE meeting_id = $2 AND user_id = $3 AND left_at IS NULL")
+            .bind(now)
+            .bind(meeting_id)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends a live meeting; everyone still in it leaves. False if it had already ended.
+    pub async fn end_meeting(&self, meeting_id: i64, by_user: i64, now: i64) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let ended = sqlx::query("UPDATE meetings SET ended_at = $1, ended_by = $2 WHERE id = $3 AND ended_at IS NULL")
+            .bind(now)
+            .bind(by_user)
+            .bind(meeting_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        sqlx::query("UPDATE attendance SET left_at = $1 WHERE meeting_id = $2 AND left_at IS NULL")
+            .bind(now)
+            .bind(meeting_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(ended)
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real Floo on port 0, driven over HTTP, on SQLite and PostgreSQL.
+
+mod support;
+
+mod authorization;
+mod browser;
+mod foundation;
+mod oauth;
+mod oidc_provider;
