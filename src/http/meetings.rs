@@ -35,7 +35,7 @@ pub fn meeting_list(meetings: &[MeetingSummary]) -> Markup {
             ul.meetings {
                 @for s in meetings {
                     @let m = &s.meeting;
-                    li.meeting class=@if m.is_live() { "live" } {
+                    li.meeting.live[m.is_live()] {
                         div {
                             @if m.is_live() { span.live-dot aria-label="live" {} }
                             a href=(format!("/teams/{}/meetings/{}", m.team_id, m.id)) { strong { (m.title) } }

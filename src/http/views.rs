@@ -118,7 +118,7 @@ pub fn team_header(team: &Team, role: Role, active: TeamTab) -> Markup {
         }
         nav.tabs {
             @for (tab, href, label) in tabs {
-                a href=(href) class=@if tab == active { "active" } { (label) }
+                a.active[tab == active] href=(href) { (label) }
             }
         }
     }

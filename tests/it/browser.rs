@@ -1,1 +1,39 @@
-//! placeholder
+//! End to end in real headless Chromium (Debian's), driven by playwright-core scripts in
+//! `tests/e2e/`. Screenshots land in `tests/e2e/artifacts/<test>/`.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use crate::support::{Backend, TestApp};
+
+/// Runs `tests/e2e/<script>` against `app`; fails with the script's output if it fails.
+pub async fn run_browser_script(app: &TestApp, script: &str, artifact_dir: &str) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let e2e = root.join("tests/e2e");
+    assert!(
+        e2e.join("node_modules/playwright-core").is_dir(),
+        "browser tests need `npm ci --prefix tests/e2e` (ops/test does it)"
+    );
+    let chromium = std::env::var("FLOO_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(Path::new(&chromium).exists(), "browser tests need Chromium at {chromium} (ops/test installs it)");
+    let artifacts = e2e.join("artifacts").join(artifact_dir);
+    let output = tokio::process::Command::new("node")
+        .arg(e2e.join(script))
+        .arg(&app.base)
+        .arg(&artifacts)
+        .env("FLOO_CHROMIUM", &chromium)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("node runs (ops/test installs it)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{script} failed ({}):\n{stdout}\n{stderr}", output.status);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_people_meet_in_chromium_create_a_team_join_it_post_and_see_a_meeting() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    run_browser_script(&app, "foundation.mjs", "foundation").await;
+    app.finish().await;
+}

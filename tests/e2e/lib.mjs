@@ -1,0 +1,68 @@
+// Shared helpers for Floo's browser tests: launch Debian's Chromium headless, sign in
+// with the dev login, and save screenshots as test artifacts.
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+export function args() {
+  const [base, artifacts] = process.argv.slice(2);
+  if (!base || !artifacts) {
+    console.error('usage: node <test>.mjs BASE_URL ARTIFACT_DIR');
+    process.exit(2);
+  }
+  mkdirSync(artifacts, { recursive: true });
+  return { base, artifacts };
+}
+
+export async function launch() {
+  const executablePath = process.env.FLOO_CHROMIUM || '/usr/bin/chromium';
+  return chromium.launch({
+    executablePath,
+    headless: true, // playwright gives each launch a fresh, temporary profile
+    args: [
+      '--no-sandbox', '--disable-gpu', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+    ],
+  });
+}
+
+/** A new browser context (its own cookies) signed in with the dev login as `name`. */
+export async function signIn(browser, base, name) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => { throw new Error(`page error for ${name}: ${e.message}`); });
+  await page.goto(`${base}/login`);
+  await page.getByLabel('Your name').fill(name);
+  await page.getByRole('button', { name: 'Sign in (dev)' }).click();
+  await page.getByRole('heading', { name: `Hello, ${name}` }).waitFor();
+  return page;
+}
+
+export async function shot(page, artifacts, name) {
+  await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
+}
+
+export function check(condition, message) {
+  if (!condition) throw new Error(`check failed: ${message}`);
+}
+
+/** Runs `body(browser)`; on failure saves a screenshot of every open page, then rethrows. */
+export async function withBrowser(artifacts, body) {
+  const browser = await launch();
+  try {
+    await body(browser);
+  } catch (e) {
+    let i = 0;
+    for (const context of browser.contexts()) {
+      for (const page of context.pages()) {
+        i += 1;
+        await page.screenshot({ path: join(artifacts, `FAILED-page-${i}.png`), fullPage: true }).catch(() => {});
+        console.error(`page ${i} was at ${page.url()}`);
+      }
+    }
+    throw e;
+  } finally {
+    await browser.close();
+  }
+}
