@@ -16,7 +16,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the Floo server (web pages, API and media relay).
+    /// Run the Floo server.
     Serve(Box<Config>),
 }
 
