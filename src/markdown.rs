@@ -69,12 +69,14 @@ mod tests {
         for src in [
             "[x](javascript:alert(1))",
             "[x](JaVaScRiPt:alert(1))",
-            "[x](java\tscript:alert(1))",
+            "[x](<java\tscript:alert(1)>)",
             "[x](data:text/html,hi)",
         ] {
             let html = to_safe_html(src);
             assert!(html.contains("href=\"#\""), "{src} gave {html}");
         }
+        // Not a link at all in markdown: it stays text.
+        assert!(!to_safe_html("[x](java\tscript:alert(1))").contains("href"));
         assert!(to_safe_html("[x](https://example.com/a)").contains("href=\"https://example.com/a\""));
         assert!(to_safe_html("[x](/teams/1)").contains("href=\"/teams/1\""));
     }
