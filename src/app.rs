@@ -9,9 +9,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::auth::{Provider, oauth};
+use crate::bus::Bus;
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::http::{self, AppState, Shared};
+use crate::http::{self, AppState, PostRate, Shared, StreamCap};
 use crate::store::Store;
 
 /// A bound, ready-to-run Floo.
@@ -48,8 +49,15 @@ impl App {
         if dev_login && !providers.is_empty() {
             tracing::warn!("the development login is enabled beside real providers (--allow-dev-login)");
         }
+        let bus = match &config.redis_url {
+            Some(url) => Bus::redis(url).await.context("connecting to Redis")?,
+            None => Bus::in_process(),
+        };
         let state = AppState::new(Shared {
             store,
+            bus,
+            post_rate: PostRate::new(config.posts_per_minute, config.post_burst),
+            streams: StreamCap::new(config.max_streams_per_user.max(1)),
             dev_login,
             secure_cookies: public_url.starts_with("https://"),
             public_url,

@@ -54,6 +54,23 @@ pub struct Config {
     #[arg(long, env = "FLOO_SESSION_HOURS", default_value_t = 24 * 30)]
     pub session_hours: u64,
 
+    /// Redis URL (`redis://HOST:PORT`) for live events across several Floo nodes.
+    /// Without it, live events stay inside this process.
+    #[arg(long, env = "FLOO_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// How many chat messages and comments one user may post per minute (after a burst).
+    #[arg(long, env = "FLOO_POSTS_PER_MINUTE", default_value_t = 30)]
+    pub posts_per_minute: u32,
+
+    /// How many messages one user may post at once before the per-minute rate applies.
+    #[arg(long, env = "FLOO_POST_BURST", default_value_t = 10)]
+    pub post_burst: u32,
+
+    /// How many live streams (open pages with live updates) one user may hold on this node.
+    #[arg(long, env = "FLOO_MAX_STREAMS_PER_USER", default_value_t = 24)]
+    pub max_streams_per_user: usize,
+
     #[command(flatten)]
     pub google: GoogleConfig,
 

@@ -1,10 +1,12 @@
 //! Floo: a self-hosted platform for team meetings in one binary.
 //!
 //! `app` builds and runs the server from a `config`; `http` serves the pages, using
-//! `auth` (who is asking), `store` (the database) and `markdown` (safe rendering).
+//! `auth` (who is asking), `store` (the database), `bus` (live events, across nodes
+//! through Redis) and `markdown` (safe rendering).
 
 pub mod app;
 pub mod auth;
+pub mod bus;
 pub mod clock;
 pub mod config;
 pub mod http;

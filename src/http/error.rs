@@ -25,6 +25,9 @@ pub enum Error {
     /// The action conflicts with the current state (e.g. the meeting already ended).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The user hit a limit (too many open streams, posting too fast); the text says which.
+    #[error("too many: {0}")]
+    TooMany(String),
     /// Nobody is signed in: go to the sign-in page and come back.
     #[error("signed out")]
     SignedOut { return_to: String },
@@ -49,6 +52,7 @@ impl IntoResponse for Error {
             Error::Forbidden(why) => error_page_response(StatusCode::FORBIDDEN, &why),
             Error::BadRequest(why) => error_page_response(StatusCode::BAD_REQUEST, &why),
             Error::Conflict(why) => error_page_response(StatusCode::CONFLICT, &why),
+            Error::TooMany(why) => error_page_response(StatusCode::TOO_MANY_REQUESTS, &why),
             Error::SignedOut { return_to } => {
                 let target = format!(
                     "/login?next={}",
@@ -107,6 +111,7 @@ pub fn error_page_response(status: StatusCode, message: &str) -> Response {
         StatusCode::INTERNAL_SERVER_ERROR => "Something went wrong",
         StatusCode::PAYLOAD_TOO_LARGE => "Too large",
         StatusCode::CONFLICT => "Cannot do that now",
+        StatusCode::TOO_MANY_REQUESTS => "Slow down",
         _ => "Cannot do that",
     };
     let body = views::bare_page(

@@ -1,32 +1,32 @@
 //! The team forum: topics by latest activity with paging, writing a topic (markdown),
-//! a topic with its comments, and commenting (an htmx POST that appends the comment).
+//! a topic with its messages (the chat panel of `chat`). The first page of topics follows
+//! the team live.
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Form, Router};
 use maud::{Markup, html};
 use serde::Deserialize;
 
+use super::chat::{chat_panel, load_messages};
 use super::views::{self, Chrome, TeamTab, csrf_field, empty_state, field_error};
-use super::{AppState, Error, TeamMember, TopicInTeam, wants_fragment};
+use super::{AppState, Error, TeamMember, TopicInTeam};
+use crate::bus::Event;
 use crate::clock::now_ms;
 use crate::markdown::to_safe_html;
-use crate::store::{Message, Topic, TopicKind};
+use crate::store::{Topic, TopicKind};
 
 pub const MAX_TITLE: usize = 200;
 pub const MAX_BODY: usize = 20_000;
-pub const MAX_COMMENT: usize = 4_000;
-const TOPICS_PER_PAGE: i64 = 20;
-const COMMENTS_PER_PAGE: i64 = 50;
+pub const TOPICS_PER_PAGE: i64 = 20;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/teams/{team_id}/forum", get(forum).post(create_topic))
         .route("/teams/{team_id}/forum/new", get(new_topic))
         .route("/teams/{team_id}/topics/{topic_id}", get(topic))
-        .route("/teams/{team_id}/topics/{topic_id}/comments", post(comment))
 }
 
 #[derive(Deserialize)]
@@ -57,17 +57,31 @@ async fn forum(State(state): State<AppState>, m: TeamMember, Query(q): Query<Pag
                     h2 { "Topics" }
                     a.button.primary href=(format!("{base}/new")) { "New topic" }
                 }
-                @if topics.is_empty() {
-                    (empty_state("No topics yet.", html! { "Start the conversation: write the first topic." }))
-                } @else {
-                    ul.topics {
-                        @for t in &topics { (topic_item(t)) }
+                @if page == 1 {
+                    // The first page follows the team live; later pages stay as they were.
+                    div hx-ext="sse" sse-connect=(format!("/teams/{}/events?view=forum", m.team.id)) {
+                        div #topic-list sse-swap="topics" hx-swap="innerHTML" { (topic_list(&topics)) }
                     }
+                } @else {
+                    (topic_list(&topics))
                 }
                 (views::pager(&base, page, pages, ("Newer", "Older")))
             }
         },
     ))
+}
+
+/// The topics of one page of the forum.
+pub fn topic_list(topics: &[Topic]) -> Markup {
+    html! {
+        @if topics.is_empty() {
+            (empty_state("No topics yet.", html! { "Start the conversation: write the first topic." }))
+        } @else {
+            ul.topics {
+                @for t in topics { (topic_item(t)) }
+            }
+        }
+    }
 }
 
 fn topic_item(t: &Topic) -> Markup {
@@ -140,30 +154,27 @@ async fn create_topic(
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
     }
     let id = state.store.create_topic(m.team.id, m.user_id(), title, body, now_ms()).await?;
+    state.bus.publish(Event::TeamChanged { team_id: m.team.id });
     Ok(Redirect::to(&format!("/teams/{}/topics/{id}", m.team.id)).into_response())
 }
 
-async fn topic(State(state): State<AppState>, t: TopicInTeam, Query(q): Query<PageQuery>) -> Result<Markup, Error> {
-    let pages = page_count(t.topic.last_seq, COMMENTS_PER_PAGE);
-    // Default to the latest page: that is where the conversation is.
-    let page = q.page.unwrap_or(pages).clamp(1, pages);
-    let first = (page - 1) * COMMENTS_PER_PAGE + 1;
-    let messages = state.store.messages_between(t.topic.id, first, first + COMMENTS_PER_PAGE - 1).await?;
-    Ok(topic_view(&t, &messages, page, pages, "", None))
+#[derive(Deserialize)]
+struct TopicQuery {
+    before: Option<i64>,
 }
 
-fn topic_view(
-    t: &TopicInTeam,
-    messages: &[Message],
-    page: i64,
-    pages: i64,
-    draft: &str,
-    error: Option<&str>,
-) -> Markup {
+async fn topic(State(state): State<AppState>, t: TopicInTeam, Query(q): Query<TopicQuery>) -> Result<Markup, Error> {
+    let messages = load_messages(&state.store, t.topic.id, t.topic.last_seq, q.before).await?;
+    Ok(topic_page(&t, chat_panel(&t, &messages, q.before, "", None)))
+}
+
+/// A topic's page around its chat panel.
+pub fn topic_page(t: &TopicInTeam, panel: Markup) -> Markup {
     let m = &t.member;
-    let base = format!("/teams/{}/topics/{}", m.team.id, t.topic.id);
-    html! {
-        (views::page(chrome(m), &t.topic.title, html! {
+    views::page(
+        chrome(m),
+        &t.topic.title,
+        html! {
             (views::team_header(&m.team, m.role, TeamTab::Forum))
             article.card {
                 h1 { (t.topic.title) }
@@ -173,83 +184,7 @@ fn topic_view(
                 }
                 (views::rendered_markdown(to_safe_html(&t.topic.body)))
             }
-            section.card {
-                h2 { @if t.topic.kind == TopicKind::Meeting { "Meeting chat" } @else { "Comments" } }
-                (views::pager(&base, page, pages, ("Earlier", "Later")))
-                div #comments {
-                    @if messages.is_empty() {
-                        div.empty #no-comments { p.muted { "No messages yet." } }
-                    }
-                    @for msg in messages { (comment_item(msg)) }
-                }
-                (comment_form(t, draft, error))
-            }
-        }))
-    }
-}
-
-fn comment_item(msg: &Message) -> Markup {
-    html! {
-        div.comment #(format!("m{}", msg.seq)) {
-            div.comment-meta { strong { (msg.author_name) } " " span.muted.small { (views::time(msg.created_at)) } }
-            (views::rendered_markdown(to_safe_html(&msg.body)))
-        }
-    }
-}
-
-fn comment_form(t: &TopicInTeam, draft: &str, error: Option<&str>) -> Markup {
-    let action = format!("/teams/{}/topics/{}/comments", t.member.team.id, t.topic.id);
-    html! {
-        form #comment-form method="post" action=(action) hx-post=(action) hx-target="this" hx-swap="outerHTML" {
-            (csrf_field(&t.member.viewer.csrf.0))
-            label for="comment-body" { "Write a message" }
-            textarea #comment-body name="body" rows="3" maxlength=(MAX_COMMENT) required { (draft) }
-            (field_error(error))
-            button.primary type="submit" { "Send" }
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct CommentForm {
-    body: String,
-}
-
-async fn comment(
-    State(state): State<AppState>,
-    t: TopicInTeam,
-    headers: HeaderMap,
-    Form(form): Form<CommentForm>,
-) -> Result<Response, Error> {
-    let body = form.body.trim();
-    let problem = if body.is_empty() {
-        Some("Write something first.".to_owned())
-    } else {
-        too_long(body, MAX_COMMENT, "A message")
-    };
-    let fragment = wants_fragment(&headers);
-    if let Some(problem) = problem {
-        let markup = if fragment {
-            comment_form(&t, &form.body, Some(&problem))
-        } else {
-            let pages = page_count(t.topic.last_seq, COMMENTS_PER_PAGE);
-            let first = (pages - 1) * COMMENTS_PER_PAGE + 1;
-            let messages = state.store.messages_between(t.topic.id, first, first + COMMENTS_PER_PAGE - 1).await?;
-            topic_view(&t, &messages, pages, pages, &form.body, Some(&problem))
-        };
-        return Ok((StatusCode::UNPROCESSABLE_ENTITY, markup).into_response());
-    }
-    let msg = state.store.add_message(t.topic.id, t.member.user_id(), body, now_ms()).await?;
-    if fragment {
-        // A fresh form in place, the new message appended to the list out of band.
-        return Ok(html! {
-            (comment_form(&t, "", None))
-            div hx-swap-oob="beforeend:#comments" { (comment_item(&msg)) }
-            div #no-comments hx-swap-oob="delete" {}
-        }
-        .into_response());
-    }
-    let page = page_count(msg.seq, COMMENTS_PER_PAGE);
-    Ok(Redirect::to(&format!("/teams/{}/topics/{}?page={page}#m{}", t.member.team.id, t.topic.id, msg.seq))
-        .into_response())
+            (panel)
+        },
+    )
 }

@@ -9,11 +9,13 @@ use axum::{Form, Router};
 use maud::{Markup, html};
 use serde::Deserialize;
 
+use super::chat::{chat_panel, load_messages};
 use super::teams::overview_view;
 use super::views::{self, Chrome, TeamTab, csrf_field, empty_state};
-use super::{AppState, Error, MeetingInTeam, TeamMember};
+use super::{AppState, Error, MeetingInTeam, TeamMember, TopicInTeam};
+use crate::bus::Event;
 use crate::clock::{format_duration, now_ms};
-use crate::store::{Attendance, MeetingSummary};
+use crate::store::{Attendance, Meeting, MeetingSummary};
 
 pub const MAX_MEETING_TITLE: usize = 200;
 
@@ -83,22 +85,51 @@ async fn create(State(state): State<AppState>, m: TeamMember, Form(form): Form<C
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
     }
     let id = state.store.create_meeting(m.team.id, m.user_id(), title, now_ms()).await?;
+    state.bus.publish(Event::TeamChanged { team_id: m.team.id });
     tracing::info!(team_id = m.team.id, meeting_id = id, "meeting started");
     Ok(Redirect::to(&format!("/teams/{}/meetings/{id}", m.team.id)).into_response())
 }
 
 async fn meeting_page(State(state): State<AppState>, mt: MeetingInTeam) -> Result<Markup, Error> {
     let stays = state.store.attendance(mt.meeting.id).await?;
-    Ok(meeting_view(&mt, &stays))
+    let topic = state.store.topic(mt.member.team.id, mt.meeting.topic_id).await?.ok_or(Error::NotFound)?;
+    let chat = TopicInTeam { member: mt.member.clone(), topic };
+    let messages = load_messages(&state.store, chat.topic.id, chat.topic.last_seq, None).await?;
+    Ok(meeting_view(&mt, &stays, chat_panel(&chat, &messages, None, "", None)))
 }
 
-fn meeting_view(mt: &MeetingInTeam, stays: &[Attendance]) -> Markup {
+/// Who is in a meeting (or, once it ended, who attended); sent again live on changes.
+pub fn attendance_panel(meeting: &Meeting, stays: &[Attendance]) -> Markup {
+    let present = stays.iter().filter(|a| a.left_at.is_none()).count();
+    html! {
+        h2 {
+            @if meeting.is_live() { "In the meeting (" (present) ")" }
+            @else { "Attendance " span.badge { "meeting ended" } }
+        }
+        @if stays.is_empty() {
+            (empty_state("Nobody has joined yet.", html! { "People who join appear here." }))
+        } @else {
+            ul.list.attendance {
+                @for a in stays {
+                    li {
+                        strong { (a.display_name) }
+                        span.muted.small {
+                            " joined " (views::time(a.joined_at))
+                            @if let Some(left) = a.left_at { " · left " (views::time(left)) } @else { " · here now" }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn meeting_view(mt: &MeetingInTeam, stays: &[Attendance], chat: Markup) -> Markup {
     let m = &mt.member;
     let meeting = &mt.meeting;
     let base = format!("/teams/{}/meetings/{}", m.team.id, meeting.id);
     let csrf = &m.viewer.csrf.0;
-    let present: Vec<&Attendance> = stays.iter().filter(|a| a.left_at.is_none()).collect();
-    let viewer_in = present.iter().any(|a| a.user_id == m.user_id());
+    let viewer_in = stays.iter().any(|a| a.left_at.is_none() && a.user_id == m.user_id());
     let can_end = meeting.is_live() && (meeting.created_by == m.user_id() || m.role.is_admin());
     views::page(
         Chrome { user: Some(&m.viewer.user), csrf },
@@ -136,30 +167,12 @@ fn meeting_view(mt: &MeetingInTeam, stays: &[Attendance]) -> Markup {
                     }
                 }
             }
-            div.grid-2 {
-                section.card {
-                    h2 { @if meeting.is_live() { "In the meeting (" (present.len()) ")" } @else { "Attendance" } }
-                    @if stays.is_empty() {
-                        (empty_state("Nobody has joined yet.", html! { "People who join appear here." }))
-                    } @else {
-                        ul.list.attendance {
-                            @for a in stays {
-                                li {
-                                    strong { (a.display_name) }
-                                    span.muted.small {
-                                        " joined " (views::time(a.joined_at))
-                                        @if let Some(left) = a.left_at { " · left " (views::time(left)) } @else { " · here now" }
-                                    }
-                                }
-                            }
-                        }
-                    }
+            div.meeting-layout {
+                section.card #attendance hx-ext="sse" sse-connect=(format!("/teams/{}/events?view=meeting:{}", m.team.id, meeting.id))
+                    sse-swap="attendance" hx-swap="innerHTML" {
+                    (attendance_panel(meeting, stays))
                 }
-                section.card {
-                    h2 { "Chat" }
-                    p { "The meeting's chat is its forum topic: team members who are not in the meeting can read and write it too." }
-                    p { a.button href=(format!("/teams/{}/topics/{}", m.team.id, meeting.topic_id)) { "Open the meeting chat" } }
-                }
+                (chat)
             }
         },
     )
@@ -169,17 +182,20 @@ async fn join(State(state): State<AppState>, mt: MeetingInTeam) -> Result<Respon
     if !state.store.join_meeting(mt.meeting.id, mt.member.user_id(), now_ms()).await? {
         return Err(Error::Conflict("This meeting has ended; it cannot be joined any more.".into()));
     }
+    state.bus.publish(Event::TeamChanged { team_id: mt.member.team.id });
     Ok(Redirect::to(&format!("/teams/{}/meetings/{}", mt.member.team.id, mt.meeting.id)).into_response())
 }
 
 async fn leave(State(state): State<AppState>, mt: MeetingInTeam) -> Result<Response, Error> {
     state.store.leave_meeting(mt.meeting.id, mt.member.user_id(), now_ms()).await?;
+    state.bus.publish(Event::TeamChanged { team_id: mt.member.team.id });
     Ok(Redirect::to(&format!("/teams/{}/meetings/{}", mt.member.team.id, mt.meeting.id)).into_response())
 }
 
 async fn end(State(state): State<AppState>, mt: MeetingInTeam) -> Result<Response, Error> {
     mt.require_host_or_admin()?;
     state.store.end_meeting(mt.meeting.id, mt.member.user_id(), now_ms()).await?;
+    state.bus.publish(Event::TeamChanged { team_id: mt.member.team.id });
     tracing::info!(meeting_id = mt.meeting.id, by = mt.member.user_id(), "meeting ended");
     Ok(Redirect::to(&format!("/teams/{}/meetings/{}", mt.member.team.id, mt.meeting.id)).into_response())
 }

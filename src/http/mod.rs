@@ -2,9 +2,12 @@
 //! sharing one [`AppState`], one [`Error`] and one page layout.
 
 mod access;
+mod chat;
 mod error;
 mod forum;
 mod home;
+mod limits;
+mod live;
 mod login;
 mod meetings;
 mod ops;
@@ -25,7 +28,9 @@ pub use error::{Error, error_page_response};
 use crate::auth::Provider;
 use crate::auth::csrf::{self, SecureCookies};
 use crate::auth::session::SessionStore;
+use crate::bus::Bus;
 use crate::store::Store;
+pub use limits::{PostRate, StreamCap};
 
 /// What every handler can reach; cheap to clone.
 #[derive(Clone)]
@@ -33,6 +38,10 @@ pub struct AppState(Arc<Shared>);
 
 pub struct Shared {
     pub store: Store,
+    /// Live events to open pages, on this node and (with Redis) on the others.
+    pub bus: Bus,
+    pub post_rate: PostRate,
+    pub streams: StreamCap,
     /// Configured sign-in providers (Google, OpenID Connect).
     pub providers: Vec<Provider>,
     /// Whether the development login (pick a name) is offered.
@@ -72,6 +81,8 @@ pub fn router(state: AppState) -> Router {
         .merge(login::router())
         .merge(teams::router())
         .merge(forum::router())
+        .merge(chat::router())
+        .merge(live::router())
         .merge(meetings::router())
         .merge(ops::router())
         .fallback(|| async { Error::NotFound })
@@ -103,7 +114,11 @@ async fn htmx_navigation(req: Request, next: Next) -> Response {
             response.headers_mut().remove(header::LOCATION);
             response.headers_mut().insert("hx-location", location);
         }
-    } else if status.is_client_error() && status != StatusCode::UNPROCESSABLE_ENTITY || status.is_server_error() {
+    } else if status.is_client_error()
+        && status != StatusCode::UNPROCESSABLE_ENTITY
+        && status != StatusCode::TOO_MANY_REQUESTS
+        || status.is_server_error()
+    {
         let headers = response.headers_mut();
         headers.insert("hx-retarget", HeaderValue::from_static("body"));
         headers.insert("hx-reswap", HeaderValue::from_static("innerHTML"));

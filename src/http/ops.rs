@@ -12,6 +12,7 @@ use super::AppState;
 const APP_CSS: &str = include_str!("../../web/app.css");
 const HTMX_JS: &str = include_str!("../../web/vendor/htmx/htmx.min.js");
 const HTMX_SSE_JS: &str = include_str!("../../web/vendor/htmx-ext-sse/sse.js");
+const FLOO_JS: &str = include_str!("../../web/floo.js");
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -20,6 +21,7 @@ pub fn router() -> Router<AppState> {
         .route("/static/app.css", get(|| async { asset("text/css; charset=utf-8", APP_CSS) }))
         .route("/static/htmx.min.js", get(|| async { asset("text/javascript; charset=utf-8", HTMX_JS) }))
         .route("/static/htmx-ext-sse.js", get(|| async { asset("text/javascript; charset=utf-8", HTMX_SSE_JS) }))
+        .route("/static/floo.js", get(|| async { asset("text/javascript; charset=utf-8", FLOO_JS) }))
 }
 
 /// Ready when the database answers.

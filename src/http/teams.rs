@@ -14,6 +14,7 @@ use super::meetings::{MAX_MEETING_TITLE, meeting_list};
 use super::views::{self, Chrome, TeamTab, csrf_field, field_error};
 use super::{AppState, Error, TeamMember};
 use crate::auth::new_invite_code;
+use crate::bus::Event;
 use crate::store::{Member, Role};
 
 pub fn router() -> Router<AppState> {
@@ -62,7 +63,10 @@ pub async fn overview_view(
             }
             section.card {
                 h2 { "Meetings" }
-                (meeting_list(&meetings))
+                div #meeting-list hx-ext="sse" sse-connect=(format!("/teams/{}/events?view=meetings", m.team.id))
+                    sse-swap="meetings" hx-swap="innerHTML" {
+                    (meeting_list(&meetings))
+                }
             }
         },
     ))
@@ -172,6 +176,8 @@ async fn remove_member(
         return Err(Error::Forbidden("You cannot remove this member.".into()));
     }
     state.store.remove_member(m.team.id, user_id).await?;
+    state.bus.publish(Event::MemberRemoved { team_id: m.team.id, user_id });
+    state.bus.publish(Event::TeamChanged { team_id: m.team.id });
     tracing::info!(team_id = m.team.id, user_id, by = m.user_id(), "member removed");
     Ok(Redirect::to(&format!("/teams/{}/members", m.team.id)).into_response())
 }
@@ -181,6 +187,8 @@ async fn leave(State(state): State<AppState>, m: TeamMember) -> Result<Response,
         return Err(Error::Conflict("The owner cannot leave the team. Delete the team instead.".into()));
     }
     state.store.remove_member(m.team.id, m.user_id()).await?;
+    state.bus.publish(Event::MemberRemoved { team_id: m.team.id, user_id: m.user_id() });
+    state.bus.publish(Event::TeamChanged { team_id: m.team.id });
     Ok(Redirect::to("/").into_response())
 }
 
@@ -292,7 +300,11 @@ async fn delete(State(state): State<AppState>, m: TeamMember, Form(form): Form<D
             "The name you typed does not match the team's name; nothing was deleted.".into(),
         ));
     }
+    let members = state.store.team_members(m.team.id).await?;
     state.store.delete_team(m.team.id).await?;
+    for member in members {
+        state.bus.publish(Event::MemberRemoved { team_id: m.team.id, user_id: member.user_id });
+    }
     tracing::info!(team_id = m.team.id, by = m.user_id(), "team deleted");
     Ok(Redirect::to("/").into_response())
 }

@@ -30,6 +30,8 @@ pub fn page(chrome: Chrome<'_>, title: &str, content: Markup) -> Markup {
                 title { (title) " · Floo" }
                 link rel="stylesheet" href="/static/app.css";
                 script src="/static/htmx.min.js" defer {}
+                script src="/static/htmx-ext-sse.js" defer {}
+                script src="/static/floo.js" defer {}
             }
             body hx-boost="true" hx-headers=(hx_headers) {
                 header.topbar {

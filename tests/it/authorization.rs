@@ -46,7 +46,7 @@ async fn every_team_route_refuses_outsiders_and_admin_actions_refuse_members(bac
         (format!("/teams/{t}/rename"), vec![("name", "Taken")]),
         (format!("/teams/{t}/delete"), vec![("confirm", "Private")]),
         (format!("/teams/{t}/forum"), vec![("title", "Intruder"), ("body", "x")]),
-        (format!("/teams/{t}/topics/{topic}/comments"), vec![("body", "x")]),
+        (format!("/teams/{t}/topics/{topic}/messages"), vec![("body", "x")]),
         (format!("/teams/{t}/meetings"), vec![("title", "Intruder")]),
         (format!("/teams/{t}/meetings/{meeting}/join"), vec![]),
         (format!("/teams/{t}/meetings/{meeting}/leave"), vec![]),
@@ -69,7 +69,7 @@ async fn every_team_route_refuses_outsiders_and_admin_actions_refuse_members(bac
     for path in [format!("/teams/{et}/topics/{topic}"), format!("/teams/{et}/meetings/{meeting}")] {
         assert_eq!(eve.get(&path).await.status, StatusCode::NOT_FOUND, "GET {path} across teams");
     }
-    let cross = eve.post_form(&format!("/teams/{et}/topics/{topic}/comments"), &[("body", "x")]).await;
+    let cross = eve.post_form(&format!("/teams/{et}/topics/{topic}/messages"), &[("body", "x")]).await;
     assert_eq!(cross.status, StatusCode::NOT_FOUND);
 
     // A plain member: admin actions are refused with 403 and a readable reason.
@@ -92,7 +92,7 @@ async fn every_team_route_refuses_outsiders_and_admin_actions_refuse_members(bac
     for path in &gets[..3] {
         assert_eq!(bob.get(path).await.status, StatusCode::OK, "GET {path} as a member");
     }
-    bob.post_form(&format!("/teams/{t}/topics/{topic}/comments"), &[("body", "Member comment")])
+    bob.post_form(&format!("/teams/{t}/topics/{topic}/messages"), &[("body", "Member comment")])
         .await
         .expect_ok_with("Member comment");
 

@@ -135,7 +135,7 @@ async fn the_forum_lists_topics_by_activity_with_paging_and_renders_markdown_saf
     alice.get(&format!("/teams/{team}/forum?page=2")).await.expect_ok_with("Kick-off").expect_ok_with("Page 2 of 2");
 
     // A comment moves the topic to the top.
-    let commented = alice.post_form(&format!("{kickoff_url}/comments"), &[("body", "First *comment*")]).await;
+    let commented = alice.post_form(&format!("{kickoff_url}/messages"), &[("body", "First *comment*")]).await;
     commented.expect_ok_with("<em>comment</em>");
     let first = alice.get(&format!("/teams/{team}/forum")).await;
     assert!(first.body.find("Kick-off") < first.body.find("Topic number 25"), "commented topic first");
@@ -201,7 +201,7 @@ async fn limits_are_enforced_with_a_message_next_to_the_field(backend: Backend) 
     assert!(body.body.contains("at most 20000 characters"));
     let topic = alice.post_form(&forum, &[("title", "ok"), ("body", &"b".repeat(20_000))]).await;
     topic.expect_ok_with("ok");
-    let comment = alice.post_form(&format!("{}/comments", topic.url), &[("body", &"c".repeat(4_001))]).await;
+    let comment = alice.post_form(&format!("{}/messages", topic.url), &[("body", &"c".repeat(4_001))]).await;
     assert_eq!(comment.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(comment.body.contains("at most 4000 characters"));
     let empty = alice.post_form(&format!("/teams/{team}/meetings"), &[("title", "   ")]).await;

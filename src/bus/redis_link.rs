@@ -1,0 +1,220 @@
+//! The bus across nodes: every event is published as JSON on one Redis pub/sub channel
+//! and delivered by every other node to its local listeners. When the link to Redis
+//! comes back after a loss, the node tells its readers to resync from the database
+//! (they may have missed events) and tells the other nodes the same.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use super::{Event, Hub, LiveMessage};
+use crate::store::Message;
+
+const CHANNEL: &str = "floo:events";
+/// Events waiting for Redis beyond this are dropped (readers recover them on resync).
+const QUEUE: usize = 4096;
+/// Nothing a node publishes is this large; anything larger is refused.
+const MAX_PAYLOAD: usize = 64 * 1024;
+
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    /// The publishing node, which already delivered the event locally.
+    node: String,
+    #[serde(flatten)]
+    event: Wire,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Wire {
+    Message {
+        team_id: i64,
+        id: i64,
+        topic_id: i64,
+        seq: i64,
+        author_id: i64,
+        author_name: String,
+        body: String,
+        created_at: i64,
+    },
+    TeamChanged {
+        team_id: i64,
+    },
+    MemberRemoved {
+        team_id: i64,
+        user_id: i64,
+    },
+    /// A node's link came back: everyone re-reads what they may have missed.
+    Resync,
+}
+
+impl Wire {
+    fn from_event(event: &Event) -> Wire {
+        match event {
+            Event::Message(m) => {
+                let msg = &m.message;
+                Wire::Message {
+                    team_id: m.team_id,
+                    id: msg.id,
+                    topic_id: msg.topic_id,
+                    seq: msg.seq,
+                    author_id: msg.author_id,
+                    author_name: msg.author_name.clone(),
+                    body: msg.body.clone(),
+                    created_at: msg.created_at,
+                }
+            }
+            Event::TeamChanged { team_id } => Wire::TeamChanged { team_id: *team_id },
+            Event::MemberRemoved { team_id, user_id } => Wire::MemberRemoved { team_id: *team_id, user_id: *user_id },
+        }
+    }
+
+    /// The event to deliver locally, or None for a resync request.
+    fn into_event(self) -> Option<Event> {
+        Some(match self {
+            Wire::Message { team_id, id, topic_id, seq, author_id, author_name, body, created_at } => {
+                Event::Message(Arc::new(LiveMessage {
+                    team_id,
+                    message: Message { id, topic_id, seq, author_id, author_name, body, created_at },
+                    html: Default::default(),
+                }))
+            }
+            Wire::TeamChanged { team_id } => Event::TeamChanged { team_id },
+            Wire::MemberRemoved { team_id, user_id } => Event::MemberRemoved { team_id, user_id },
+            Wire::Resync => return None,
+        })
+    }
+}
+
+/// This node's link to Redis.
+#[derive(Clone)]
+pub struct Link {
+    node: Arc<str>,
+    outbox: mpsc::Sender<String>,
+    connected: Arc<AtomicBool>,
+}
+
+impl Link {
+    /// Connects (failing fast on a wrong URL or an unreachable server), then keeps the
+    /// subscription and the publisher alive in background tasks.
+    pub async fn start(url: &str, hub: Arc<Hub>) -> redis::RedisResult<Link> {
+        let client = redis::Client::open(url)?;
+        let publisher = redis::aio::ConnectionManager::new(client.clone()).await?;
+        let node: Arc<str> = crate::auth::random_token()[..16].into();
+        let (outbox, inbox) = mpsc::channel(QUEUE);
+        let connected = Arc::new(AtomicBool::new(false));
+        let link = Link { node: Arc::clone(&node), outbox, connected: Arc::clone(&connected) };
+        let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(subscribe_forever(client, Arc::clone(&node), hub, connected, subscribed_tx, link.clone()));
+        tokio::spawn(publish_forever(publisher, inbox, link.clone()));
+        // Serve only once subscribed, so nothing published after start-up is missed.
+        let _ = tokio::time::timeout(Duration::from_secs(10), subscribed_rx).await;
+        Ok(link)
+    }
+
+    pub fn publish(&self, event: &Event) {
+        self.send(Wire::from_event(event));
+    }
+
+    fn send(&self, event: Wire) {
+        let envelope = Envelope { node: self.node.to_string(), event };
+        match serde_json::to_string(&envelope) {
+            Ok(payload) => {
+                if self.outbox.try_send(payload).is_err() {
+                    tracing::warn!("Redis outbox full; event dropped (readers on other nodes resync later)");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot encode bus event"),
+        }
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+}
+
+async fn publish_forever(mut conn: redis::aio::ConnectionManager, mut inbox: mpsc::Receiver<String>, link: Link) {
+    let mut failing = false;
+    while let Some(payload) = inbox.recv().await {
+        let result: redis::RedisResult<i64> =
+            redis::cmd("PUBLISH").arg(CHANNEL).arg(&payload).query_async(&mut conn).await;
+        match result {
+            Ok(_) if failing => {
+                failing = false;
+                tracing::info!("publishing to Redis again; asking every node to resync");
+                link.send(Wire::Resync);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "cannot publish to Redis; other nodes will resync when it is back");
+                }
+                failing = true;
+            }
+        }
+    }
+}
+
+async fn subscribe_forever(
+    client: redis::Client,
+    node: Arc<str>,
+    hub: Arc<Hub>,
+    connected: Arc<AtomicBool>,
+    subscribed: tokio::sync::oneshot::Sender<()>,
+    link: Link,
+) {
+    let mut subscribed = Some(subscribed);
+    let mut backoff = Duration::from_millis(100);
+    let mut lost = false;
+    loop {
+        let attempt = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(CHANNEL).await?;
+            redis::RedisResult::Ok(pubsub)
+        };
+        match attempt.await {
+            Ok(mut pubsub) => {
+                connected.store(true, Ordering::Relaxed);
+                backoff = Duration::from_millis(100);
+                if let Some(tx) = subscribed.take() {
+                    let _ = tx.send(());
+                }
+                if lost {
+                    tracing::info!("Redis subscription restored; resyncing live readers");
+                    hub.resync();
+                    link.send(Wire::Resync);
+                }
+                let mut messages = pubsub.on_message();
+                while let Some(msg) = messages.next().await {
+                    let Ok(payload) = msg.get_payload::<Vec<u8>>() else { continue };
+                    if payload.len() > MAX_PAYLOAD {
+                        tracing::warn!(bytes = payload.len(), "oversized bus event ignored");
+                        continue;
+                    }
+                    match serde_json::from_slice::<Envelope>(&payload) {
+                        Ok(envelope) if *envelope.node == *node => {}
+                        Ok(envelope) => match envelope.event.into_event() {
+                            Some(event) => hub.deliver(event),
+                            None => hub.resync(),
+                        },
+                        Err(e) => tracing::warn!(error = %e, "undecodable bus event ignored"),
+                    }
+                }
+                tracing::warn!("Redis subscription lost; reconnecting");
+            }
+            Err(e) => {
+                if !lost {
+                    tracing::warn!(error = %e, "cannot subscribe to Redis; retrying");
+                }
+            }
+        }
+        connected.store(false, Ordering::Relaxed);
+        lost = true;
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}

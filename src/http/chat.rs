@@ -1,0 +1,340 @@
+//! A topic's messages — the comments of a forum post and the chat of a meeting alike:
+//! the chat panel (latest messages, earlier ones on demand, the form), posting, and the
+//! live stream (Server-Sent Events) that resumes exactly from `Last-Event-ID`.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Form, Router};
+use futures_util::Stream;
+use maud::{Markup, html};
+use serde::Deserialize;
+use tokio::sync::{broadcast, watch};
+
+use super::views::{self, csrf_field, field_error};
+use super::{AppState, Error, TopicInTeam, wants_fragment};
+use crate::bus::{Event, Key, LiveMessage};
+use crate::clock::now_ms;
+use crate::markdown::to_safe_html;
+use crate::store::{Message, Store, TopicKind};
+
+pub const MAX_MESSAGE: usize = 4_000;
+/// Messages shown at once, and loaded per "earlier messages" step.
+pub const PAGE: i64 = 50;
+/// Messages a resuming stream reads from the database per query.
+const BACKLOG_BATCH: i64 = 500;
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/teams/{team_id}/topics/{topic_id}/messages", get(earlier).post(post_message))
+        .route("/teams/{team_id}/topics/{topic_id}/events", get(stream))
+}
+
+fn base(t: &TopicInTeam) -> String {
+    format!("/teams/{}/topics/{}", t.member.team.id, t.topic.id)
+}
+
+/// One message as every page shows it (also what live streams send).
+pub fn message_item(msg: &Message) -> Markup {
+    html! {
+        div.comment #(format!("m{}", msg.seq)) {
+            div.comment-meta { strong { (msg.author_name) } " " span.muted.small { (views::time(msg.created_at)) } }
+            (views::rendered_markdown(to_safe_html(&msg.body)))
+        }
+    }
+}
+
+/// The newest messages of a topic (or those before `before`), oldest first.
+pub async fn load_messages(
+    store: &Store,
+    topic_id: i64,
+    last_seq: i64,
+    before: Option<i64>,
+) -> Result<Vec<Message>, Error> {
+    let end = before.map(|b| b - 1).unwrap_or(last_seq).min(last_seq);
+    if end < 1 {
+        return Ok(Vec::new());
+    }
+    Ok(store.messages_between(topic_id, (end - PAGE + 1).max(1), end).await?)
+}
+
+fn earlier_button(t: &TopicInTeam, first_seq: i64) -> Markup {
+    let href = format!("{}?before={first_seq}", base(t));
+    let fragment = format!("{}/messages?before={first_seq}", base(t));
+    html! {
+        @if first_seq > 1 {
+            a.button.load-earlier href=(href) hx-get=(fragment) hx-target="this" hx-swap="outerHTML" hx-push-url="false" {
+                "Load earlier messages"
+            }
+        }
+    }
+}
+
+/// The chat panel: messages (live when showing the latest), and the form to write.
+/// `before` set means an earlier stretch is shown, which does not go live.
+pub fn chat_panel(
+    t: &TopicInTeam,
+    messages: &[Message],
+    before: Option<i64>,
+    draft: &str,
+    error: Option<&str>,
+) -> Markup {
+    let first_seq = messages.first().map(|m| m.seq).unwrap_or(t.topic.last_seq + 1);
+    let last_seq = messages.last().map(|m| m.seq).unwrap_or(t.topic.last_seq);
+    let title = if t.topic.kind == TopicKind::Meeting { "Meeting chat" } else { "Comments" };
+    html! {
+        section.card.chat #chat {
+            h2 { (title) }
+            @if before.is_none() {
+                div hx-ext="sse" sse-connect=(format!("{}/events?after={last_seq}", base(t))) {
+                    (earlier_button(t, first_seq))
+                    div #comments sse-swap="message" hx-swap="beforeend" {
+                        @for msg in messages { (message_item(msg)) }
+                    }
+                    @if messages.is_empty() { p.muted.no-messages { "No messages yet. Write the first one." } }
+                }
+                (message_form(t, draft, error))
+            } @else {
+                (earlier_button(t, first_seq))
+                div #comments { @for msg in messages { (message_item(msg)) } }
+                p { a.button href=(base(t)) { "Show the latest messages" } }
+            }
+        }
+    }
+}
+
+fn message_form(t: &TopicInTeam, draft: &str, error: Option<&str>) -> Markup {
+    let action = format!("{}/messages", base(t));
+    html! {
+        form #comment-form method="post" action=(action) hx-post=(action) hx-target="this" hx-swap="outerHTML" {
+            (csrf_field(&t.member.viewer.csrf.0))
+            label for="comment-body" { "Write a message" }
+            textarea #comment-body name="body" rows="3" maxlength=(MAX_MESSAGE) required
+                placeholder="Markdown works: **bold**, *italic*, `code`, links" { (draft) }
+            (field_error(error))
+            button.primary type="submit" { "Send" }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Before {
+    before: Option<i64>,
+}
+
+/// Earlier messages, for "Load earlier messages": a fragment for htmx, else the page.
+async fn earlier(
+    State(state): State<AppState>,
+    t: TopicInTeam,
+    headers: HeaderMap,
+    Query(q): Query<Before>,
+) -> Result<Response, Error> {
+    if !wants_fragment(&headers) {
+        let target = match q.before {
+            Some(before) => format!("{}?before={before}", base(&t)),
+            None => base(&t),
+        };
+        return Ok(Redirect::to(&target).into_response());
+    }
+    let messages = load_messages(&state.store, t.topic.id, t.topic.last_seq, q.before).await?;
+    let first_seq = messages.first().map(|m| m.seq).unwrap_or(1);
+    Ok(html! {
+        (earlier_button(&t, first_seq))
+        @for msg in &messages { (message_item(msg)) }
+    }
+    .into_response())
+}
+
+#[derive(Deserialize)]
+struct MessageForm {
+    body: String,
+}
+
+async fn post_message(
+    State(state): State<AppState>,
+    t: TopicInTeam,
+    headers: HeaderMap,
+    Form(form): Form<MessageForm>,
+) -> Result<Response, Error> {
+    let body = form.body.trim();
+    let n = body.chars().count();
+    let (problem, status) = if body.is_empty() {
+        (Some("Write something first.".to_owned()), StatusCode::UNPROCESSABLE_ENTITY)
+    } else if n > MAX_MESSAGE {
+        (
+            Some(format!("A message can be at most {MAX_MESSAGE} characters (this one has {n}).")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+    } else if let Err(wait) = state.post_rate.allow(t.member.user_id(), Instant::now()) {
+        (
+            Some(format!("You are sending messages faster than this server allows. Wait {wait} s and send again.")),
+            StatusCode::TOO_MANY_REQUESTS,
+        )
+    } else {
+        (None, StatusCode::OK)
+    };
+    let fragment = wants_fragment(&headers);
+    if let Some(problem) = problem {
+        let markup = if fragment {
+            message_form(&t, &form.body, Some(&problem))
+        } else {
+            let messages = load_messages(&state.store, t.topic.id, t.topic.last_seq, None).await?;
+            super::forum::topic_page(&t, chat_panel(&t, &messages, None, &form.body, Some(&problem)))
+        };
+        return Ok((status, markup).into_response());
+    }
+    let message = state.store.add_message(t.topic.id, t.member.user_id(), body, now_ms()).await?;
+    let seq = message.seq;
+    // Stored first; now everyone concerned hears of it.
+    state.bus.publish(Event::Message(Arc::new(LiveMessage {
+        team_id: t.member.team.id,
+        message,
+        html: Default::default(),
+    })));
+    state.bus.publish(Event::TeamChanged { team_id: t.member.team.id });
+    if fragment {
+        // The message itself arrives through the live stream, in order with everyone else's.
+        return Ok(message_form(&t, "", None).into_response());
+    }
+    Ok(Redirect::to(&format!("{}#m{seq}", base(&t))).into_response())
+}
+
+#[derive(Deserialize)]
+struct After {
+    after: Option<i64>,
+}
+
+/// The live stream of a topic's messages. Resumes after `Last-Event-ID` (sent by the
+/// browser on reconnect) or `after` (the last message the page showed).
+async fn stream(
+    State(state): State<AppState>,
+    t: TopicInTeam,
+    headers: HeaderMap,
+    Query(q): Query<After>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, Error> {
+    let user_id = t.member.user_id();
+    let slot = state.streams.acquire(user_id).ok_or_else(|| {
+        Error::TooMany("You have too many Floo pages open with live updates. Close some and reload this one.".into())
+    })?;
+    let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
+    let after = last_event_id.or(q.after).unwrap_or(t.topic.last_seq).max(0);
+    // Subscribe before reading the backlog, so nothing falls between the two.
+    let reader = TopicReader {
+        store: state.store.clone(),
+        messages: state.bus.subscribe(Key::Topic(t.topic.id)),
+        team: state.bus.subscribe(Key::Team(t.member.team.id)),
+        resync: state.bus.resyncs(),
+        topic_id: t.topic.id,
+        team_id: t.member.team.id,
+        user_id,
+        last_seq: after,
+        backlog: VecDeque::new(),
+        catching_up: true,
+        _slot: slot,
+    };
+    let events = futures_util::stream::unfold(reader, |mut reader| async move {
+        let next = reader.next().await?;
+        Some((Ok(next), reader))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+}
+
+/// One reader's position in a topic: what it has been sent, and what is queued for it.
+struct TopicReader {
+    store: Store,
+    messages: broadcast::Receiver<Event>,
+    team: broadcast::Receiver<Event>,
+    resync: watch::Receiver<u64>,
+    topic_id: i64,
+    team_id: i64,
+    user_id: i64,
+    /// The `seq` of the last message sent.
+    last_seq: i64,
+    backlog: VecDeque<Arc<LiveMessage>>,
+    /// Whether the database may hold messages after `last_seq` not yet queued.
+    catching_up: bool,
+    _slot: super::limits::StreamSlot,
+}
+
+impl TopicReader {
+    /// The next SSE event, or None when the stream must end (membership lost, failure).
+    async fn next(&mut self) -> Option<SseEvent> {
+        loop {
+            if let Some(live) = self.backlog.pop_front() {
+                if live.message.seq <= self.last_seq {
+                    continue;
+                }
+                self.last_seq = live.message.seq;
+                let html = live.html.get_or_init(|| message_item(&live.message).into_string());
+                return Some(SseEvent::default().id(live.message.seq.to_string()).event("message").data(html.as_str()));
+            }
+            if self.catching_up {
+                self.catch_up().await?;
+                continue;
+            }
+            tokio::select! {
+                event = self.messages.recv() => match event {
+                    Ok(Event::Message(live)) => {
+                        if live.message.seq == self.last_seq + 1 {
+                            self.backlog.push_back(live);
+                        } else if live.message.seq > self.last_seq {
+                            // A gap: something was lost on the way; the database has it.
+                            self.catching_up = true;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.catching_up = true,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                event = self.team.recv() => match event {
+                    Ok(Event::MemberRemoved { user_id, .. }) if user_id == self.user_id => return None,
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.check_membership().await?,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                changed = self.resync.changed() => {
+                    changed.ok()?;
+                    self.check_membership().await?;
+                    self.catching_up = true;
+                }
+            }
+        }
+    }
+
+    /// Queues what the database holds after `last_seq`, a batch at a time.
+    async fn catch_up(&mut self) -> Option<()> {
+        let batch = match self
+            .store
+            .messages_between(self.topic_id, self.last_seq + 1, self.last_seq + BACKLOG_BATCH)
+            .await
+        {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::warn!(error = %e, topic_id = self.topic_id, "live stream cannot read messages; closing it");
+                return None;
+            }
+        };
+        self.catching_up = batch.len() as i64 == BACKLOG_BATCH;
+        self.backlog.extend(
+            batch
+                .into_iter()
+                .map(|message| Arc::new(LiveMessage { team_id: self.team_id, message, html: Default::default() })),
+        );
+        Some(())
+    }
+
+    async fn check_membership(&self) -> Option<()> {
+        match self.store.team_membership(self.team_id, self.user_id).await {
+            Ok(Some(_)) => Some(()),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Live team pages: one Server-Sent Events stream per open team page that sends the
+//! page's changing part again, rendered by the same views, whenever the team changes
+//! (a topic or message, a meeting starting or ending, someone joining or leaving).
+//! These are snapshots, so a reconnecting page simply gets the current one.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::routing::get;
+use futures_util::Stream;
+use serde::Deserialize;
+use tokio::sync::{broadcast, watch};
+
+use super::forum::{TOPICS_PER_PAGE, topic_list};
+use super::meetings::{attendance_panel, meeting_list};
+use super::{AppState, Error, TeamMember};
+use crate::bus::{Event, Key};
+use crate::store::Store;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/teams/{team_id}/events", get(team_stream))
+}
+
+/// Which page is listening, hence what it needs re-rendered.
+#[derive(Debug, Clone, Copy)]
+enum View {
+    /// The meetings overview: the list of meetings with who is in them.
+    Meetings,
+    /// The first page of the forum.
+    Forum,
+    /// One meeting's page: who is in it, and whether it is still live.
+    Meeting(i64),
+}
+
+#[derive(Deserialize)]
+struct ViewQuery {
+    view: String,
+}
+
+impl View {
+    fn parse(s: &str) -> Option<View> {
+        match s {
+            "meetings" => Some(View::Meetings),
+            "forum" => Some(View::Forum),
+            _ => s.strip_prefix("meeting:").and_then(|id| id.parse().ok()).map(View::Meeting),
+        }
+    }
+}
+
+async fn team_stream(
+    State(state): State<AppState>,
+    m: TeamMember,
+    Query(q): Query<ViewQuery>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, Error> {
+    let view = View::parse(&q.view).ok_or_else(|| Error::BadRequest("Unknown live view.".into()))?;
+    if let View::Meeting(id) = view {
+        state.store.meeting(m.team.id, id).await?.ok_or(Error::NotFound)?;
+    }
+    let slot = state.streams.acquire(m.user_id()).ok_or_else(|| {
+        Error::TooMany("You have too many Floo pages open with live updates. Close some and reload this one.".into())
+    })?;
+    let reader = TeamReader {
+        store: state.store.clone(),
+        events: state.bus.subscribe(Key::Team(m.team.id)),
+        resync: state.bus.resyncs(),
+        team_id: m.team.id,
+        user_id: m.user_id(),
+        view,
+        first: true,
+        _slot: slot,
+    };
+    let events = futures_util::stream::unfold(reader, |mut reader| async move {
+        let next = reader.next().await?;
+        Some((Ok(next), reader))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+struct TeamReader {
+    store: Store,
+    events: broadcast::Receiver<Event>,
+    resync: watch::Receiver<u64>,
+    team_id: i64,
+    user_id: i64,
+    view: View,
+    /// The first snapshot goes out at once: the page may be older than the stream.
+    first: bool,
+    _slot: super::limits::StreamSlot,
+}
+
+impl TeamReader {
+    async fn next(&mut self) -> Option<SseEvent> {
+        if !std::mem::take(&mut self.first) {
+            self.wait_for_change().await?;
+        }
+        // Still a member? (Removal events can be missed across a lost bus.)
+        self.store.team_membership(self.team_id, self.user_id).await.ok()??;
+        match self.render().await {
+            Ok(event) => Some(event),
+            Err(e) => {
+                tracing::warn!(error = %e, team_id = self.team_id, "live team stream cannot render; closing it");
+                None
+            }
+        }
+    }
+
+    /// Waits for a change, then takes every other change already queued: one snapshot
+    /// answers them all.
+    async fn wait_for_change(&mut self) -> Option<()> {
+        tokio::select! {
+            event = self.events.recv() => match event {
+                Ok(Event::MemberRemoved { user_id, .. }) if user_id == self.user_id => return None,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return None,
+            },
+            changed = self.resync.changed() => changed.ok()?,
+        }
+        loop {
+            match self.events.try_recv() {
+                Ok(Event::MemberRemoved { user_id, .. }) if user_id == self.user_id => return None,
+                Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                Err(_) => return Some(()),
+            }
+        }
+    }
+
+    async fn render(&self) -> Result<SseEvent, crate::store::Error> {
+        Ok(match self.view {
+            View::Meetings => {
+                let meetings = self.store.team_meetings(self.team_id).await?;
+                SseEvent::default().event("meetings").data(meeting_list(&meetings).into_string())
+            }
+            View::Forum => {
+                let (topics, _) = self.store.list_topics(self.team_id, 0, TOPICS_PER_PAGE).await?;
+                SseEvent::default().event("topics").data(topic_list(&topics).into_string())
+            }
+            View::Meeting(id) => {
+                let html = match self.store.meeting(self.team_id, id).await? {
+                    Some(meeting) => {
+                        let stays = self.store.attendance(id).await?;
+                        attendance_panel(&meeting, &stays).into_string()
+                    }
+                    None => String::new(),
+                };
+                SseEvent::default().event("attendance").data(html)
+            }
+        })
+    }
+}
