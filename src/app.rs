@@ -18,6 +18,7 @@ use crate::store::Store;
 /// A bound, ready-to-run Floo.
 pub struct App {
     listener: TcpListener,
+    closing: watch::Sender<bool>,
     http_addr: SocketAddr,
     state: AppState,
 }
@@ -53,7 +54,9 @@ impl App {
             Some(url) => Bus::redis(url).await.context("connecting to Redis")?,
             None => Bus::in_process(),
         };
+        let (closing, closing_rx) = watch::channel(false);
         let state = AppState::new(Shared {
+            closing: closing_rx,
             store,
             bus,
             post_rate: PostRate::new(config.posts_per_minute, config.post_burst),
@@ -65,7 +68,7 @@ impl App {
             session_hours: config.session_hours.max(1),
             http_client,
         });
-        Ok(App { listener, http_addr, state })
+        Ok(App { listener, closing, http_addr, state })
     }
 
     pub fn http_addr(&self) -> SocketAddr {
@@ -82,9 +85,12 @@ impl App {
         let store = self.state.store.clone();
         let sweeper = tokio::spawn(sweep_expired_sessions(store.clone()));
         let router = http::router(self.state);
+        let closing = self.closing;
         axum::serve(self.listener, router)
             .with_graceful_shutdown(async move {
                 let _ = shutdown.wait_for(|stop| *stop).await;
+                // Live streams never end by themselves: end them so connections drain.
+                let _ = closing.send(true);
             })
             .await
             .context("serving HTTP")?;

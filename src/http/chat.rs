@@ -232,6 +232,7 @@ async fn stream(
         messages: state.bus.subscribe(Key::Topic(t.topic.id)),
         team: state.bus.subscribe(Key::Team(t.member.team.id)),
         resync: state.bus.resyncs(),
+        closing: state.closing.clone(),
         topic_id: t.topic.id,
         team_id: t.member.team.id,
         user_id,
@@ -253,6 +254,7 @@ struct TopicReader {
     messages: broadcast::Receiver<Event>,
     team: broadcast::Receiver<Event>,
     resync: watch::Receiver<u64>,
+    closing: watch::Receiver<bool>,
     topic_id: i64,
     team_id: i64,
     user_id: i64,
@@ -305,6 +307,7 @@ impl TopicReader {
                     self.check_membership().await?;
                     self.catching_up = true;
                 }
+                () = super::limits::closed(&mut self.closing) => return None,
             }
         }
     }

@@ -1,5 +1,6 @@
 //! Per-user limits on live features, kept in memory on each node: how fast a user may
-//! post, and how many live streams a user may hold open.
+//! post, and how many live streams a user may hold open; and the end of all streams at
+//! shutdown.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -81,6 +82,11 @@ impl Drop for StreamSlot {
             }
         }
     }
+}
+
+/// Resolves once the server starts shutting down (live streams then end).
+pub async fn closed(closing: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = closing.wait_for(|closing| *closing).await;
 }
 
 #[cfg(test)]

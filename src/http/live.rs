@@ -66,6 +66,7 @@ async fn team_stream(
         store: state.store.clone(),
         events: state.bus.subscribe(Key::Team(m.team.id)),
         resync: state.bus.resyncs(),
+        closing: state.closing.clone(),
         team_id: m.team.id,
         user_id: m.user_id(),
         view,
@@ -83,6 +84,7 @@ struct TeamReader {
     store: Store,
     events: broadcast::Receiver<Event>,
     resync: watch::Receiver<u64>,
+    closing: watch::Receiver<bool>,
     team_id: i64,
     user_id: i64,
     view: View,
@@ -117,6 +119,7 @@ impl TeamReader {
                 Err(broadcast::error::RecvError::Closed) => return None,
             },
             changed = self.resync.changed() => changed.ok()?,
+            () = super::limits::closed(&mut self.closing) => return None,
         }
         loop {
             match self.events.try_recv() {

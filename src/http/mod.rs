@@ -41,6 +41,8 @@ pub struct Shared {
     /// Live events to open pages, on this node and (with Redis) on the others.
     pub bus: Bus,
     pub post_rate: PostRate,
+    /// Turns true when the server shuts down: live streams end so connections drain.
+    pub closing: tokio::sync::watch::Receiver<bool>,
     pub streams: StreamCap,
     /// Configured sign-in providers (Google, OpenID Connect).
     pub providers: Vec<Provider>,

@@ -5,5 +5,6 @@ mod support;
 mod authorization;
 mod browser;
 mod foundation;
+mod live;
 mod oauth;
 mod oidc_provider;

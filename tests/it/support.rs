@@ -181,7 +181,7 @@ impl Client {
         Client { base: base.to_owned(), http }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         if path.starts_with("http") { path.to_owned() } else { format!("{}{path}", self.base) }
     }
 
@@ -216,4 +216,91 @@ async fn page(response: reqwest::Response) -> Page {
     let url = response.url().to_string();
     let body = response.text().await.expect("body");
     Page { status, url, body }
+}
+
+/// One event of a Server-Sent Events stream.
+#[derive(Debug, Clone, Default)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub event: Option<String>,
+    pub data: String,
+}
+
+/// A client's open SSE stream.
+pub struct SseStream {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+/// How long a test waits for a live event before it fails.
+pub const LIVE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
+
+impl SseStream {
+    /// Opens `path` as an event stream, resuming after `last_event_id` if given.
+    pub async fn open(client: &Client, path: &str, last_event_id: Option<&str>) -> SseStream {
+        let mut request = client.http.get(client.url(path)).header("accept", "text/event-stream");
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        let response = request.send().await.expect("open stream");
+        assert_eq!(response.status(), StatusCode::OK, "stream {path}");
+        let content_type = response.headers()["content-type"].to_str().unwrap_or_default().to_owned();
+        assert!(content_type.starts_with("text/event-stream"), "{path} is an event stream: {content_type}");
+        SseStream { response, buffer: String::new() }
+    }
+
+    /// The next event (keep-alive comments skipped); None when the server ends the stream.
+    /// Panics after [`LIVE_DEADLINE`] without one.
+    pub async fn next_event(&mut self) -> Option<SseEvent> {
+        tokio::time::timeout(LIVE_DEADLINE, self.read_event()).await.expect("a live event within the deadline")
+    }
+
+    /// The next event named `name`, skipping others.
+    pub async fn next_named(&mut self, name: &str) -> SseEvent {
+        loop {
+            let event = self.next_event().await.unwrap_or_else(|| panic!("stream ended while waiting for {name}"));
+            if event.event.as_deref() == Some(name) {
+                return event;
+            }
+        }
+    }
+
+    /// Waits until the server ends the stream (panics after the deadline).
+    pub async fn expect_end(&mut self) {
+        let result = tokio::time::timeout(LIVE_DEADLINE, async {
+            while let Some(event) = self.read_event().await {
+                let _ = event;
+            }
+        })
+        .await;
+        assert!(result.is_ok(), "the stream was not closed");
+    }
+
+    async fn read_event(&mut self) -> Option<SseEvent> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut event = SseEvent::default();
+                let mut data: Vec<&str> = Vec::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        event.id = Some(v.trim_start().to_owned());
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        event.event = Some(v.trim_start().to_owned());
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push(v.strip_prefix(' ').unwrap_or(v));
+                    }
+                }
+                if event.id.is_none() && event.event.is_none() && data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                event.data = data.join("\n");
+                return Some(event);
+            }
+            match self.response.chunk().await {
+                Ok(Some(bytes)) => self.buffer.push_str(&String::from_utf8_lossy(&bytes)),
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    }
 }
