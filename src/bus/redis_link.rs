@@ -137,24 +137,31 @@ impl Link {
     }
 }
 
+/// Publishes queued events in order. A failed publish is retried until Redis is back
+/// (newer events wait in the queue meanwhile), then every node is asked to resync, for
+/// whatever the outage may have cost them.
 async fn publish_forever(mut conn: redis::aio::ConnectionManager, mut inbox: mpsc::Receiver<String>, link: Link) {
-    let mut failing = false;
     while let Some(payload) = inbox.recv().await {
-        let result: redis::RedisResult<i64> =
-            redis::cmd("PUBLISH").arg(CHANNEL).arg(&payload).query_async(&mut conn).await;
-        match result {
-            Ok(_) if failing => {
-                failing = false;
-                tracing::info!("publishing to Redis again; asking every node to resync");
-                link.send(Wire::Resync);
-            }
-            Ok(_) => {}
-            Err(e) => {
-                if !failing {
-                    tracing::warn!(error = %e, "cannot publish to Redis; other nodes will resync when it is back");
+        let mut backoff = Duration::from_millis(100);
+        let mut failed = false;
+        loop {
+            let result: redis::RedisResult<i64> =
+                redis::cmd("PUBLISH").arg(CHANNEL).arg(&payload).query_async(&mut conn).await;
+            match result {
+                Ok(_) => break,
+                Err(e) => {
+                    if !failed {
+                        tracing::warn!(error = %e, "cannot publish to Redis; retrying until it is back");
+                    }
+                    failed = true;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
-                failing = true;
             }
+        }
+        if failed {
+            tracing::info!("publishing to Redis again; asking every node to resync");
+            link.send(Wire::Resync);
         }
     }
 }

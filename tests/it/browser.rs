@@ -37,3 +37,10 @@ async fn two_people_meet_in_chromium_create_a_team_join_it_post_and_see_a_meetin
     run_browser_script(&app, "foundation.mjs", "foundation").await;
     app.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meeting_chat_is_live_for_two_participants_and_a_reader_on_the_forum() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    run_browser_script(&app, "chat.mjs", "chat").await;
+    app.finish().await;
+}

@@ -6,5 +6,6 @@ mod authorization;
 mod browser;
 mod foundation;
 mod live;
+mod nodes;
 mod oauth;
 mod oidc_provider;

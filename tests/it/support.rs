@@ -34,7 +34,7 @@ macro_rules! on_both_backends {
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
-fn unique_suffix() -> String {
+pub fn unique_suffix() -> String {
     let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     format!("{secs}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }
@@ -46,7 +46,7 @@ pub fn postgres_admin_url() -> String {
 
 /// A fresh, empty PostgreSQL database; databases older than an hour left by crashed
 /// runs are dropped on the way.
-async fn create_postgres_database() -> (String, String) {
+pub async fn create_postgres_database() -> (String, String) {
     let admin_url = postgres_admin_url();
     let mut admin = sqlx::PgConnection::connect(&admin_url)
         .await

@@ -1,0 +1,67 @@
+// Live meeting chat in real browsers: Alice and Bob on the meeting page, Carol (not in
+// the meeting) on its forum topic. Everyone sees everyone's messages without a reload.
+import { args, withBrowser, signIn, shot, check } from './lib.mjs';
+
+const { base, artifacts } = args();
+await withBrowser(artifacts, async (browser) => {
+  const alice = await signIn(browser, base, 'Alice');
+  await alice.getByLabel('Team name').fill('Chatty');
+  await alice.getByRole('button', { name: 'Create team' }).click();
+  await alice.getByRole('heading', { name: 'Chatty' }).waitFor();
+  const teamUrl = alice.url();
+  await alice.getByRole('link', { name: 'Invite', exact: true }).click();
+  const link = await alice.locator('#invite-link').inputValue();
+
+  const bob = await signIn(browser, base, 'Bob');
+  const carol = await signIn(browser, base, 'Carol');
+  for (const page of [bob, carol]) {
+    await page.goto(link);
+    await page.getByRole('button', { name: 'Join Chatty' }).click();
+    await page.getByRole('heading', { name: 'Chatty' }).waitFor();
+  }
+
+  await alice.goto(teamUrl);
+  await alice.getByLabel('Title').fill('Sprint review');
+  await alice.getByRole('button', { name: 'Start meeting' }).click();
+  await alice.getByRole('button', { name: 'Join meeting' }).click();
+  await alice.getByText('here now').waitFor();
+  const meetingUrl = alice.url();
+
+  // Bob opens the team page and sees the live meeting with Alice in it, then joins.
+  await bob.goto(teamUrl);
+  await bob.locator('li.meeting.live', { hasText: 'In it now: Alice' }).waitFor();
+  await bob.getByRole('link', { name: 'Sprint review' }).click();
+  await bob.getByRole('button', { name: 'Join meeting' }).click();
+  await bob.getByText('In the meeting (2)').waitFor();
+  // Alice's page learns of Bob without a reload.
+  await alice.getByText('In the meeting (2)').waitFor();
+
+  // Carol follows the chat from the forum.
+  await carol.goto(meetingUrl);
+  await carol.getByRole('link', { name: 'Forum' }).click();
+  await carol.getByRole('link', { name: 'Sprint review' }).click();
+  await carol.getByRole('heading', { name: 'Meeting chat' }).waitFor();
+  const carolUrl = carol.url();
+
+  const send = async (page, text) => {
+    await page.locator('#comment-body').fill(text);
+    await page.getByRole('button', { name: 'Send' }).click();
+  };
+  const sees = (page, text) => page.locator('#comments .comment', { hasText: text }).waitFor({ timeout: 10000 });
+
+  await send(alice, 'Hello from **Alice**');
+  for (const page of [alice, bob, carol]) await sees(page, 'Hello from Alice');
+  await send(bob, 'Bob here, `ready`');
+  for (const page of [alice, bob, carol]) await sees(page, 'Bob here, ready');
+  await send(carol, 'Carol from the forum: good luck!');
+  for (const page of [alice, bob, carol]) await sees(page, 'Carol from the forum');
+
+  check(alice.url() === meetingUrl && carol.url() === carolUrl, 'nobody reloaded or navigated');
+  for (const page of [alice, bob, carol]) {
+    const count = await page.locator('#comments .comment').count();
+    check(count === 3, `exactly three messages, no duplicates (saw ${count})`);
+  }
+  await shot(alice, artifacts, 'meeting-chat-alice');
+  await shot(carol, artifacts, 'forum-chat-carol');
+  console.log('live chat browser walk: ok');
+});

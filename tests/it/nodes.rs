@@ -1,0 +1,186 @@
+//! Several Floo processes sharing PostgreSQL and Redis: a message posted on one node
+//! reaches live readers on another, and none is lost while Redis restarts.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::support::{Client, SseStream, create_postgres_database};
+
+/// A `floo serve` process.
+struct Node {
+    base: String,
+    _child: Child,
+}
+
+impl Node {
+    async fn start(database_url: &str, redis_url: &str) -> Node {
+        let data_dir = std::env::temp_dir().join(format!("floo-node-{}", crate::support::unique_suffix()));
+        std::fs::create_dir_all(&data_dir).expect("data dir");
+        let log = std::fs::File::create(data_dir.join("node.log")).expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_floo"))
+            .args(["serve", "--http-addr", "127.0.0.1:0", "--database-url", database_url, "--redis-url", redis_url])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start floo");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let base = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.expect("read stdout") {
+                if let Some(url) = line.strip_prefix("Floo is running at ") {
+                    return url.trim().to_owned();
+                }
+            }
+            panic!("floo exited before listening; see {}", data_dir.join("node.log").display());
+        })
+        .await
+        .expect("floo starts within 30 s");
+        Node { base, _child: child }
+    }
+}
+
+/// A private redis-server on a free port that the test can stop and start again.
+struct PrivateRedis {
+    port: u16,
+    dir: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    async fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let dir = std::env::temp_dir().join(format!("floo-redis-{}", crate::support::unique_suffix()));
+        std::fs::create_dir_all(&dir).expect("redis dir");
+        let mut redis = PrivateRedis { port, dir, child: None };
+        redis.restart().await;
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn restart(&mut self) {
+        let binary = std::env::var("FLOO_TEST_REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
+        let child = Command::new(&binary)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{binary} is needed for this test (ops/test installs it): {e}"));
+        self.child = Some(child);
+        // Ready when it answers PING.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(client) = redis::Client::open(self.url())
+                && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+                && redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok()
+            {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "private redis did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("kill redis");
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Signs in on `node` (the session is valid on every node sharing the database).
+async fn sign_in(node: &Node, name: &str) -> Client {
+    let client = Client::new(&node.base);
+    client.post_form("/login/dev", &[("name", name)]).await.expect_ok_with(&format!("Hello, {name}"));
+    client
+}
+
+/// A team with a topic, made on node A; returns (Alice on A, Bob on B, topic path).
+async fn team_across(a: &Node, b: &Node) -> (Client, Client, String) {
+    let alice = sign_in(a, "Alice").await;
+    let bob_on_a = sign_in(a, "Bob").await;
+    let team = alice.post_form("/teams", &[("name", "Spread out")]).await;
+    let team_id = team.url.split("/teams/").nth(1).expect("team").to_owned();
+    let code = alice.get(&format!("/teams/{team_id}/invite")).await.between("id=\"invite-code\">", "<");
+    bob_on_a.post_form("/join", &[("code", &code)]).await.expect_ok_with("Spread out");
+    let topic = alice.post_form(&format!("/teams/{team_id}/forum"), &[("title", "Across nodes"), ("body", "")]).await;
+    let topic_path = topic.url.trim_start_matches(&a.base).to_owned();
+    // Bob's browser talks to node B with the same session cookie.
+    let bob = Client { base: b.base.clone(), http: bob_on_a.http.clone() };
+    (alice, bob, topic_path)
+}
+
+fn redis_url() -> String {
+    std::env::var("FLOO_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_posted_on_one_node_reaches_readers_on_the_other() {
+    let (database, _) = create_postgres_database().await;
+    let a = Node::start(&database, &redis_url()).await;
+    let b = Node::start(&database, &redis_url()).await;
+    let (alice, bob, topic) = team_across(&a, &b).await;
+    let mut on_b = SseStream::open(&bob, &format!("{topic}/events"), None).await;
+    let mut on_a = SseStream::open(&alice, &format!("{topic}/events"), None).await;
+
+    alice.post_form(&format!("{topic}/messages"), &[("body", "posted on A")]).await;
+    let event = on_b.next_named("message").await;
+    assert_eq!(event.id.as_deref(), Some("1"));
+    assert!(event.data.contains("posted on A"));
+
+    bob.post_form(&format!("{topic}/messages"), &[("body", "posted on B")]).await;
+    assert!(on_a.next_named("message").await.data.contains("posted on A"));
+    let event = on_a.next_named("message").await;
+    assert_eq!(event.id.as_deref(), Some("2"));
+    assert!(event.data.contains("posted on B"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_message_is_lost_while_redis_restarts() {
+    let (database, _) = create_postgres_database().await;
+    let mut redis = PrivateRedis::start().await;
+    let a = Node::start(&database, &redis.url()).await;
+    let b = Node::start(&database, &redis.url()).await;
+    let (alice, bob, topic) = team_across(&a, &b).await;
+    let mut on_b = SseStream::open(&bob, &format!("{topic}/events"), None).await;
+
+    alice.post_form(&format!("{topic}/messages"), &[("body", "before")]).await;
+    assert!(on_b.next_named("message").await.data.contains("before"));
+
+    redis.kill().await;
+    // Posting still works on A while Redis is down; B cannot hear of it yet.
+    for body in ["during one", "during two"] {
+        alice.post_form(&format!("{topic}/messages"), &[("body", body)]).await.expect_ok_with(body);
+    }
+    redis.restart().await;
+
+    // B resyncs from the database when its link comes back: nothing lost, nothing twice.
+    for (id, body) in [("2", "during one"), ("3", "during two")] {
+        let event = on_b.next_named("message").await;
+        assert_eq!(event.id.as_deref(), Some(id));
+        assert!(event.data.contains(body), "{}", event.data);
+    }
+    // Live delivery goes on after the restart.
+    alice.post_form(&format!("{topic}/messages"), &[("body", "after")]).await;
+    let event = on_b.next_named("message").await;
+    assert_eq!(event.id.as_deref(), Some("4"));
+    assert!(event.data.contains("after"));
+}
