@@ -9,7 +9,9 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Logs go to stderr; stdout carries only the "running at" line scripts look for.
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(EnvFilter::try_from_env("FLOO_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")))
         .init();
     match cli.command {

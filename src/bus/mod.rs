@@ -11,6 +11,7 @@ mod redis_link;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use bytes::Bytes;
 use tokio::sync::{broadcast, watch};
 
 use crate::store::Message;
@@ -19,13 +20,14 @@ use crate::store::Message;
 /// re-reads from the database).
 const CHANNEL_CAPACITY: usize = 256;
 
-/// A message as it travels to live readers, with its HTML rendered once per node.
+/// A message as it travels to live readers, encoded once per node.
 #[derive(Debug)]
 pub struct LiveMessage {
     pub team_id: i64,
     pub message: Message,
-    /// Filled by the first reader that renders it; every other reader reuses it.
-    pub html: OnceLock<String>,
+    /// The message as readers receive it, encoded by the first reader that sends it;
+    /// every other reader on this node sends the same bytes.
+    pub encoded: OnceLock<Bytes>,
 }
 
 /// What changed.
@@ -66,11 +68,11 @@ impl Hub {
     fn deliver(&self, event: Event) {
         let key = event.key();
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(sender) = channels.get(&key) {
-            if sender.send(event).is_err() {
-                // Nobody listens any more: forget the channel.
-                channels.remove(&key);
-            }
+        if let Some(sender) = channels.get(&key)
+            && sender.send(event).is_err()
+        {
+            // Nobody listens any more: forget the channel.
+            channels.remove(&key);
         }
     }
 
@@ -158,7 +160,7 @@ mod tests {
                 body: "hi".into(),
                 created_at: 0,
             },
-            html: OnceLock::new(),
+            encoded: OnceLock::new(),
         }))
     }
 

@@ -80,7 +80,7 @@ impl Wire {
                 Event::Message(Arc::new(LiveMessage {
                     team_id,
                     message: Message { id, topic_id, seq, author_id, author_name, body, created_at },
-                    html: Default::default(),
+                    encoded: Default::default(),
                 }))
             }
             Wire::TeamChanged { team_id } => Event::TeamChanged { team_id },

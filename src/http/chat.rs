@@ -3,17 +3,16 @@
 //! live stream (Server-Sent Events) that resumes exactly from `Last-Event-ID`.
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
+
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Form, Router};
-use futures_util::Stream;
 use maud::{Markup, html};
 use serde::Deserialize;
 use tokio::sync::{broadcast, watch};
@@ -197,7 +196,7 @@ async fn post_message(
     state.bus.publish(Event::Message(Arc::new(LiveMessage {
         team_id: t.member.team.id,
         message,
-        html: Default::default(),
+        encoded: Default::default(),
     })));
     state.bus.publish(Event::TeamChanged { team_id: t.member.team.id });
     if fragment {
@@ -219,7 +218,7 @@ async fn stream(
     t: TopicInTeam,
     headers: HeaderMap,
     Query(q): Query<After>,
-) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, Error> {
+) -> Result<Response, Error> {
     let user_id = t.member.user_id();
     let slot = state.streams.acquire(user_id).ok_or_else(|| {
         Error::TooMany("You have too many Floo pages open with live updates. Close some and reload this one.".into())
@@ -243,9 +242,9 @@ async fn stream(
     };
     let events = futures_util::stream::unfold(reader, |mut reader| async move {
         let next = reader.next().await?;
-        Some((Ok(next), reader))
+        Some((Ok::<_, std::convert::Infallible>(next), reader))
     });
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+    Ok(super::sse::response(events))
 }
 
 /// One reader's position in a topic: what it has been sent, and what is queued for it.
@@ -268,15 +267,17 @@ struct TopicReader {
 
 impl TopicReader {
     /// The next SSE event, or None when the stream must end (membership lost, failure).
-    async fn next(&mut self) -> Option<SseEvent> {
+    async fn next(&mut self) -> Option<Bytes> {
         loop {
             if let Some(live) = self.backlog.pop_front() {
                 if live.message.seq <= self.last_seq {
                     continue;
                 }
                 self.last_seq = live.message.seq;
-                let html = live.html.get_or_init(|| message_item(&live.message).into_string());
-                return Some(SseEvent::default().id(live.message.seq.to_string()).event("message").data(html.as_str()));
+                let frame = live.encoded.get_or_init(|| {
+                    super::sse::frame(Some(live.message.seq), "message", &message_item(&live.message).into_string())
+                });
+                return Some(frame.clone());
             }
             if self.catching_up {
                 self.catch_up().await?;
@@ -308,6 +309,7 @@ impl TopicReader {
                     self.catching_up = true;
                 }
                 () = super::limits::closed(&mut self.closing) => return None,
+                () = tokio::time::sleep(KEEP_ALIVE) => return Some(Bytes::from_static(super::sse::KEEP_ALIVE)),
             }
         }
     }
@@ -329,7 +331,7 @@ impl TopicReader {
         self.backlog.extend(
             batch
                 .into_iter()
-                .map(|message| Arc::new(LiveMessage { team_id: self.team_id, message, html: Default::default() })),
+                .map(|message| Arc::new(LiveMessage { team_id: self.team_id, message, encoded: Default::default() })),
         );
         Some(())
     }

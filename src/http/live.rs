@@ -3,19 +3,19 @@
 //! (a topic or message, a meeting starting or ending, someone joining or leaving).
 //! These are snapshots, so a reconnecting page simply gets the current one.
 
-use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::Response;
 use axum::routing::get;
-use futures_util::Stream;
 use serde::Deserialize;
 use tokio::sync::{broadcast, watch};
 
 use super::forum::{TOPICS_PER_PAGE, topic_list};
 use super::meetings::{attendance_panel, meeting_list};
+use super::sse::frame;
 use super::{AppState, Error, TeamMember};
 use crate::bus::{Event, Key};
 use crate::store::Store;
@@ -54,7 +54,7 @@ async fn team_stream(
     State(state): State<AppState>,
     m: TeamMember,
     Query(q): Query<ViewQuery>,
-) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, Error> {
+) -> Result<Response, Error> {
     let view = View::parse(&q.view).ok_or_else(|| Error::BadRequest("Unknown live view.".into()))?;
     if let View::Meeting(id) = view {
         state.store.meeting(m.team.id, id).await?.ok_or(Error::NotFound)?;
@@ -75,10 +75,19 @@ async fn team_stream(
     };
     let events = futures_util::stream::unfold(reader, |mut reader| async move {
         let next = reader.next().await?;
-        Some((Ok(next), reader))
+        Some((Ok::<_, std::convert::Infallible>(next), reader))
     });
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok(super::sse::response(events))
 }
+
+/// Why a team stream woke up.
+enum Wake {
+    Changed,
+    /// Nothing happened for a while: time for a keep-alive.
+    Idle,
+}
+
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 struct TeamReader {
     store: Store,
@@ -94,9 +103,12 @@ struct TeamReader {
 }
 
 impl TeamReader {
-    async fn next(&mut self) -> Option<SseEvent> {
+    async fn next(&mut self) -> Option<Bytes> {
         if !std::mem::take(&mut self.first) {
-            self.wait_for_change().await?;
+            match self.wait_for_change().await? {
+                Wake::Changed => {}
+                Wake::Idle => return Some(Bytes::from_static(super::sse::KEEP_ALIVE)),
+            }
         }
         // Still a member? (Removal events can be missed across a lost bus.)
         self.store.team_membership(self.team_id, self.user_id).await.ok()??;
@@ -111,8 +123,9 @@ impl TeamReader {
 
     /// Waits for a change, then takes every other change already queued: one snapshot
     /// answers them all.
-    async fn wait_for_change(&mut self) -> Option<()> {
+    async fn wait_for_change(&mut self) -> Option<Wake> {
         tokio::select! {
+            () = tokio::time::sleep(KEEP_ALIVE) => return Some(Wake::Idle),
             event = self.events.recv() => match event {
                 Ok(Event::MemberRemoved { user_id, .. }) if user_id == self.user_id => return None,
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
@@ -125,20 +138,20 @@ impl TeamReader {
             match self.events.try_recv() {
                 Ok(Event::MemberRemoved { user_id, .. }) if user_id == self.user_id => return None,
                 Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => {}
-                Err(_) => return Some(()),
+                Err(_) => return Some(Wake::Changed),
             }
         }
     }
 
-    async fn render(&self) -> Result<SseEvent, crate::store::Error> {
+    async fn render(&self) -> Result<Bytes, crate::store::Error> {
         Ok(match self.view {
             View::Meetings => {
                 let meetings = self.store.team_meetings(self.team_id).await?;
-                SseEvent::default().event("meetings").data(meeting_list(&meetings).into_string())
+                frame(None, "meetings", &meeting_list(&meetings).into_string())
             }
             View::Forum => {
                 let (topics, _) = self.store.list_topics(self.team_id, 0, TOPICS_PER_PAGE).await?;
-                SseEvent::default().event("topics").data(topic_list(&topics).into_string())
+                frame(None, "topics", &topic_list(&topics).into_string())
             }
             View::Meeting(id) => {
                 let html = match self.store.meeting(self.team_id, id).await? {
@@ -148,7 +161,7 @@ impl TeamReader {
                     }
                     None => String::new(),
                 };
-                SseEvent::default().event("attendance").data(html)
+                frame(None, "attendance", &html)
             }
         })
     }

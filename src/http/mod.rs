@@ -11,6 +11,7 @@ mod live;
 mod login;
 mod meetings;
 mod ops;
+mod sse;
 mod teams;
 pub mod views;
 

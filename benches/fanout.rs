@@ -1,0 +1,346 @@
+//! Live chat fan-out: R readers hold the SSE stream of one topic open while a writer
+//! posts messages at a steady rate; each message carries its send time, so every reader
+//! measures delivery latency from POST to receipt.
+//!
+//! Floo runs as its own process (the release binary), the load generator here; both on
+//! this machine. With `--bus redis` two Floo nodes share a SQLite file and Redis: the
+//! writer posts on node A and the readers listen on node B, so every message crosses Redis.
+//!
+//! cargo bench --bench fanout -- --readers 5000 --rates 10,20,40 --seconds 10 [--bus redis]
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+struct Options {
+    readers: usize,
+    rates: Vec<u32>,
+    seconds: u64,
+    redis: Option<String>,
+}
+
+fn options() -> Options {
+    let mut o = Options { readers: 1000, rates: vec![10, 20, 40], seconds: 10, redis: None };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let value = args.get(i + 1).cloned().unwrap_or_default();
+        match args[i].as_str() {
+            "--readers" => o.readers = value.parse().expect("--readers N"),
+            "--rates" => o.rates = value.split(',').map(|r| r.parse().expect("--rates A,B,C")).collect(),
+            "--seconds" => o.seconds = value.parse().expect("--seconds S"),
+            "--bus" if value == "redis" => {
+                o.redis =
+                    Some(std::env::var("FLOO_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()));
+            }
+            "--bench" => {
+                i += 1;
+                continue;
+            }
+            _ => {}
+        }
+        i += 2;
+    }
+    o
+}
+
+struct Node {
+    base: String,
+    pid: u32,
+    _child: Child,
+}
+
+async fn start_node(data_dir: &std::path::Path, redis: Option<&str>) -> Node {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_floo"));
+    command
+        .args(["serve", "--http-addr", "127.0.0.1:0", "--max-streams-per-user", "1000000"])
+        .args(["--posts-per-minute", "1000000", "--post-burst", "1000000"])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("FLOO_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    if let Some(url) = redis {
+        command.args(["--redis-url", url]);
+    }
+    let mut child = command.spawn().expect("start floo");
+    let pid = child.id().expect("pid");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    while let Some(line) = lines.next_line().await.expect("stdout") {
+        if let Some(url) = line.strip_prefix("Floo is running at ") {
+            return Node { base: url.trim().to_owned(), pid, _child: child };
+        }
+    }
+    panic!("floo did not start");
+}
+
+fn proc_status(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU seconds (user + system) the process has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    ticks as f64 / 100.0
+}
+
+fn now_micros() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+async fn csrf(client: &reqwest::Client, base: &str) -> String {
+    let page = client.get(format!("{base}/login")).send().await.expect("page").text().await.expect("body");
+    let from = page.find("name=\"_csrf\" value=\"").expect("csrf") + 20;
+    page[from..from + 64].to_owned()
+}
+
+/// Signs in, creates a team and a topic; returns (client, csrf token, topic path).
+async fn prepare(base: &str) -> (reqwest::Client, String, String) {
+    let client = reqwest::Client::builder().cookie_store(true).build().expect("client");
+    let token = csrf(&client, base).await;
+    client.post(format!("{base}/login/dev")).form(&[("name", "Bench"), ("_csrf", &token)]).send().await.expect("login");
+    let team =
+        client.post(format!("{base}/teams")).form(&[("name", "Bench"), ("_csrf", &token)]).send().await.expect("team");
+    let team_path = team.url().path().to_owned();
+    let topic = client
+        .post(format!("{base}{team_path}/forum"))
+        .form(&[("title", "Fan-out"), ("body", ""), ("_csrf", &token)])
+        .send()
+        .await
+        .expect("topic");
+    (client, token, topic.url().path().to_owned())
+}
+
+/// One reader on a raw TCP connection (a browser's EventSource is no heavier than
+/// this): records the latency of every bench message it receives.
+async fn reader(
+    addr: std::net::SocketAddr,
+    request: Arc<Vec<u8>>,
+    connected: Arc<AtomicUsize>,
+    recording: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) -> Vec<u32> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(&request).await.expect("request");
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut pending: Vec<u8> = Vec::new();
+    // The response head.
+    loop {
+        let n = stream.read(&mut buf).await.expect("read head");
+        assert!(n > 0, "closed before the response");
+        pending.extend_from_slice(&buf[..n]);
+        if let Some(end) = find(&pending, b"\r\n\r\n") {
+            assert!(
+                pending.starts_with(b"HTTP/1.1 200"),
+                "stream refused: {}",
+                String::from_utf8_lossy(&pending[..end])
+            );
+            pending.drain(..end + 4);
+            break;
+        }
+    }
+    connected.fetch_add(1, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let n = match tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => n,
+            Err(_) => continue,
+        };
+        let received = now_micros();
+        pending.extend_from_slice(&buf[..n]);
+        let mut consumed = 0;
+        while let Some(at) = find(&pending[consumed..], b"benchsent") {
+            let start = consumed + at + b"benchsent".len();
+            let digits = pending[start..].iter().take_while(|b| b.is_ascii_digit()).count();
+            if start + digits >= pending.len() {
+                break; // the number may continue in the next read
+            }
+            let sent: u64 =
+                std::str::from_utf8(&pending[start..start + digits]).ok().and_then(|d| d.parse().ok()).unwrap_or(0);
+            if recording.load(Ordering::Relaxed) {
+                latencies.push(received.saturating_sub(sent).min(u64::from(u32::MAX)) as u32);
+            }
+            consumed = start + digits;
+        }
+        pending.drain(..consumed);
+        if pending.len() > 4096 {
+            let cut = pending.len() - 64;
+            pending.drain(..cut);
+        }
+    }
+    latencies
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted[i]) / 1000.0
+}
+
+#[tokio::main]
+async fn main() {
+    let o = options();
+    let data_dir = std::env::temp_dir().join(format!("floo-bench-fanout-{}", std::process::id()));
+    std::fs::create_dir_all(&data_dir).expect("data dir");
+    let writer_node = start_node(&data_dir, o.redis.as_deref()).await;
+    let reader_node = match o.redis.as_deref() {
+        Some(url) => Some(start_node(&data_dir, Some(url)).await),
+        None => None,
+    };
+    let readers_at = reader_node.as_ref().unwrap_or(&writer_node);
+    let (writer, token, topic) = prepare(&writer_node.base).await;
+    let bus = if o.redis.is_some() { "redis (writer on node A, readers on node B)" } else { "in-process" };
+    println!("fan-out: {} readers on one topic, bus {bus}", o.readers);
+
+    let rss_before = proc_status(readers_at.pid, "VmRSS:");
+    let connected = Arc::new(AtomicUsize::new(0));
+    let recording = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    // The readers' browser session, signed in on the readers' node.
+    let login_client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let t = csrf(&login_client, &readers_at.base).await;
+    let login = login_client
+        .post(format!("{}/login/dev", readers_at.base))
+        .form(&[("name", "Bench"), ("_csrf", &t)])
+        .send()
+        .await
+        .expect("login");
+    let session = login
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("floo_session="))
+        .and_then(|v| v.split(';').next())
+        .expect("session cookie")
+        .to_owned();
+    let addr: std::net::SocketAddr = readers_at.base.trim_start_matches("http://").parse().expect("node address");
+    let request = Arc::new(
+        format!(
+            "GET {topic}/events HTTP/1.1\r\nHost: {addr}\r\nCookie: {session}\r\nAccept: text/event-stream\r\n\r\n"
+        )
+        .into_bytes(),
+    );
+    let mut tasks = Vec::with_capacity(o.readers);
+    for _ in 0..o.readers {
+        tasks.push(tokio::spawn(reader(addr, request.clone(), connected.clone(), recording.clone(), stop.clone())));
+        // Open gently: a burst of thousands of connects overflows the accept backlog.
+        if tasks.len() % 200 == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    while connected.load(Ordering::Relaxed) < o.readers {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_idle = proc_status(readers_at.pid, "VmRSS:");
+    println!(
+        "idle readers: server RSS {:.1} MiB -> {:.1} MiB, {:.1} KiB per idle reader",
+        rss_before as f64 / 1024.0,
+        rss_idle as f64 / 1024.0,
+        (rss_idle.saturating_sub(rss_before)) as f64 / o.readers as f64
+    );
+
+    let mut all_tasks = tasks;
+    println!(
+        "{:>6} {:>10} {:>10} {:>10} {:>10} {:>12} {:>12}",
+        "msg/s", "delivered", "p50 ms", "p99 ms", "max ms", "server CPU%", "loadgen CPU%"
+    );
+    for &rate in &o.rates {
+        // Each step gets fresh readers' records: collect by restarting the readers.
+        recording.store(true, Ordering::Relaxed);
+        let cpu_start = cpu_seconds(writer_node.pid) + reader_node.as_ref().map(|n| cpu_seconds(n.pid)).unwrap_or(0.0);
+        let started = Instant::now();
+        let own_start = cpu_seconds(std::process::id());
+        let total = rate as u64 * o.seconds;
+        let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
+        let mut next = tokio::time::Instant::now();
+        for _ in 0..total {
+            tokio::time::sleep_until(next).await;
+            next += interval;
+            let writer = writer.clone();
+            let form = [("body", format!("benchsent{}", now_micros())), ("_csrf", token.clone())];
+            let post_url = format!("{}{topic}/messages", writer_node.base);
+            // Posts run concurrently so a slow one does not hold back the steady rate.
+            tokio::spawn(async move {
+                let _ = writer.post(post_url).form(&form).send().await;
+            });
+        }
+        // Let the last messages arrive.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let elapsed = started.elapsed().as_secs_f64();
+        let cpu =
+            cpu_seconds(writer_node.pid) + reader_node.as_ref().map(|n| cpu_seconds(n.pid)).unwrap_or(0.0) - cpu_start;
+        let own = cpu_seconds(std::process::id()) - own_start;
+        recording.store(false, Ordering::Relaxed);
+        stop.store(true, Ordering::Relaxed);
+        let mut latencies: Vec<u32> = Vec::new();
+        for task in all_tasks.drain(..) {
+            latencies.extend(task.await.expect("reader"));
+        }
+        latencies.sort_unstable();
+        let expected = total as usize * o.readers;
+        println!(
+            "{:>6} {:>9.1}% {:>10.1} {:>10.1} {:>10.1} {:>11.0}% {:>11.0}%",
+            rate,
+            100.0 * latencies.len() as f64 / expected as f64,
+            percentile(&latencies, 0.50),
+            percentile(&latencies, 0.99),
+            latencies.last().map(|v| f64::from(*v) / 1000.0).unwrap_or(f64::NAN),
+            100.0 * cpu / elapsed,
+            100.0 * own / elapsed
+        );
+        let p99 = percentile(&latencies, 0.99);
+        // Fresh readers for the next step.
+        stop.store(false, Ordering::Relaxed);
+        connected.store(0, Ordering::Relaxed);
+        if p99 > 100.0 {
+            println!("p99 passed 100 ms at {rate} msg/s; stopping");
+            break;
+        }
+        for _ in 0..o.readers {
+            all_tasks.push(tokio::spawn(reader(
+                addr,
+                request.clone(),
+                connected.clone(),
+                recording.clone(),
+                stop.clone(),
+            )));
+            if all_tasks.len() % 200 == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        while connected.load(Ordering::Relaxed) < o.readers {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let _ = std::fs::remove_dir_all(&data_dir);
+}

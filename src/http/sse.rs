@@ -1,0 +1,58 @@
+//! Server-Sent Events framing. Live streams are plain response bodies of pre-encoded
+//! frames: a chat message is encoded once per node and the same bytes (reference
+//! counted) go to every reader, which is what makes fan-out to thousands cheap.
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::Stream;
+
+/// Sent on an idle stream so proxies and browsers keep it open.
+pub const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+
+/// One event: `id` (for resuming), an event name, and data that may span lines.
+pub fn frame(id: Option<i64>, event: &str, data: &str) -> Bytes {
+    let mut out = String::with_capacity(data.len() + 64);
+    if let Some(id) = id {
+        out.push_str("id: ");
+        out.push_str(&id.to_string());
+        out.push('\n');
+    }
+    out.push_str("event: ");
+    out.push_str(event);
+    out.push('\n');
+    // Any of CR LF, CR or LF ends a line in SSE: each line of data gets its own field.
+    for line in data.split("\r\n").flat_map(|l| l.split(['\r', '\n'])) {
+        out.push_str("data: ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push('\n');
+    Bytes::from(out)
+}
+
+/// A streaming `text/event-stream` response.
+pub fn response<S>(frames: S) -> Response
+where
+    S: Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static,
+{
+    let mut response = Body::from_stream(frames).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Reverse proxies (nginx) must not buffer a live stream.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::frame;
+
+    #[test]
+    fn frames_split_data_lines_and_carry_the_id() {
+        let f = frame(Some(7), "message", "<p>a</p>\n<p>b\r\nc\rd</p>");
+        assert_eq!(&f[..], b"id: 7\nevent: message\ndata: <p>a</p>\ndata: <p>b\ndata: c\ndata: d</p>\n\n".as_slice());
+        assert_eq!(&frame(None, "topics", "x")[..], b"event: topics\ndata: x\n\n".as_slice());
+    }
+}
