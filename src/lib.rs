@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod http;
 pub mod markdown;
+pub mod media;
 pub mod store;
 
 pub use app::App;

@@ -1,0 +1,27 @@
+//! The media relay: Floo's own transport over WebTransport (QUIC). `wire` is the byte
+//! format, `room` the sans-IO relay core (rooms, tracks, groups, subscriptions,
+//! priorities, drop decisions) that tests drive without sockets. See
+//! `src/media/PROTOCOL.md`.
+
+pub mod room;
+pub mod wire;
+
+/// WebTransport session close codes (also listed in `src/media/PROTOCOL.md`).
+pub mod close {
+    /// Normal end: the participant left or the meeting ended.
+    pub const NORMAL: u32 = 0;
+    /// The admission token was missing, forged or expired.
+    pub const UNAUTHORIZED: u32 = 0x10;
+    /// The meeting has as many participants as it allows.
+    pub const ROOM_FULL: u32 = 0x11;
+    /// The meeting has ended.
+    pub const ENDED: u32 = 0x12;
+    /// Bytes that do not follow the protocol.
+    pub const PROTOCOL: u32 = 0x20;
+    /// A frame, group, message or count over its limit.
+    pub const TOO_LARGE: u32 = 0x21;
+    /// Too many control messages too fast.
+    pub const RATE: u32 = 0x22;
+    /// The server is shutting down; reconnect later.
+    pub const GOING_AWAY: u32 = 0x30;
+}

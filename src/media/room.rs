@@ -1,0 +1,919 @@
+//! The relay's heart, without sockets or clocks (sans-IO, in the manner of quinn-proto):
+//! one meeting's participants, tracks, cached groups and subscriptions. The driver feeds
+//! it what happened (`join`, `control`, `group_start`, `frame`, `group_end`, `backlog`,
+//! `handle_timeout`, each with the time) and carries out what it asks for
+//! (`poll_output`): open a group stream to a subscriber, write a frame to it, finish or
+//! abandon it, send a control message, close a session.
+//!
+//! Decisions made here: who receives what; the latest group of every track is kept so a
+//! late joiner starts at a keyframe at once; audio before screen before camera and newer
+//! groups before older ones (stream priorities); a group a subscriber cannot receive in
+//! time is abandoned instead of letting delay build up; every count and size a peer
+//! controls is bounded.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::close;
+use super::wire::{
+    ClientMessage, FrameInfo, GroupHeader, ParticipantInfo, ParticipantState, ServerMessage, TrackInfo, TrackKind,
+};
+
+/// Identifies a participant's session inside the relay.
+pub type SessionId = u64;
+/// A stream the relay sends a group on (chosen by the room, mapped by the driver).
+pub type SendId = u64;
+
+/// Bounds on everything a peer controls.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_sessions: usize,
+    pub max_tracks_per_session: usize,
+    pub max_frame: usize,
+    pub max_group_bytes: usize,
+    /// Bytes queued for one subscriber (all its open group streams) before the oldest
+    /// video groups are abandoned.
+    pub max_backlog_per_subscriber: usize,
+    /// How long a video group may take to reach a subscriber once a newer one started.
+    pub video_deadline: Duration,
+    /// How long an audio group may take to reach a subscriber.
+    pub audio_deadline: Duration,
+    pub control_per_second: u32,
+    pub control_burst: u32,
+    pub max_control_message: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_sessions: 25,
+            max_tracks_per_session: 6,
+            max_frame: 512 * 1024,
+            max_group_bytes: 8 * 1024 * 1024,
+            max_backlog_per_subscriber: 4 * 1024 * 1024,
+            video_deadline: Duration::from_millis(400),
+            audio_deadline: Duration::from_millis(250),
+            control_per_second: 50,
+            control_burst: 100,
+            max_control_message: 16 * 1024,
+        }
+    }
+}
+
+/// What the room asks the driver to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Open a unidirectional stream to `session`, write `header` first.
+    OpenGroup { session: SessionId, send: SendId, header: Bytes, priority: i32 },
+    /// Append a frame (length prefix included) to a group stream.
+    Write { send: SendId, frame: Bytes },
+    /// The group is complete: finish the stream.
+    Finish { send: SendId },
+    /// Give the group up (reset the stream): the subscriber could not receive it in time.
+    Abandon { send: SendId },
+    /// Send a control message to a session.
+    Control { session: SessionId, message: ServerMessage },
+    /// End a session with a close code and a reason.
+    Close { session: SessionId, code: u32, reason: String },
+}
+
+/// Why the room refused something; the session is closed with `code`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct Refusal {
+    pub code: u32,
+    pub reason: String,
+}
+
+fn refuse(code: u32, reason: impl Into<String>) -> Refusal {
+    Refusal { code, reason: reason.into() }
+}
+
+struct Participant {
+    user_id: i64,
+    name: String,
+    state: ParticipantState,
+    /// The publisher's track ids mapped to the relay's.
+    tracks: HashMap<u64, u64>,
+    subscriptions: HashSet<u64>,
+    /// Open group streams to this participant, oldest first.
+    sending: VecDeque<SendId>,
+    control_tokens: f64,
+    control_at: Instant,
+    /// Loudness heard recently (RFC 6464 level, lower is louder), for the active speaker.
+    loudest_recent: Option<(u8, Instant)>,
+}
+
+struct CachedGroup {
+    sequence: u64,
+    frames: Vec<Bytes>,
+    bytes: usize,
+    done: bool,
+}
+
+struct Track {
+    owner: SessionId,
+    kind: TrackKind,
+    layer: u8,
+    config: serde_json::Value,
+    latest: Option<CachedGroup>,
+    subscribers: HashSet<SessionId>,
+}
+
+struct OutGroup {
+    session: SessionId,
+    track: u64,
+    sequence: u64,
+    kind: TrackKind,
+    opened: Instant,
+    /// When a newer group of the same track started (the deadline counts from then).
+    superseded: Option<Instant>,
+    /// Bytes the driver reports as queued and not yet taken by the transport.
+    backlog: usize,
+    finished: bool,
+}
+
+/// One meeting on this relay.
+pub struct Room {
+    limits: Limits,
+    participants: HashMap<SessionId, Participant>,
+    tracks: HashMap<u64, Track>,
+    groups: HashMap<SendId, OutGroup>,
+    outputs: VecDeque<Output>,
+    next_track: u64,
+    next_send: SendId,
+    speaker: Option<SessionId>,
+}
+
+/// Stream priority: audio over screen over camera, then newer groups over older.
+fn priority(kind: TrackKind, sequence: u64) -> i32 {
+    let class = match kind {
+        TrackKind::Audio => 3,
+        TrackKind::Screen => 2,
+        TrackKind::Camera => 1,
+    };
+    (class << 24) | (sequence & 0x00ff_ffff) as i32
+}
+
+impl Room {
+    pub fn new(limits: Limits) -> Room {
+        Room {
+            limits,
+            participants: HashMap::new(),
+            tracks: HashMap::new(),
+            groups: HashMap::new(),
+            outputs: VecDeque::new(),
+            next_track: 1,
+            next_send: 1,
+            speaker: None,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.participants.is_empty()
+    }
+
+    pub fn participant_count(&self) -> usize {
+        self.participants.len()
+    }
+
+    fn info(&self, session: SessionId) -> Option<ParticipantInfo> {
+        self.participants.get(&session).map(|p| ParticipantInfo {
+            id: session,
+            user_id: p.user_id,
+            name: p.name.clone(),
+            state: p.state,
+        })
+    }
+
+    fn track_info(&self, id: u64) -> Option<TrackInfo> {
+        self.tracks.get(&id).map(|t| TrackInfo {
+            id,
+            participant: t.owner,
+            kind: t.kind,
+            layer: t.layer,
+            config: t.config.clone(),
+        })
+    }
+
+    fn broadcast(&mut self, except: Option<SessionId>, message: ServerMessage) {
+        let mut to: Vec<SessionId> = self.participants.keys().copied().filter(|s| Some(*s) != except).collect();
+        to.sort_unstable();
+        for session in to {
+            self.outputs.push_back(Output::Control { session, message: message.clone() });
+        }
+    }
+
+    /// A session joins; it is told who is here and which tracks exist, the others are
+    /// told of it.
+    pub fn join(&mut self, now: Instant, session: SessionId, user_id: i64, name: &str) -> Result<(), Refusal> {
+        if self.participants.len() >= self.limits.max_sessions {
+            return Err(refuse(
+                close::ROOM_FULL,
+                format!("this meeting is full ({} people)", self.limits.max_sessions),
+            ));
+        }
+        self.participants.insert(
+            session,
+            Participant {
+                user_id,
+                name: name.to_owned(),
+                state: ParticipantState::default(),
+                tracks: HashMap::new(),
+                subscriptions: HashSet::new(),
+                sending: VecDeque::new(),
+                control_tokens: f64::from(self.limits.control_burst),
+                control_at: now,
+                loudest_recent: None,
+            },
+        );
+        let mut ids: Vec<SessionId> = self.participants.keys().copied().collect();
+        ids.sort_unstable();
+        let participants = ids.iter().filter_map(|s| self.info(*s)).collect();
+        let mut track_ids: Vec<u64> = self.tracks.keys().copied().collect();
+        track_ids.sort_unstable();
+        let tracks = track_ids.iter().filter_map(|t| self.track_info(*t)).collect();
+        self.outputs.push_back(Output::Control {
+            session,
+            message: ServerMessage::Welcome { you: session, participants, tracks },
+        });
+        if let Some(participant) = self.info(session) {
+            self.broadcast(Some(session), ServerMessage::Joined { participant });
+        }
+        Ok(())
+    }
+
+    /// A session left (or was closed): its tracks end, its streams are dropped.
+    pub fn leave(&mut self, session: SessionId) {
+        let Some(participant) = self.participants.remove(&session) else { return };
+        for send in participant.sending {
+            self.groups.remove(&send);
+        }
+        for track in participant.tracks.into_values() {
+            self.end_track(track);
+        }
+        for track in participant.subscriptions {
+            if let Some(t) = self.tracks.get_mut(&track) {
+                t.subscribers.remove(&session);
+            }
+        }
+        if self.speaker == Some(session) {
+            self.speaker = None;
+            self.broadcast(None, ServerMessage::Speaker { participant: None });
+        }
+        self.broadcast(None, ServerMessage::Left { participant: session });
+    }
+
+    fn end_track(&mut self, id: u64) {
+        let Some(track) = self.tracks.remove(&id) else { return };
+        let open: Vec<SendId> = self.groups.iter().filter(|(_, g)| g.track == id).map(|(s, _)| *s).collect();
+        for send in open {
+            self.abandon(send);
+        }
+        for subscriber in track.subscribers {
+            if let Some(p) = self.participants.get_mut(&subscriber) {
+                p.subscriptions.remove(&id);
+            }
+        }
+        self.broadcast(None, ServerMessage::TrackEnded { track: id });
+    }
+
+    fn close(&mut self, session: SessionId, refusal: Refusal) {
+        self.outputs.push_back(Output::Close { session, code: refusal.code, reason: refusal.reason });
+        self.leave(session);
+    }
+
+    /// A control message from a session. A refusal closes that session (and only it).
+    pub fn control(&mut self, now: Instant, session: SessionId, message: ClientMessage) {
+        if let Err(refusal) = self.try_control(now, session, message) {
+            self.close(session, refusal);
+        }
+    }
+
+    fn try_control(&mut self, now: Instant, session: SessionId, message: ClientMessage) -> Result<(), Refusal> {
+        let limits = self.limits.clone();
+        let participant = self.participants.get_mut(&session).ok_or_else(|| refuse(close::PROTOCOL, "not joined"))?;
+        let refill =
+            now.saturating_duration_since(participant.control_at).as_secs_f64() * f64::from(limits.control_per_second);
+        participant.control_tokens = (participant.control_tokens + refill).min(f64::from(limits.control_burst));
+        participant.control_at = now;
+        if participant.control_tokens < 1.0 {
+            return Err(refuse(close::RATE, "too many control messages"));
+        }
+        participant.control_tokens -= 1.0;
+        match message {
+            ClientMessage::Announce { track } => {
+                if participant.tracks.contains_key(&track.id) {
+                    return Err(refuse(close::PROTOCOL, "track announced twice"));
+                }
+                if participant.tracks.len() >= limits.max_tracks_per_session {
+                    return Err(refuse(close::TOO_LARGE, "too many tracks"));
+                }
+                let config_size = track.config.to_string().len();
+                if config_size > limits.max_control_message {
+                    return Err(refuse(close::TOO_LARGE, "track configuration too large"));
+                }
+                let id = self.next_track;
+                self.next_track += 1;
+                participant.tracks.insert(track.id, id);
+                self.tracks.insert(
+                    id,
+                    Track {
+                        owner: session,
+                        kind: track.kind,
+                        layer: track.layer,
+                        config: track.config,
+                        latest: None,
+                        subscribers: HashSet::new(),
+                    },
+                );
+                if let Some(info) = self.track_info(id) {
+                    self.broadcast(None, ServerMessage::Track { track: info });
+                }
+            }
+            ClientMessage::Unannounce { id } => {
+                let global = participant.tracks.remove(&id).ok_or_else(|| refuse(close::PROTOCOL, "unknown track"))?;
+                self.end_track(global);
+            }
+            ClientMessage::Subscribe { track } => {
+                let Some(t) = self.tracks.get_mut(&track) else {
+                    // It may just have ended: not an error.
+                    return Ok(());
+                };
+                if t.subscribers.insert(session) {
+                    participant.subscriptions.insert(track);
+                    self.send_cached(now, session, track);
+                }
+            }
+            ClientMessage::Unsubscribe { track } => {
+                participant.subscriptions.remove(&track);
+                if let Some(t) = self.tracks.get_mut(&track) {
+                    t.subscribers.remove(&session);
+                }
+                let open: Vec<SendId> = self
+                    .groups
+                    .iter()
+                    .filter(|(_, g)| g.session == session && g.track == track)
+                    .map(|(s, _)| *s)
+                    .collect();
+                for send in open {
+                    self.abandon(send);
+                }
+            }
+            ClientMessage::State { state } => {
+                participant.state = state;
+                self.broadcast(None, ServerMessage::State { participant: session, state });
+            }
+            ClientMessage::Ping { nonce } => {
+                self.outputs.push_back(Output::Control { session, message: ServerMessage::Pong { nonce } });
+            }
+        }
+        Ok(())
+    }
+
+    /// A late subscriber starts with the latest group at once (it begins at a keyframe).
+    fn send_cached(&mut self, now: Instant, session: SessionId, track: u64) {
+        let Some(t) = self.tracks.get(&track) else { return };
+        let Some(cached) = &t.latest else { return };
+        let (kind, sequence, frames, done) = (t.kind, cached.sequence, cached.frames.clone(), cached.done);
+        let send = self.open(now, session, track, kind, sequence);
+        for frame in frames {
+            self.outputs.push_back(Output::Write { send, frame });
+        }
+        if done {
+            self.finish(send);
+        }
+    }
+
+    fn open(&mut self, now: Instant, session: SessionId, track: u64, kind: TrackKind, sequence: u64) -> SendId {
+        let send = self.next_send;
+        self.next_send += 1;
+        let header = GroupHeader { track, sequence }.encode();
+        self.outputs.push_back(Output::OpenGroup { session, send, header, priority: priority(kind, sequence) });
+        self.groups.insert(
+            send,
+            OutGroup { session, track, sequence, kind, opened: now, superseded: None, backlog: 0, finished: false },
+        );
+        if let Some(p) = self.participants.get_mut(&session) {
+            p.sending.push_back(send);
+        }
+        send
+    }
+
+    fn finish(&mut self, send: SendId) {
+        if let Some(g) = self.groups.get_mut(&send) {
+            g.finished = true;
+            self.outputs.push_back(Output::Finish { send });
+            if g.backlog == 0 {
+                self.forget(send);
+            }
+        }
+    }
+
+    fn abandon(&mut self, send: SendId) {
+        if self.groups.contains_key(&send) {
+            self.outputs.push_back(Output::Abandon { send });
+            self.forget(send);
+        }
+    }
+
+    fn forget(&mut self, send: SendId) {
+        if let Some(g) = self.groups.remove(&send)
+            && let Some(p) = self.participants.get_mut(&g.session)
+        {
+            p.sending.retain(|s| *s != send);
+        }
+    }
+
+    fn publisher_track(&self, session: SessionId, local: u64) -> Result<u64, Refusal> {
+        let p = self.participants.get(&session).ok_or_else(|| refuse(close::PROTOCOL, "not joined"))?;
+        p.tracks.get(&local).copied().ok_or_else(|| refuse(close::PROTOCOL, "group for an unannounced track"))
+    }
+
+    /// A publisher started a group (a new stream arrived with this header).
+    pub fn group_start(&mut self, now: Instant, session: SessionId, local_track: u64, sequence: u64) {
+        let track = match self.publisher_track(session, local_track) {
+            Ok(track) => track,
+            Err(refusal) => return self.close(session, refusal),
+        };
+        let Some(t) = self.tracks.get_mut(&track) else { return };
+        if t.latest.as_ref().is_some_and(|g| g.sequence >= sequence) {
+            // An old group arriving late: nobody wants it any more.
+            return;
+        }
+        t.latest = Some(CachedGroup { sequence, frames: Vec::new(), bytes: 0, done: false });
+        let kind = t.kind;
+        let mut subscribers: Vec<SessionId> = t.subscribers.iter().copied().collect();
+        subscribers.sort_unstable();
+        // Older groups of this track still on their way are now superseded.
+        for g in self.groups.values_mut() {
+            if g.track == track && g.sequence < sequence && g.superseded.is_none() {
+                g.superseded = Some(now);
+            }
+        }
+        for subscriber in subscribers {
+            self.open(now, subscriber, track, kind, sequence);
+        }
+        self.expire(now);
+    }
+
+    /// A frame of a publisher's group. Frames of an older group than the latest are
+    /// dropped: only the newest group of a track is forwarded.
+    pub fn frame(
+        &mut self,
+        now: Instant,
+        session: SessionId,
+        local_track: u64,
+        sequence: u64,
+        frame: Bytes,
+        info: &FrameInfo,
+    ) {
+        let track = match self.publisher_track(session, local_track) {
+            Ok(track) => track,
+            Err(refusal) => return self.close(session, refusal),
+        };
+        if frame.len() > self.limits.max_frame + 16 {
+            return self.close(session, refuse(close::TOO_LARGE, "frame too large"));
+        }
+        let max_group = self.limits.max_group_bytes;
+        let Some(t) = self.tracks.get_mut(&track) else { return };
+        let kind = t.kind;
+        let Some(cached) = t.latest.as_mut().filter(|g| g.sequence == sequence && !g.done) else { return };
+        cached.bytes += frame.len();
+        if cached.bytes > max_group {
+            return self.close(session, refuse(close::TOO_LARGE, "group too large"));
+        }
+        cached.frames.push(frame.clone());
+        if kind == TrackKind::Audio {
+            self.hear(now, session, info.level);
+        }
+        let sends: Vec<SendId> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.track == track && g.sequence == sequence && !g.finished)
+            .map(|(s, _)| *s)
+            .collect();
+        for send in sends {
+            self.outputs.push_back(Output::Write { send, frame: frame.clone() });
+        }
+    }
+
+    /// A publisher's group ended (its stream finished cleanly).
+    pub fn group_end(&mut self, session: SessionId, local_track: u64, sequence: u64) {
+        let Ok(track) = self.publisher_track(session, local_track) else { return };
+        if let Some(cached) =
+            self.tracks.get_mut(&track).and_then(|t| t.latest.as_mut()).filter(|g| g.sequence == sequence)
+        {
+            cached.done = true;
+        }
+        let sends: Vec<SendId> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.track == track && g.sequence == sequence && !g.finished)
+            .map(|(s, _)| *s)
+            .collect();
+        for send in sends {
+            self.finish(send);
+        }
+    }
+
+    /// The driver's report of bytes still queued on a group stream.
+    pub fn backlog(&mut self, now: Instant, send: SendId, queued: usize) {
+        let Some(g) = self.groups.get_mut(&send) else { return };
+        g.backlog = queued;
+        if g.finished && queued == 0 {
+            self.forget(send);
+            return;
+        }
+        let session = g.session;
+        let Some(p) = self.participants.get(&session) else { return };
+        let total: usize = p.sending.iter().filter_map(|s| self.groups.get(s)).map(|g| g.backlog).sum();
+        if total > self.limits.max_backlog_per_subscriber {
+            // Too much queued for this subscriber: give up its oldest video groups first.
+            let mut victims: Vec<(bool, SendId)> =
+                p.sending.iter().filter_map(|s| self.groups.get(s).map(|g| (g.kind == TrackKind::Audio, *s))).collect();
+            victims.sort();
+            let mut excess = total - self.limits.max_backlog_per_subscriber;
+            for (_, victim) in victims {
+                if excess == 0 {
+                    break;
+                }
+                excess = excess.saturating_sub(self.groups.get(&victim).map(|g| g.backlog).unwrap_or(0));
+                self.abandon(victim);
+            }
+        }
+        self.expire(now);
+    }
+
+    /// Abandons groups past their deadline: video once superseded for too long, audio
+    /// once too old.
+    fn expire(&mut self, now: Instant) {
+        let late: Vec<SendId> = self.groups.iter().filter(|(_, g)| self.is_late(g, now)).map(|(s, _)| *s).collect();
+        for send in late {
+            self.abandon(send);
+        }
+    }
+
+    fn is_late(&self, g: &OutGroup, now: Instant) -> bool {
+        match g.kind {
+            TrackKind::Audio => {
+                g.superseded.is_some() && now.saturating_duration_since(g.opened) > self.limits.audio_deadline
+            }
+            TrackKind::Camera | TrackKind::Screen => {
+                g.superseded.is_some_and(|at| now.saturating_duration_since(at) > self.limits.video_deadline)
+            }
+        }
+    }
+
+    fn hear(&mut self, now: Instant, session: SessionId, level: u8) {
+        if let Some(p) = self.participants.get_mut(&session)
+            && !p.state.muted
+            && p.loudest_recent.is_none_or(|(l, at)| level <= l || now.saturating_duration_since(at) > SPEAKER_WINDOW)
+        {
+            p.loudest_recent = Some((level, now));
+        }
+        self.pick_speaker(now);
+    }
+
+    fn pick_speaker(&mut self, now: Instant) {
+        let speaker = self
+            .participants
+            .iter()
+            .filter_map(|(s, p)| p.loudest_recent.map(|(level, at)| (level, at, *s)))
+            .filter(|(level, at, _)| *level <= SPEAKING_LEVEL && now.saturating_duration_since(*at) <= SPEAKER_WINDOW)
+            .min_by_key(|(level, _, s)| (*level, *s))
+            .map(|(_, _, s)| s);
+        if speaker.is_some() && speaker != self.speaker {
+            self.speaker = speaker;
+            self.broadcast(None, ServerMessage::Speaker { participant: speaker });
+        }
+    }
+
+    /// Time passed: deadlines may have been reached.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.expire(now);
+        self.pick_speaker(now);
+    }
+
+    /// When the room next needs `handle_timeout`.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.groups
+            .values()
+            .filter_map(|g| match g.kind {
+                TrackKind::Audio => g.superseded.map(|_| g.opened + self.limits.audio_deadline),
+                _ => g.superseded.map(|at| at + self.limits.video_deadline),
+            })
+            .min()
+    }
+
+    /// The next thing for the driver to do.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+}
+
+/// How loud counts as speaking (RFC 6464 level: -dBov; 50 is fairly quiet speech).
+const SPEAKING_LEVEL: u8 = 50;
+/// How long a loud moment keeps someone the active speaker.
+const SPEAKER_WINDOW: Duration = Duration::from_millis(1500);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::wire::{TrackAnnounce, encode_frame};
+
+    /// A room with a fake clock and helpers to read what it asked for.
+    struct Harness {
+        room: Room,
+        now: Instant,
+    }
+
+    impl Harness {
+        fn new(limits: Limits) -> Harness {
+            Harness { room: Room::new(limits), now: Instant::now() }
+        }
+
+        fn advance(&mut self, ms: u64) {
+            self.now += Duration::from_millis(ms);
+            self.room.handle_timeout(self.now);
+        }
+
+        fn outputs(&mut self) -> Vec<Output> {
+            std::iter::from_fn(|| self.room.poll_output()).collect()
+        }
+
+        fn join(&mut self, session: SessionId) {
+            self.room.join(self.now, session, session as i64, &format!("user {session}")).unwrap();
+        }
+
+        /// Announces a track and returns the relay's id for it.
+        fn announce(&mut self, session: SessionId, local: u64, kind: TrackKind) -> u64 {
+            let config = serde_json::json!({ "codec": "vp8" });
+            self.room.control(
+                self.now,
+                session,
+                ClientMessage::Announce { track: TrackAnnounce { id: local, kind, layer: 0, config } },
+            );
+            self.outputs()
+                .into_iter()
+                .find_map(|o| match o {
+                    Output::Control { message: ServerMessage::Track { track }, .. } => Some(track.id),
+                    _ => None,
+                })
+                .expect("track announced")
+        }
+
+        fn subscribe(&mut self, session: SessionId, track: u64) {
+            self.room.control(self.now, session, ClientMessage::Subscribe { track });
+        }
+
+        fn frame(&mut self, session: SessionId, local: u64, sequence: u64, keyframe: bool, payload: &[u8]) -> Bytes {
+            let info = FrameInfo { keyframe, timestamp_us: 0, level: 127 };
+            let frame = encode_frame(&info, payload);
+            self.room.frame(self.now, session, local, sequence, frame.clone(), &info);
+            frame
+        }
+    }
+
+    fn opens(outputs: &[Output]) -> Vec<(SessionId, SendId, i32)> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::OpenGroup { session, send, priority, .. } => Some((*session, *send, *priority)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn writes_to(outputs: &[Output], to: SendId) -> Vec<Bytes> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Write { send, frame } if *send == to => Some(frame.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_group_fans_out_to_every_subscriber_byte_for_byte() {
+        let mut h = Harness::new(Limits::default());
+        for s in 1..=3 {
+            h.join(s);
+        }
+        let track = h.announce(1, 7, TrackKind::Camera);
+        h.subscribe(2, track);
+        h.subscribe(3, track);
+        h.outputs();
+        h.room.group_start(h.now, 1, 7, 0);
+        let f1 = h.frame(1, 7, 0, true, b"key");
+        let f2 = h.frame(1, 7, 0, false, b"delta");
+        h.room.group_end(1, 7, 0);
+        let out = h.outputs();
+        let opened = opens(&out);
+        assert_eq!(opened.iter().map(|(s, _, _)| *s).collect::<Vec<_>>(), vec![2, 3]);
+        for (_, send, _) in &opened {
+            assert_eq!(writes_to(&out, *send), vec![f1.clone(), f2.clone()]);
+            assert!(out.contains(&Output::Finish { send: *send }));
+        }
+        assert!(out.iter().all(|o| !matches!(o, Output::OpenGroup { session: 1, .. })), "no echo to the publisher");
+    }
+
+    #[test]
+    fn a_late_joiner_gets_the_cached_group_from_its_keyframe_at_once() {
+        let mut h = Harness::new(Limits::default());
+        h.join(1);
+        let track = h.announce(1, 1, TrackKind::Camera);
+        h.room.group_start(h.now, 1, 1, 4);
+        let key = h.frame(1, 1, 4, true, b"keyframe");
+        let delta = h.frame(1, 1, 4, false, b"delta");
+        h.outputs();
+        h.advance(700);
+        h.join(2);
+        let welcome = h.outputs();
+        assert!(welcome.iter().any(|o| matches!(o, Output::Control { session: 2, message: ServerMessage::Welcome { tracks, .. } } if tracks.len() == 1)));
+        h.subscribe(2, track);
+        let out = h.outputs();
+        let (_, send, _) = opens(&out)[0];
+        assert_eq!(writes_to(&out, send), vec![key, delta]);
+        // And it keeps receiving the same group live.
+        let more = h.frame(1, 1, 4, false, b"more");
+        assert_eq!(writes_to(&h.outputs(), send), vec![more]);
+    }
+
+    #[test]
+    fn audio_goes_before_screen_before_camera_and_newer_groups_before_older() {
+        let mut h = Harness::new(Limits::default());
+        h.join(1);
+        h.join(2);
+        let camera = h.announce(1, 1, TrackKind::Camera);
+        let screen = h.announce(1, 2, TrackKind::Screen);
+        let audio = h.announce(1, 3, TrackKind::Audio);
+        for t in [camera, screen, audio] {
+            h.subscribe(2, t);
+        }
+        h.outputs();
+        h.room.group_start(h.now, 1, 1, 10);
+        h.room.group_start(h.now, 1, 2, 10);
+        h.room.group_start(h.now, 1, 3, 10);
+        h.room.group_start(h.now, 1, 1, 11);
+        let priorities: Vec<i32> = opens(&h.outputs()).into_iter().map(|(_, _, p)| p).collect();
+        let (camera10, screen10, audio10, camera11) = (priorities[0], priorities[1], priorities[2], priorities[3]);
+        assert!(audio10 > screen10 && screen10 > camera11 && camera11 > camera10);
+    }
+
+    #[test]
+    fn a_group_a_subscriber_cannot_receive_in_time_is_abandoned() {
+        let mut h = Harness::new(Limits::default());
+        h.join(1);
+        h.join(2);
+        let track = h.announce(1, 1, TrackKind::Camera);
+        h.subscribe(2, track);
+        h.outputs();
+        h.room.group_start(h.now, 1, 1, 0);
+        h.frame(1, 1, 0, true, &[0; 1000]);
+        let (_, old, _) = opens(&h.outputs())[0];
+        // The subscriber is slow: bytes stay queued.
+        h.room.backlog(h.now, old, 1000);
+        h.advance(100);
+        h.room.group_start(h.now, 1, 1, 1);
+        let out = h.outputs();
+        assert!(!out.contains(&Output::Abandon { send: old }), "a superseded group gets a grace period");
+        let (_, new, _) = opens(&out)[0];
+        assert!(h.room.poll_timeout().is_some());
+        h.advance(Limits::default().video_deadline.as_millis() as u64 + 1);
+        let out = h.outputs();
+        assert!(out.contains(&Output::Abandon { send: old }), "the old group is dropped, not delay built up");
+        assert!(!out.contains(&Output::Abandon { send: new }));
+        // Frames of the abandoned group are no longer forwarded; the new group's are.
+        h.frame(1, 1, 0, false, b"late");
+        let f = h.frame(1, 1, 1, true, b"new");
+        let out = h.outputs();
+        assert!(writes_to(&out, old).is_empty());
+        assert_eq!(writes_to(&out, new), vec![f]);
+    }
+
+    #[test]
+    fn a_subscriber_over_its_backlog_loses_video_before_audio() {
+        let limits = Limits { max_backlog_per_subscriber: 10_000, ..Limits::default() };
+        let mut h = Harness::new(limits);
+        h.join(1);
+        h.join(2);
+        let camera = h.announce(1, 1, TrackKind::Camera);
+        let audio = h.announce(1, 2, TrackKind::Audio);
+        h.subscribe(2, camera);
+        h.subscribe(2, audio);
+        h.outputs();
+        h.room.group_start(h.now, 1, 1, 0);
+        h.room.group_start(h.now, 1, 2, 0);
+        let out = h.outputs();
+        let sends = opens(&out);
+        let (camera_send, audio_send) = (sends[0].1, sends[1].1);
+        h.room.backlog(h.now, audio_send, 2_000);
+        h.room.backlog(h.now, camera_send, 9_000);
+        let out = h.outputs();
+        assert!(out.contains(&Output::Abandon { send: camera_send }));
+        assert!(!out.contains(&Output::Abandon { send: audio_send }));
+    }
+
+    #[test]
+    fn limits_are_enforced_and_close_only_the_offender() {
+        let limits = Limits { max_sessions: 2, max_tracks_per_session: 1, max_group_bytes: 2_000, ..Limits::default() };
+        let mut h = Harness::new(limits);
+        h.join(1);
+        h.join(2);
+        let full = h.room.join(h.now, 3, 3, "late");
+        assert_eq!(full.map_err(|r| r.code), Err(close::ROOM_FULL));
+        h.announce(1, 1, TrackKind::Camera);
+        h.outputs();
+
+        // A second track is over the limit: session 1 is closed, session 2 is told it left.
+        h.room.control(
+            h.now,
+            1,
+            ClientMessage::Announce {
+                track: TrackAnnounce { id: 2, kind: TrackKind::Audio, layer: 0, config: serde_json::json!({}) },
+            },
+        );
+        let out = h.outputs();
+        assert!(out.iter().any(|o| matches!(o, Output::Close { session: 1, code, .. } if *code == close::TOO_LARGE)));
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Output::Control { session: 2, message: ServerMessage::Left { participant: 1 } }))
+        );
+        assert!(out.iter().all(|o| !matches!(o, Output::Close { session: 2, .. })));
+        assert_eq!(h.room.participant_count(), 1);
+
+        // A group too large closes its publisher.
+        h.join(4);
+        h.announce(4, 1, TrackKind::Camera);
+        h.room.group_start(h.now, 4, 1, 0);
+        h.frame(4, 1, 0, true, &[0; 1500]);
+        h.frame(4, 1, 0, false, &[0; 1500]);
+        assert!(
+            h.outputs()
+                .iter()
+                .any(|o| matches!(o, Output::Close { session: 4, code, .. } if *code == close::TOO_LARGE))
+        );
+
+        // Groups for a track never announced are a protocol error.
+        h.join(5);
+        h.room.group_start(h.now, 5, 99, 0);
+        assert!(
+            h.outputs().iter().any(|o| matches!(o, Output::Close { session: 5, code, .. } if *code == close::PROTOCOL))
+        );
+        assert_eq!(h.room.participant_count(), 1, "session 2 is unharmed");
+    }
+
+    #[test]
+    fn control_floods_are_cut_off() {
+        let limits = Limits { control_burst: 5, control_per_second: 1, ..Limits::default() };
+        let mut h = Harness::new(limits);
+        h.join(1);
+        for nonce in 0..6 {
+            h.room.control(h.now, 1, ClientMessage::Ping { nonce });
+        }
+        let out = h.outputs();
+        assert_eq!(
+            out.iter().filter(|o| matches!(o, Output::Control { message: ServerMessage::Pong { .. }, .. })).count(),
+            5
+        );
+        assert!(out.iter().any(|o| matches!(o, Output::Close { session: 1, code, .. } if *code == close::RATE)));
+    }
+
+    #[test]
+    fn state_reaches_everyone_including_later_joiners_and_the_loudest_speaks() {
+        let mut h = Harness::new(Limits::default());
+        h.join(1);
+        h.join(2);
+        let audio = h.announce(2, 1, TrackKind::Audio);
+        h.room.control(
+            h.now,
+            1,
+            ClientMessage::State { state: ParticipantState { muted: true, ..Default::default() } },
+        );
+        let out = h.outputs();
+        assert!(out.iter().any(|o| matches!(o, Output::Control { session: 2, message: ServerMessage::State { participant: 1, state } } if state.muted)));
+        h.join(3);
+        let out = h.outputs();
+        let welcome = out.iter().find_map(|o| match o {
+            Output::Control { session: 3, message: ServerMessage::Welcome { participants, .. } } => {
+                Some(participants.clone())
+            }
+            _ => None,
+        });
+        assert!(welcome.expect("welcome").iter().any(|p| p.id == 1 && p.state.muted), "a late joiner sees the mute");
+
+        h.subscribe(3, audio);
+        h.room.group_start(h.now, 2, 1, 0);
+        let info = FrameInfo { keyframe: true, timestamp_us: 0, level: 20 };
+        h.room.frame(h.now, 2, 1, 0, encode_frame(&info, b"loud"), &info);
+        let out = h.outputs();
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Output::Control { message: ServerMessage::Speaker { participant: Some(2) }, .. }))
+        );
+    }
+}

@@ -1,0 +1,362 @@
+//! The wire format of Floo's media transport (see `src/media/PROTOCOL.md`): QUIC
+//! variable-length integers, length-prefixed JSON control messages, and group streams
+//! (a header, then length-prefixed frames). Decoders are incremental (bytes arrive in
+//! pieces) and bounded: anything over a limit is an error, never an allocation.
+
+use bytes::{Buf, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+
+/// Why a peer's bytes were refused; each maps to a close code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// A length or count is over its limit.
+    #[error("{what} of {size} bytes is over the limit of {limit}")]
+    TooLarge { what: &'static str, size: u64, limit: u64 },
+    /// The bytes do not follow the format.
+    #[error("malformed {0}")]
+    Malformed(&'static str),
+}
+
+impl WireError {
+    /// The WebTransport close code for a session that sent this.
+    pub fn code(&self) -> u32 {
+        match self {
+            WireError::TooLarge { .. } => super::close::TOO_LARGE,
+            WireError::Malformed(_) => super::close::PROTOCOL,
+        }
+    }
+}
+
+/// The largest value a QUIC varint holds (2^62 - 1).
+pub const VARINT_MAX: u64 = (1 << 62) - 1;
+
+/// Appends `v` as a QUIC variable-length integer (RFC 9000 §16).
+pub fn put_varint(out: &mut Vec<u8>, v: u64) {
+    debug_assert!(v <= VARINT_MAX);
+    if v < 1 << 6 {
+        out.push(v as u8);
+    } else if v < 1 << 14 {
+        out.extend_from_slice(&((v as u16) | 0x4000).to_be_bytes());
+    } else if v < 1 << 30 {
+        out.extend_from_slice(&((v as u32) | 0x8000_0000).to_be_bytes());
+    } else {
+        out.extend_from_slice(&(v | 0xc000_0000_0000_0000).to_be_bytes());
+    }
+}
+
+/// Reads a varint from the front of `buf`: the value and its length, or None if `buf`
+/// ends inside it.
+pub fn get_varint(buf: &[u8]) -> Option<(u64, usize)> {
+    let first = *buf.first()?;
+    let len = 1usize << (first >> 6);
+    if buf.len() < len {
+        return None;
+    }
+    let mut v = u64::from(first & 0x3f);
+    for b in &buf[1..len] {
+        v = (v << 8) | u64::from(*b);
+    }
+    Some((v, len))
+}
+
+/// The start of every group stream: which track, which group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupHeader {
+    pub track: u64,
+    pub sequence: u64,
+}
+
+impl GroupHeader {
+    pub fn encode(&self) -> Bytes {
+        let mut out = Vec::with_capacity(16);
+        put_varint(&mut out, self.track);
+        put_varint(&mut out, self.sequence);
+        Bytes::from(out)
+    }
+}
+
+/// What the relay reads of a frame; the rest is forwarded untouched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameInfo {
+    pub keyframe: bool,
+    pub timestamp_us: u64,
+    /// Audio level as in RFC 6464: 0 is the loudest, 127 silence.
+    pub level: u8,
+}
+
+/// Frame flags (the first byte of a frame).
+pub const FLAG_KEYFRAME: u8 = 0x01;
+
+/// Builds one frame as a publisher sends it (tests and the load generator use this).
+pub fn encode_frame(info: &FrameInfo, payload: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(payload.len() + 16);
+    let mut body = Vec::with_capacity(payload.len() + 12);
+    body.push(if info.keyframe { FLAG_KEYFRAME } else { 0 });
+    put_varint(&mut body, info.timestamp_us.min(VARINT_MAX));
+    body.push(info.level.min(127));
+    body.extend_from_slice(payload);
+    put_varint(&mut out, body.len() as u64);
+    out.extend_from_slice(&body);
+    Bytes::from(out)
+}
+
+/// Reads the relay-visible part of a frame's bytes (without its length prefix).
+pub fn frame_info(frame: &[u8]) -> Result<FrameInfo, WireError> {
+    let flags = *frame.first().ok_or(WireError::Malformed("frame"))?;
+    if flags & !FLAG_KEYFRAME != 0 {
+        return Err(WireError::Malformed("frame flags"));
+    }
+    let (timestamp_us, n) = get_varint(&frame[1..]).ok_or(WireError::Malformed("frame timestamp"))?;
+    let level = *frame.get(1 + n).ok_or(WireError::Malformed("frame level"))?;
+    if level > 127 {
+        return Err(WireError::Malformed("frame level"));
+    }
+    Ok(FrameInfo { keyframe: flags & FLAG_KEYFRAME != 0, timestamp_us, level })
+}
+
+/// An incremental reader of a group stream: the header, then whole frames, each
+/// returned with its length prefix so it can be forwarded byte for byte.
+pub struct GroupReader {
+    buffer: BytesMut,
+    header: Option<GroupHeader>,
+    max_frame: usize,
+}
+
+impl GroupReader {
+    pub fn new(max_frame: usize) -> GroupReader {
+        GroupReader { buffer: BytesMut::new(), header: None, max_frame }
+    }
+
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buffer.extend_from_slice(bytes);
+    }
+
+    /// The header, once it has arrived.
+    pub fn header(&mut self) -> Result<Option<GroupHeader>, WireError> {
+        if self.header.is_none() {
+            let Some((track, a)) = get_varint(&self.buffer) else { return Ok(None) };
+            let Some((sequence, b)) = get_varint(&self.buffer[a..]) else {
+                return Ok(None);
+            };
+            self.buffer.advance(a + b);
+            self.header = Some(GroupHeader { track, sequence });
+        }
+        Ok(self.header)
+    }
+
+    /// The next whole frame (length prefix included) and what it says, if one is here.
+    pub fn next_frame(&mut self) -> Result<Option<(Bytes, FrameInfo)>, WireError> {
+        if self.header()?.is_none() {
+            return Ok(None);
+        }
+        let Some((len, n)) = get_varint(&self.buffer) else { return Ok(None) };
+        if len > self.max_frame as u64 {
+            return Err(WireError::TooLarge { what: "frame", size: len, limit: self.max_frame as u64 });
+        }
+        let total = n + len as usize;
+        if self.buffer.len() < total {
+            self.buffer.reserve(total - self.buffer.len());
+            return Ok(None);
+        }
+        let frame = self.buffer.split_to(total).freeze();
+        let info = frame_info(&frame[n..])?;
+        Ok(Some((frame, info)))
+    }
+
+    /// Bytes received but not yet a whole frame (a stream must not end with any).
+    pub fn pending(&self) -> usize {
+        self.buffer.len()
+    }
+}
+
+/// The kinds of media a track carries, in the order the relay sends them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackKind {
+    Audio,
+    Screen,
+    Camera,
+}
+
+/// A track as announced by its publisher.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrackAnnounce {
+    /// The publisher's own id for the track (used in its group headers).
+    pub id: u64,
+    pub kind: TrackKind,
+    /// Simulcast layer: 0 is the smallest.
+    #[serde(default)]
+    pub layer: u8,
+    /// The WebCodecs decoder configuration (codec string, size, description ...),
+    /// passed to subscribers as is.
+    pub config: serde_json::Value,
+}
+
+/// A participant's visible state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantState {
+    #[serde(default)]
+    pub muted: bool,
+    #[serde(default)]
+    pub camera_off: bool,
+    #[serde(default)]
+    pub screen: bool,
+    #[serde(default)]
+    pub hand: bool,
+}
+
+/// Control messages from a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    Announce { track: TrackAnnounce },
+    Unannounce { id: u64 },
+    Subscribe { track: u64 },
+    Unsubscribe { track: u64 },
+    State { state: ParticipantState },
+    Ping { nonce: u64 },
+}
+
+/// A participant as others see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParticipantInfo {
+    pub id: u64,
+    pub user_id: i64,
+    pub name: String,
+    pub state: ParticipantState,
+}
+
+/// A track as subscribers see it (with the relay's id for it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrackInfo {
+    pub id: u64,
+    pub participant: u64,
+    pub kind: TrackKind,
+    pub layer: u8,
+    pub config: serde_json::Value,
+}
+
+/// Control messages from the relay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    Welcome { you: u64, participants: Vec<ParticipantInfo>, tracks: Vec<TrackInfo> },
+    Joined { participant: ParticipantInfo },
+    Left { participant: u64 },
+    Track { track: TrackInfo },
+    TrackEnded { track: u64 },
+    State { participant: u64, state: ParticipantState },
+    Speaker { participant: Option<u64> },
+    Pong { nonce: u64 },
+}
+
+/// Encodes a control message: varint length, then JSON.
+pub fn encode_control<T: Serialize>(message: &T) -> Bytes {
+    let json = serde_json::to_vec(message).unwrap_or_default();
+    let mut out = Vec::with_capacity(json.len() + 4);
+    put_varint(&mut out, json.len() as u64);
+    out.extend_from_slice(&json);
+    Bytes::from(out)
+}
+
+/// An incremental reader of the control stream.
+pub struct ControlReader {
+    buffer: BytesMut,
+    max_message: usize,
+}
+
+impl ControlReader {
+    pub fn new(max_message: usize) -> ControlReader {
+        ControlReader { buffer: BytesMut::new(), max_message }
+    }
+
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buffer.extend_from_slice(bytes);
+    }
+
+    /// The next whole message, if one is here.
+    pub fn next_message<T: for<'de> Deserialize<'de>>(&mut self) -> Result<Option<T>, WireError> {
+        let Some((len, n)) = get_varint(&self.buffer) else { return Ok(None) };
+        if len > self.max_message as u64 {
+            return Err(WireError::TooLarge { what: "control message", size: len, limit: self.max_message as u64 });
+        }
+        let total = n + len as usize;
+        if self.buffer.len() < total {
+            return Ok(None);
+        }
+        let message = self.buffer.split_to(total);
+        serde_json::from_slice(&message[n..]).map(Some).map_err(|_| WireError::Malformed("control message"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varints_round_trip_at_every_width() {
+        for v in [0, 63, 64, 16_383, 16_384, (1 << 30) - 1, 1 << 30, VARINT_MAX] {
+            let mut out = Vec::new();
+            put_varint(&mut out, v);
+            assert_eq!(get_varint(&out), Some((v, out.len())), "{v}");
+            assert_eq!(get_varint(&out[..out.len() - 1]), None, "a cut varint waits for more");
+        }
+    }
+
+    #[test]
+    fn a_group_arriving_byte_by_byte_yields_its_frames() {
+        let header = GroupHeader { track: 3, sequence: 77 };
+        let f1 = encode_frame(&FrameInfo { keyframe: true, timestamp_us: 1_000, level: 12 }, b"first");
+        let f2 = encode_frame(&FrameInfo { keyframe: false, timestamp_us: 34_000, level: 127 }, &[9; 300]);
+        let stream: Vec<u8> = [header.encode(), f1.clone(), f2.clone()].concat();
+        let mut reader = GroupReader::new(1024);
+        let mut frames = Vec::new();
+        for b in &stream {
+            reader.push(&[*b]);
+            while let Some(frame) = reader.next_frame().unwrap() {
+                frames.push(frame);
+            }
+        }
+        assert_eq!(reader.header().unwrap(), Some(header));
+        assert_eq!(frames.len(), 2);
+        assert_eq!(frames[0].0, f1, "frames are forwarded byte for byte");
+        assert!(frames[0].1.keyframe && frames[0].1.level == 12);
+        assert_eq!(frames[1].0, f2);
+        assert_eq!(reader.pending(), 0);
+    }
+
+    #[test]
+    fn oversized_and_malformed_frames_are_refused() {
+        let mut reader = GroupReader::new(100);
+        reader.push(&GroupHeader { track: 1, sequence: 1 }.encode());
+        let mut big = Vec::new();
+        put_varint(&mut big, 101);
+        reader.push(&big);
+        assert!(matches!(reader.next_frame(), Err(WireError::TooLarge { .. })));
+
+        let mut reader = GroupReader::new(100);
+        reader.push(&GroupHeader { track: 1, sequence: 1 }.encode());
+        reader.push(&[2, 0x80, 0]); // a 2-byte frame with unknown flags
+        assert_eq!(reader.next_frame(), Err(WireError::Malformed("frame flags")));
+        assert!(frame_info(&[]).is_err());
+        assert!(frame_info(&[1]).is_err());
+        assert!(frame_info(&[0, 5, 200]).is_err(), "level above 127");
+    }
+
+    #[test]
+    fn control_messages_round_trip_and_are_bounded() {
+        let message = ClientMessage::State { state: ParticipantState { muted: true, ..Default::default() } };
+        let mut reader = ControlReader::new(1024);
+        reader.push(&encode_control(&message));
+        assert_eq!(reader.next_message::<ClientMessage>().unwrap(), Some(message));
+        assert_eq!(reader.next_message::<ClientMessage>().unwrap(), None);
+
+        let mut reader = ControlReader::new(8);
+        reader.push(&encode_control(&ClientMessage::Ping { nonce: 1 }));
+        assert!(matches!(reader.next_message::<ClientMessage>(), Err(WireError::TooLarge { .. })));
+
+        let mut reader = ControlReader::new(1024);
+        reader.push(&[3, b'{', b'x', b'}']);
+        assert_eq!(reader.next_message::<ClientMessage>(), Err(WireError::Malformed("control message")));
+    }
+}
