@@ -13,6 +13,8 @@ use crate::bus::Bus;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::http::{self, AppState, PostRate, Shared, StreamCap};
+use crate::media::relay::{MediaConfig, Relay};
+use crate::media::room::Limits;
 use crate::store::Store;
 
 /// A bound, ready-to-run Floo.
@@ -55,8 +57,18 @@ impl App {
             None => Bus::in_process(),
         };
         let (closing, closing_rx) = watch::channel(false);
+        let media = MediaConfig {
+            quic_addr: config.quic_addr,
+            tls_cert: config.tls_cert.clone(),
+            tls_key: config.tls_key.clone(),
+            limits: Limits { max_sessions: config.max_participants.max(2), ..Limits::default() },
+        };
+        let relay = Relay::start(media, store.clone(), bus.clone(), closing_rx.clone())
+            .await
+            .context("starting the media relay")?;
         let state = AppState::new(Shared {
             closing: closing_rx,
+            relay,
             store,
             bus,
             post_rate: PostRate::new(config.posts_per_minute, config.post_burst),
@@ -73,6 +85,21 @@ impl App {
 
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The media relay's UDP address.
+    pub fn quic_addr(&self) -> SocketAddr {
+        self.state.relay.addr()
+    }
+
+    /// SHA-256 of the relay's development certificate, if it uses one.
+    pub fn cert_hash(&self) -> Option<[u8; 32]> {
+        self.state.relay.cert_hash()
+    }
+
+    /// The relay, for minting admission tokens (tests use it as a meeting page would).
+    pub fn relay(&self) -> crate::media::relay::Relay {
+        self.state.relay.clone()
     }
 
     /// The address users reach this server at.

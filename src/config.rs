@@ -54,6 +54,23 @@ pub struct Config {
     #[arg(long, env = "FLOO_SESSION_HOURS", default_value_t = 24 * 30)]
     pub session_hours: u64,
 
+    /// UDP address of the media relay (WebTransport over QUIC). `[::]` takes IPv4 too.
+    #[arg(long, env = "FLOO_QUIC_ADDR", default_value = "[::]:4443")]
+    pub quic_addr: SocketAddr,
+
+    /// TLS certificate chain (PEM) for the media relay. Without it (and --tls-key) Floo
+    /// makes a short-lived development certificate that browsers accept by its hash.
+    #[arg(long, env = "FLOO_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM) for the media relay.
+    #[arg(long, env = "FLOO_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Most participants one meeting admits.
+    #[arg(long, env = "FLOO_MAX_PARTICIPANTS", default_value_t = 25)]
+    pub max_participants: usize,
+
     /// Redis URL (`redis://HOST:PORT`) for live events across several Floo nodes.
     /// Without it, live events stay inside this process.
     #[arg(long, env = "FLOO_REDIS_URL")]

@@ -26,6 +26,7 @@ pub fn router() -> Router<AppState> {
         .route("/teams/{team_id}/meetings/{meeting_id}/join", post(join))
         .route("/teams/{team_id}/meetings/{meeting_id}/leave", post(leave))
         .route("/teams/{team_id}/meetings/{meeting_id}/end", post(end))
+        .route("/teams/{team_id}/meetings/{meeting_id}/media", post(media_ticket))
 }
 
 /// A team's meetings: live ones first, then ended ones with date, duration and attendees.
@@ -195,7 +196,25 @@ async fn leave(State(state): State<AppState>, mt: MeetingInTeam) -> Result<Respo
 async fn end(State(state): State<AppState>, mt: MeetingInTeam) -> Result<Response, Error> {
     mt.require_host_or_admin()?;
     state.store.end_meeting(mt.meeting.id, mt.member.user_id(), now_ms()).await?;
+    state.relay.end_meeting(mt.meeting.id);
     state.bus.publish(Event::TeamChanged { team_id: mt.member.team.id });
     tracing::info!(meeting_id = mt.meeting.id, by = mt.member.user_id(), "meeting ended");
     Ok(Redirect::to(&format!("/teams/{}/meetings/{}", mt.member.team.id, mt.meeting.id)).into_response())
+}
+
+/// What the meeting client needs to reach the relay: a fresh admission token, the UDP
+/// port, and the hash of the relay's development certificate if it uses one.
+async fn media_ticket(State(state): State<AppState>, mt: MeetingInTeam) -> Result<Response, Error> {
+    if !mt.meeting.is_live() {
+        return Err(Error::Conflict("This meeting has ended.".into()));
+    }
+    let hash = state.relay.cert_hash().map(|h| h.to_vec());
+    Ok(axum::Json(serde_json::json!({
+        "port": state.relay.addr().port(),
+        "path": "/meeting",
+        "token": state.relay.mint_token(mt.meeting.id, mt.member.user_id()),
+        "certHash": hash,
+        "you": { "userId": mt.member.user_id(), "name": mt.member.viewer.user.display_name },
+    }))
+    .into_response())
 }

@@ -42,6 +42,8 @@ pub struct Shared {
     /// Live events to open pages, on this node and (with Redis) on the others.
     pub bus: Bus,
     pub post_rate: PostRate,
+    /// The media relay (WebTransport over QUIC).
+    pub relay: crate::media::relay::Relay,
     /// Turns true when the server shuts down: live streams end so connections drain.
     pub closing: tokio::sync::watch::Receiver<bool>,
     pub streams: StreamCap,

@@ -3,7 +3,10 @@
 //! priorities, drop decisions) that tests drive without sockets. See
 //! `src/media/PROTOCOL.md`.
 
+pub mod relay;
 pub mod room;
+pub mod tls;
+pub mod token;
 pub mod wire;
 
 /// WebTransport session close codes (also listed in `src/media/PROTOCOL.md`).

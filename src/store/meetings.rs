@@ -207,3 +207,32 @@ impl Store {
         Ok(ended)
     }
 }
+
+/// What the relay needs to admit a user to a meeting.
+#[derive(Debug, Clone)]
+pub struct MeetingAdmission {
+    pub team_id: i64,
+    pub live: bool,
+    pub display_name: String,
+}
+
+impl Store {
+    /// The meeting's team, whether it is live, and the user's name — if the user is a
+    /// member of the meeting's team.
+    pub async fn meeting_admission(&self, meeting_id: i64, user_id: i64) -> Result<Option<MeetingAdmission>> {
+        let row: Option<(i64, Option<i64>, String)> = sqlx::query_as(
+            "SELECT m.team_id, m.ended_at, u.display_name
+             FROM meetings m JOIN memberships ms ON ms.team_id = m.team_id AND ms.user_id = $2
+             JOIN users u ON u.id = ms.user_id WHERE m.id = $1",
+        )
+        .bind(meeting_id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(team_id, ended_at, display_name)| MeetingAdmission {
+            team_id,
+            live: ended_at.is_none(),
+            display_name,
+        }))
+    }
+}

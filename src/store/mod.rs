@@ -17,7 +17,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 
 pub use forum::{Message, Topic, TopicKind, TopicSummary};
-pub use meetings::{Attendance, Meeting, MeetingSummary};
+pub use meetings::{Attendance, Meeting, MeetingAdmission, MeetingSummary};
 pub use teams::{Member, Role, Team, TeamOfUser};
 pub use users::{OAuthLogin, User};
 

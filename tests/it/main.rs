@@ -6,6 +6,7 @@ mod authorization;
 mod browser;
 mod foundation;
 mod live;
+mod media;
 mod nodes;
 mod oauth;
 mod oidc_provider;

@@ -81,6 +81,8 @@ pub struct TestApp {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     postgres_db: Option<String>,
+    pub quic_addr: std::net::SocketAddr,
+    pub cert_hash: Option<[u8; 32]>,
 }
 
 impl TestApp {
@@ -98,6 +100,8 @@ impl TestApp {
             "127.0.0.1:0".into(),
             "--data-dir".into(),
             data_dir.display().to_string(),
+            "--quic-addr".into(),
+            "127.0.0.1:0".into(),
         ];
         let mut postgres_db = None;
         if let Backend::Postgres = backend {
@@ -110,9 +114,11 @@ impl TestApp {
         let config = Config::try_parse_from(&args).expect("valid test configuration");
         let app = App::build(config).await.expect("Floo starts");
         let base = app.public_url().to_owned();
+        let quic_addr = app.quic_addr();
+        let cert_hash = app.cert_hash();
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(app.run(stopped));
-        TestApp { base, data_dir, stop, task, postgres_db }
+        TestApp { base, data_dir, stop, task, postgres_db, quic_addr, cert_hash }
     }
 
     /// A new browser-like client (its own cookies) for this app.

@@ -1,0 +1,633 @@
+//! The relay's driver: a QUIC endpoint serving WebTransport, one task per session (its
+//! control stream and incoming group streams) and one task per meeting that owns the
+//! sans-IO [`Room`] and carries out what it asks for (open, write, finish or abandon
+//! group streams; control messages; closes). Admission needs a token minted for the
+//! (meeting, user) by the meeting page; attendance and presence go to the store and bus.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
+use tracing::Instrument;
+use web_transport_quinn::Session;
+
+use super::close;
+use super::room::{Limits, Output, Refusal, Room, SendId, SessionId};
+use super::tls::{self, DEV_RENEW_BEFORE};
+use super::token::{Admission, TokenKey};
+use super::wire::{ClientMessage, ControlReader, FrameInfo, GroupReader, WireError, encode_control};
+use crate::bus::{Bus, Event};
+use crate::clock::now_ms;
+use crate::store::Store;
+
+/// Where and how the relay listens.
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    pub quic_addr: SocketAddr,
+    /// PEM certificate chain and key for production; without them a dev certificate.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub limits: Limits,
+}
+
+/// Group streams a session may be receiving at once.
+const MAX_INCOMING_GROUPS: usize = 64;
+/// Stream reset code for a group the relay gave up.
+const ABANDONED: u32 = 0x40;
+
+/// The running relay; cheap to clone.
+#[derive(Clone)]
+pub struct Relay {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    endpoint: quinn::Endpoint,
+    addr: SocketAddr,
+    key: TokenKey,
+    cert_hash: RwLock<Option<[u8; 32]>>,
+    rooms: Mutex<HashMap<i64, mpsc::UnboundedSender<Input>>>,
+    store: Store,
+    bus: Bus,
+    limits: Limits,
+    next_session: AtomicU64,
+}
+
+impl Relay {
+    /// Binds the QUIC endpoint and starts accepting sessions until `closing` turns true.
+    pub async fn start(
+        config: MediaConfig,
+        store: Store,
+        bus: Bus,
+        mut closing: watch::Receiver<bool>,
+    ) -> anyhow::Result<Relay> {
+        let (identity, dev) = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => (tls::load_identity(cert, key)?, false),
+            (None, None) => (tls::dev_identity()?, true),
+            _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+        };
+        let server_config = tls::server_config(&identity)?;
+        let socket = bind_dual_stack(config.quic_addr)
+            .with_context(|| format!("binding the QUIC address {}", config.quic_addr))?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server_config),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .context("starting the QUIC endpoint")?;
+        let addr = endpoint.local_addr().context("reading the QUIC address")?;
+        let relay = Relay {
+            inner: Arc::new(Inner {
+                endpoint: endpoint.clone(),
+                addr,
+                key: TokenKey::random(),
+                cert_hash: RwLock::new(identity.dev_hash),
+                rooms: Mutex::new(HashMap::new()),
+                store,
+                bus,
+                limits: config.limits,
+                next_session: AtomicU64::new(1),
+            }),
+        };
+        if dev {
+            tokio::spawn(renew_dev_certificate(relay.clone(), identity.dev_expires.unwrap_or(0)));
+        }
+        let accepting = relay.clone();
+        tokio::spawn(async move {
+            let mut server = web_transport_quinn::Server::new(endpoint.clone());
+            loop {
+                tokio::select! {
+                    request = server.accept() => match request {
+                        Some(request) => {
+                            let relay = accepting.clone();
+                            tokio::spawn(async move { relay.admit(request).await });
+                        }
+                        None => break,
+                    },
+                    _ = closing.wait_for(|c| *c) => {
+                        endpoint.close(quinn::VarInt::from_u32(close::GOING_AWAY), b"server shutting down");
+                        break;
+                    }
+                }
+            }
+        });
+        Ok(relay)
+    }
+
+    /// The bound UDP address.
+    pub fn addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    /// SHA-256 of the dev certificate, for `serverCertificateHashes` (None with a real one).
+    pub fn cert_hash(&self) -> Option<[u8; 32]> {
+        *self.inner.cert_hash.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A token admitting `user_id` to `meeting_id` for the next minute.
+    pub fn mint_token(&self, meeting_id: i64, user_id: i64) -> String {
+        self.inner.key.mint(Admission { meeting_id, user_id }, now_ms())
+    }
+
+    /// The meeting ended: everyone in it is disconnected with a reason.
+    pub fn end_meeting(&self, meeting_id: i64) {
+        let rooms = self.inner.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(room) = rooms.get(&meeting_id) {
+            let _ = room.send(Input::End);
+        }
+    }
+
+    async fn admit(self, request: web_transport_quinn::Request) {
+        let url = request.url.clone();
+        let token = url.query_pairs().find(|(k, _)| k == "token").map(|(_, v)| v.into_owned());
+        let session = match request.ok().await {
+            Ok(session) => session,
+            Err(e) => return tracing::debug!(error = %e, "WebTransport handshake failed"),
+        };
+        if url.path() != "/meeting" {
+            return session.close(close::PROTOCOL, b"unknown path: connect to /meeting");
+        }
+        let Some(admission) = token.and_then(|t| self.inner.key.verify(&t, now_ms())) else {
+            return session.close(close::UNAUTHORIZED, b"invalid or expired admission token: reload the meeting page");
+        };
+        let found = match self.inner.store.meeting_admission(admission.meeting_id, admission.user_id).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot check a meeting admission");
+                return session.close(close::GOING_AWAY, b"the server cannot reach its database; try again");
+            }
+        };
+        let Some(found) = found else {
+            return session.close(close::UNAUTHORIZED, b"not a member of this meeting's team");
+        };
+        if !found.live {
+            return session.close(close::ENDED, b"this meeting has ended");
+        }
+        let id = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::info_span!(
+            "media_session",
+            session = id,
+            meeting = admission.meeting_id,
+            user = admission.user_id
+        );
+        run_session(self, session, id, admission, found.team_id, found.display_name).instrument(span).await;
+    }
+
+    /// The room task of a meeting, started on first use. The caller holds the lock
+    /// while sending, so a room never exits with an input in flight.
+    fn send_to_room(&self, meeting_id: i64, team_id: i64, input: Input) {
+        let mut rooms = self.inner.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        let room = rooms.entry(meeting_id).or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(run_room(self.clone(), meeting_id, team_id, tx.clone(), rx));
+            tx
+        });
+        let _ = room.send(input);
+    }
+}
+
+/// A UDP socket on `addr`; an IPv6 unspecified address also takes IPv4 (dual stack).
+fn bind_dual_stack(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let socket = std::net::UdpSocket::bind(addr)?;
+    Ok(socket)
+}
+
+async fn renew_dev_certificate(relay: Relay, mut expires: i64) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        let left = expires - time::OffsetDateTime::now_utc().unix_timestamp();
+        if left > DEV_RENEW_BEFORE.as_secs() as i64 {
+            continue;
+        }
+        match tls::dev_identity().and_then(|identity| Ok((tls::server_config(&identity)?, identity))) {
+            Ok((config, identity)) => {
+                relay.inner.endpoint.set_server_config(Some(config));
+                *relay.inner.cert_hash.write().unwrap_or_else(|p| p.into_inner()) = identity.dev_hash;
+                expires = identity.dev_expires.unwrap_or(0);
+                tracing::info!("development certificate renewed");
+            }
+            Err(e) => tracing::error!(error = %e, "cannot renew the development certificate"),
+        }
+    }
+}
+
+/// What a room task hears.
+enum Input {
+    Join {
+        session: SessionId,
+        user_id: i64,
+        name: String,
+        handle: Box<SessionHandle>,
+        admitted: oneshot::Sender<Result<(), Refusal>>,
+    },
+    Leave {
+        session: SessionId,
+    },
+    Control {
+        session: SessionId,
+        message: ClientMessage,
+    },
+    GroupStart {
+        session: SessionId,
+        track: u64,
+        sequence: u64,
+    },
+    Frame {
+        session: SessionId,
+        track: u64,
+        sequence: u64,
+        frame: Bytes,
+        info: FrameInfo,
+    },
+    GroupEnd {
+        session: SessionId,
+        track: u64,
+        sequence: u64,
+    },
+    Malformed {
+        session: SessionId,
+        error: WireError,
+    },
+    Drained {
+        send: SendId,
+    },
+    End,
+}
+
+struct SessionHandle {
+    session: Session,
+    user_id: i64,
+    control: mpsc::UnboundedSender<Bytes>,
+}
+
+struct GroupWriter {
+    commands: mpsc::UnboundedSender<WriterCommand>,
+    queued: Arc<AtomicUsize>,
+    abandoned: Arc<AtomicBool>,
+    abandon: Arc<Notify>,
+}
+
+enum WriterCommand {
+    Frame(Bytes),
+    Finish,
+}
+
+async fn run_room(
+    relay: Relay,
+    meeting_id: i64,
+    team_id: i64,
+    tx: mpsc::UnboundedSender<Input>,
+    mut rx: mpsc::UnboundedReceiver<Input>,
+) {
+    let mut room = Room::new(relay.inner.limits.clone());
+    let mut sessions: HashMap<SessionId, SessionHandle> = HashMap::new();
+    let mut writers: HashMap<SendId, GroupWriter> = HashMap::new();
+    let (attendance, attendance_rx) = mpsc::unbounded_channel();
+    tokio::spawn(record_attendance(
+        relay.inner.store.clone(),
+        relay.inner.bus.clone(),
+        meeting_id,
+        team_id,
+        attendance_rx,
+    ));
+    loop {
+        let timeout = room.poll_timeout();
+        let input = tokio::select! {
+            input = rx.recv() => input,
+            () = sleep_until(timeout) => {
+                room.handle_timeout(Instant::now());
+                dispatch(&mut room, &mut sessions, &mut writers, &tx);
+                continue;
+            }
+        };
+        let now = Instant::now();
+        match input {
+            Some(Input::Join { session, user_id, name, handle, admitted }) => {
+                let result = room.join(now, session, user_id, &name);
+                if result.is_ok() {
+                    sessions.insert(session, *handle);
+                    let _ = attendance.send((true, user_id));
+                }
+                let _ = admitted.send(result);
+            }
+            Some(Input::Leave { session }) => {
+                room.leave(session);
+                if let Some(handle) = sessions.remove(&session)
+                    && !sessions.values().any(|h| h.user_id == handle.user_id)
+                {
+                    let _ = attendance.send((false, handle.user_id));
+                }
+            }
+            Some(Input::Control { session, message }) => room.control(now, session, message),
+            Some(Input::GroupStart { session, track, sequence }) => room.group_start(now, session, track, sequence),
+            Some(Input::Frame { session, track, sequence, frame, info }) => {
+                room.frame(now, session, track, sequence, frame, &info)
+            }
+            Some(Input::GroupEnd { session, track, sequence }) => room.group_end(session, track, sequence),
+            Some(Input::Malformed { session, error }) => {
+                tracing::info!(session, %error, "closing a media session that sent malformed data");
+                if let Some(handle) = sessions.remove(&session) {
+                    handle.session.close(error.code(), error.to_string().as_bytes());
+                    if !sessions.values().any(|h| h.user_id == handle.user_id) {
+                        let _ = attendance.send((false, handle.user_id));
+                    }
+                }
+                room.leave(session);
+            }
+            Some(Input::Drained { send }) => {
+                writers.remove(&send);
+                room.backlog(now, send, 0);
+            }
+            Some(Input::End) => {
+                for (_, handle) in sessions.drain() {
+                    handle.session.close(close::ENDED, b"the meeting has ended");
+                }
+                break;
+            }
+            None => break,
+        }
+        dispatch(&mut room, &mut sessions, &mut writers, &tx);
+        if room.is_empty() {
+            let mut rooms = relay.inner.rooms.lock().unwrap_or_else(|p| p.into_inner());
+            if rx.is_empty() {
+                rooms.remove(&meeting_id);
+                break;
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Carries out everything the room asked for.
+fn dispatch(
+    room: &mut Room,
+    sessions: &mut HashMap<SessionId, SessionHandle>,
+    writers: &mut HashMap<SendId, GroupWriter>,
+    tx: &mpsc::UnboundedSender<Input>,
+) {
+    while let Some(output) = room.poll_output() {
+        match output {
+            Output::OpenGroup { session, send, header, priority } => {
+                let Some(handle) = sessions.get(&session) else { continue };
+                let (commands, rx) = mpsc::unbounded_channel();
+                let writer = GroupWriter {
+                    commands,
+                    queued: Arc::new(AtomicUsize::new(0)),
+                    abandoned: Arc::new(AtomicBool::new(false)),
+                    abandon: Arc::new(Notify::new()),
+                };
+                tokio::spawn(write_group(
+                    handle.session.clone(),
+                    header,
+                    priority,
+                    rx,
+                    writer.queued.clone(),
+                    writer.abandoned.clone(),
+                    writer.abandon.clone(),
+                    tx.clone(),
+                    send,
+                ));
+                writers.insert(send, writer);
+            }
+            Output::Write { send, frame } => {
+                if let Some(writer) = writers.get(&send) {
+                    let queued = writer.queued.fetch_add(frame.len(), Ordering::Relaxed) + frame.len();
+                    let _ = writer.commands.send(WriterCommand::Frame(frame));
+                    room.backlog(Instant::now(), send, queued);
+                }
+            }
+            Output::Finish { send } => {
+                if let Some(writer) = writers.get(&send) {
+                    let _ = writer.commands.send(WriterCommand::Finish);
+                }
+            }
+            Output::Abandon { send } => {
+                if let Some(writer) = writers.remove(&send) {
+                    writer.abandoned.store(true, Ordering::Relaxed);
+                    writer.abandon.notify_one();
+                }
+            }
+            Output::Control { session, message } => {
+                if let Some(handle) = sessions.get(&session) {
+                    let _ = handle.control.send(encode_control(&message));
+                }
+            }
+            Output::Close { session, code, reason } => {
+                if let Some(handle) = sessions.remove(&session) {
+                    handle.session.close(code, reason.as_bytes());
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn write_group(
+    session: Session,
+    header: Bytes,
+    priority: i32,
+    mut commands: mpsc::UnboundedReceiver<WriterCommand>,
+    queued: Arc<AtomicUsize>,
+    abandoned: Arc<AtomicBool>,
+    abandon: Arc<Notify>,
+    room: mpsc::UnboundedSender<Input>,
+    send: SendId,
+) {
+    let result = async {
+        let mut stream = tokio::select! {
+            stream = session.open_uni() => stream.ok()?,
+            () = abandon.notified() => return None,
+        };
+        let _ = stream.set_priority(priority);
+        stream.write_all(&header).await.ok()?;
+        while let Some(command) = commands.recv().await {
+            if abandoned.load(Ordering::Relaxed) {
+                let _ = stream.reset(ABANDONED);
+                return None;
+            }
+            match command {
+                WriterCommand::Frame(frame) => {
+                    let len = frame.len();
+                    tokio::select! {
+                        written = stream.write_chunk(frame) => written.ok()?,
+                        () = abandon.notified() => {
+                            let _ = stream.reset(ABANDONED);
+                            return None;
+                        }
+                    }
+                    queued.fetch_sub(len, Ordering::Relaxed);
+                }
+                WriterCommand::Finish => {
+                    let _ = stream.finish();
+                    return Some(());
+                }
+            }
+        }
+        Some(())
+    }
+    .await;
+    if result.is_some() || !abandoned.load(Ordering::Relaxed) {
+        let _ = room.send(Input::Drained { send });
+    }
+}
+
+async fn record_attendance(
+    store: Store,
+    bus: Bus,
+    meeting_id: i64,
+    team_id: i64,
+    mut changes: mpsc::UnboundedReceiver<(bool, i64)>,
+) {
+    while let Some((joined, user_id)) = changes.recv().await {
+        let result = if joined {
+            store.join_meeting(meeting_id, user_id, now_ms()).await.map(|_| ())
+        } else {
+            store.leave_meeting(meeting_id, user_id, now_ms()).await
+        };
+        match result {
+            Ok(()) => bus.publish(Event::TeamChanged { team_id }),
+            Err(e) => tracing::warn!(error = %e, meeting_id, user_id, "cannot record attendance"),
+        }
+    }
+}
+
+async fn run_session(relay: Relay, session: Session, id: SessionId, admission: Admission, team_id: i64, name: String) {
+    let meeting = admission.meeting_id;
+    // The client opens its control stream first.
+    let (mut control_send, mut control_recv) =
+        match tokio::time::timeout(Duration::from_secs(10), session.accept_bi()).await {
+            Ok(Ok(streams)) => streams,
+            _ => return session.close(close::PROTOCOL, b"no control stream"),
+        };
+    let (control, mut outgoing) = mpsc::unbounded_channel::<Bytes>();
+    tokio::spawn(async move {
+        while let Some(bytes) = outgoing.recv().await {
+            if control_send.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+    });
+    let (admitted, admission_result) = oneshot::channel();
+    let handle = Box::new(SessionHandle { session: session.clone(), user_id: admission.user_id, control });
+    relay.send_to_room(
+        meeting,
+        team_id,
+        Input::Join { session: id, user_id: admission.user_id, name, handle, admitted },
+    );
+    match admission_result.await {
+        Ok(Ok(())) => tracing::info!("joined"),
+        Ok(Err(refusal)) => return session.close(refusal.code, refusal.reason.as_bytes()),
+        Err(_) => return session.close(close::GOING_AWAY, b"the meeting could not be opened"),
+    }
+    let limits = relay.inner.limits.clone();
+    let incoming = Arc::new(Semaphore::new(MAX_INCOMING_GROUPS));
+    let mut reader = ControlReader::new(limits.max_control_message);
+    let to_room = |input: Input| relay.send_to_room(meeting, team_id, input);
+    loop {
+        tokio::select! {
+            chunk = control_recv.read_chunk(limits.max_control_message, true) => match chunk {
+                Ok(Some(chunk)) => {
+                    reader.push(&chunk.bytes);
+                    loop {
+                        match reader.next_message::<ClientMessage>() {
+                            Ok(Some(message)) => to_room(Input::Control { session: id, message }),
+                            Ok(None) => break,
+                            Err(error) => {
+                                to_room(Input::Malformed { session: id, error });
+                                break;
+                            }
+                        }
+                    }
+                }
+                _ => break,
+            },
+            stream = session.accept_uni() => match stream {
+                Ok(stream) => {
+                    let Ok(permit) = incoming.clone().try_acquire_owned() else {
+                        to_room(Input::Malformed { session: id, error: WireError::TooLarge { what: "open group streams", size: MAX_INCOMING_GROUPS as u64 + 1, limit: MAX_INCOMING_GROUPS as u64 } });
+                        break;
+                    };
+                    let relay = relay.clone();
+                    let max_frame = limits.max_frame;
+                    tokio::spawn(async move {
+                        read_group(relay, meeting, team_id, id, stream, max_frame).await;
+                        drop(permit);
+                    });
+                }
+                Err(_) => break,
+            },
+            _ = session.closed() => break,
+        }
+    }
+    relay.send_to_room(meeting, team_id, Input::Leave { session: id });
+    tracing::info!("left");
+}
+
+async fn read_group(
+    relay: Relay,
+    meeting: i64,
+    team_id: i64,
+    session: SessionId,
+    mut stream: web_transport_quinn::RecvStream,
+    max_frame: usize,
+) {
+    let to_room = |input: Input| relay.send_to_room(meeting, team_id, input);
+    let mut reader = GroupReader::new(max_frame);
+    let mut started = None;
+    loop {
+        match stream.read_chunk(64 * 1024, true).await {
+            Ok(Some(chunk)) => {
+                reader.push(&chunk.bytes);
+                let header = match reader.header() {
+                    Ok(Some(header)) => header,
+                    Ok(None) => continue,
+                    Err(error) => return to_room(Input::Malformed { session, error }),
+                };
+                if started.is_none() {
+                    started = Some(header);
+                    to_room(Input::GroupStart { session, track: header.track, sequence: header.sequence });
+                }
+                loop {
+                    match reader.next_frame() {
+                        Ok(Some((frame, info))) => to_room(Input::Frame {
+                            session,
+                            track: header.track,
+                            sequence: header.sequence,
+                            frame,
+                            info,
+                        }),
+                        Ok(None) => break,
+                        Err(error) => return to_room(Input::Malformed { session, error }),
+                    }
+                }
+            }
+            Ok(None) => {
+                if reader.pending() > 0 {
+                    return to_room(Input::Malformed {
+                        session,
+                        error: WireError::Malformed("group ends inside a frame"),
+                    });
+                }
+                if let Some(header) = started {
+                    to_room(Input::GroupEnd { session, track: header.track, sequence: header.sequence });
+                }
+                return;
+            }
+            // The publisher gave the group up (reset): nothing more will come.
+            Err(_) => return,
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! The media relay over a real QUIC connection, driven by a Rust client speaking the
+//! protocol: admission, publish and subscribe with identical bytes, late join from the
+//! cached group, and malformed input closing only the offending session.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use floo::media::close;
+use floo::media::wire::{
+    ClientMessage, ControlReader, FrameInfo, GroupHeader, GroupReader, ServerMessage, TrackAnnounce, TrackKind,
+    encode_control, encode_frame,
+};
+use web_transport_quinn::{Session, SessionError, WebTransportError};
+
+use crate::support::{Backend, Client, TestApp};
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// A participant's connection, as the browser client makes it.
+struct Peer {
+    session: Session,
+    control: web_transport_quinn::SendStream,
+    incoming: web_transport_quinn::RecvStream,
+    reader: ControlReader,
+}
+
+/// Asks the meeting page for a ticket, as the browser does, and connects.
+async fn join(app: &TestApp, client: &Client, meeting: &str) -> Peer {
+    let ticket = client.post_form(&format!("{meeting}/media"), &[]).await;
+    let ticket: serde_json::Value = serde_json::from_str(&ticket.body).expect("ticket JSON");
+    let token = ticket["token"].as_str().expect("token");
+    connect_with_token(app, token).await
+}
+
+async fn connect_with_token(app: &TestApp, token: &str) -> Peer {
+    let session = connect(app, token).await;
+    let (mut control, incoming) = session.open_bi().await.expect("control stream");
+    // The stream reaches the relay with its first message.
+    control.write_all(&encode_control(&ClientMessage::Ping { nonce: 1 })).await.expect("ping");
+    let mut peer = Peer { session, control, incoming, reader: ControlReader::new(1 << 20) };
+    assert!(matches!(peer.next_message().await, ServerMessage::Welcome { .. }));
+    peer
+}
+
+async fn connect(app: &TestApp, token: &str) -> Session {
+    let hash = app.cert_hash.expect("a dev certificate").to_vec();
+    let client = web_transport_quinn::ClientBuilder::new().with_server_certificate_hashes(vec![hash]).expect("client");
+    let url = format!("https://127.0.0.1:{}/meeting?token={token}", app.quic_addr.port());
+    client.connect(url::Url::parse(&url).expect("url")).await.expect("connect")
+}
+
+impl Peer {
+    async fn send(&mut self, message: &ClientMessage) {
+        self.control.write_all(&encode_control(message)).await.expect("send control");
+    }
+
+    async fn next_message(&mut self) -> ServerMessage {
+        tokio::time::timeout(DEADLINE, async {
+            loop {
+                if let Some(message) = self.reader.next_message::<ServerMessage>().expect("valid control") {
+                    return message;
+                }
+                let chunk = self.incoming.read_chunk(1 << 16, true).await.expect("read control").expect("open");
+                self.reader.push(&chunk.bytes);
+            }
+        })
+        .await
+        .expect("a control message in time")
+    }
+
+    /// Waits for a message matching `want`, skipping others.
+    async fn wait_for(&mut self, want: impl Fn(&ServerMessage) -> bool) -> ServerMessage {
+        loop {
+            let message = self.next_message().await;
+            if want(&message) {
+                return message;
+            }
+        }
+    }
+
+    /// Sends one whole group on its own stream.
+    async fn publish_group(&self, track: u64, sequence: u64, frames: &[Bytes]) {
+        let mut stream = self.session.open_uni().await.expect("open group");
+        stream.write_all(&GroupHeader { track, sequence }.encode()).await.expect("header");
+        for frame in frames {
+            stream.write_all(frame).await.expect("frame");
+        }
+        stream.finish().expect("finish");
+    }
+
+    /// Receives one group: its header and frames, byte for byte.
+    async fn receive_group(&self) -> (GroupHeader, Vec<Bytes>) {
+        tokio::time::timeout(DEADLINE, async {
+            let mut stream = self.session.accept_uni().await.expect("a group stream");
+            let mut reader = GroupReader::new(1 << 20);
+            let mut frames = Vec::new();
+            while let Some(chunk) = stream.read_chunk(1 << 16, true).await.expect("read group") {
+                reader.push(&chunk.bytes);
+                while let Some((frame, _)) = reader.next_frame().expect("valid group") {
+                    frames.push(frame);
+                }
+            }
+            (reader.header().expect("header").expect("header"), frames)
+        })
+        .await
+        .expect("a group in time")
+    }
+
+    async fn close_code(&self) -> (u32, String) {
+        let error = tokio::time::timeout(DEADLINE, self.session.closed()).await.expect("closed in time");
+        close_of(error)
+    }
+}
+
+fn close_of(error: SessionError) -> (u32, String) {
+    match error {
+        SessionError::WebTransportError(WebTransportError::Closed(code, reason)) => (code, reason),
+        other => panic!("closed without a code: {other}"),
+    }
+}
+
+fn frames(n: usize) -> Vec<Bytes> {
+    (0..n)
+        .map(|i| {
+            let info = FrameInfo { keyframe: i == 0, timestamp_us: i as u64 * 33_000, level: 127 };
+            encode_frame(&info, &vec![i as u8; 1000 + i * 100])
+        })
+        .collect()
+}
+
+/// A team with a live meeting; returns the clients and the meeting's path.
+async fn meeting(app: &TestApp, names: &[&str]) -> (Vec<Client>, String) {
+    let mut clients = Vec::new();
+    for name in names {
+        clients.push(app.signed_in(name).await);
+    }
+    let team = clients[0].post_form("/teams", &[("name", "Media")]).await;
+    let team_id = team.url.split("/teams/").nth(1).expect("team").to_owned();
+    let code = clients[0].get(&format!("/teams/{team_id}/invite")).await.between("id=\"invite-code\">", "<");
+    for client in &clients[1..] {
+        client.post_form("/join", &[("code", &code)]).await.expect_ok_with("Media");
+    }
+    let meeting = clients[0].post_form(&format!("/teams/{team_id}/meetings"), &[("title", "Call")]).await;
+    let path = meeting.url.trim_start_matches(&app.base).to_owned();
+    (clients, path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_groups_reach_subscribers_byte_for_byte_and_late_joiners_get_the_cached_group() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (clients, meeting) = meeting(&app, &["Alice", "Bob", "Carol"]).await;
+    let mut alice = join(&app, &clients[0], &meeting).await;
+    let mut bob = join(&app, &clients[1], &meeting).await;
+    alice.wait_for(|m| matches!(m, ServerMessage::Joined { participant } if participant.name == "Bob")).await;
+
+    // Joining is attendance: the meeting page lists both.
+    let page = clients[2].get(&meeting).await;
+    page.expect_ok_with("In the meeting (2)");
+
+    let config = serde_json::json!({ "codec": "vp8", "codedWidth": 640, "codedHeight": 360 });
+    alice
+        .send(&ClientMessage::Announce {
+            track: TrackAnnounce { id: 1, kind: TrackKind::Camera, layer: 1, config: config.clone() },
+        })
+        .await;
+    let ServerMessage::Track { track } = bob.wait_for(|m| matches!(m, ServerMessage::Track { .. })).await else {
+        unreachable!()
+    };
+    assert_eq!(track.config, config, "the decoder configuration reaches subscribers as sent");
+    bob.send(&ClientMessage::Subscribe { track: track.id }).await;
+    bob.send(&ClientMessage::Ping { nonce: 2 }).await;
+    bob.wait_for(|m| matches!(m, ServerMessage::Pong { nonce: 2 })).await;
+
+    let sent = frames(5);
+    alice.publish_group(1, 0, &sent).await;
+    let (header, received) = bob.receive_group().await;
+    assert_eq!(header, GroupHeader { track: track.id, sequence: 0 });
+    assert_eq!(received, sent, "identical bytes");
+
+    // Carol joins late and subscribes: the latest group arrives at once.
+    let mut carol = join(&app, &clients[2], &meeting).await;
+    carol.send(&ClientMessage::Subscribe { track: track.id }).await;
+    let (header, received) = carol.receive_group().await;
+    assert_eq!(header.sequence, 0);
+    assert_eq!(received, sent);
+
+    // Mute travels to everyone.
+    alice
+        .send(&ClientMessage::State {
+            state: floo::media::wire::ParticipantState { muted: true, ..Default::default() },
+        })
+        .await;
+    carol.wait_for(|m| matches!(m, ServerMessage::State { state, .. } if state.muted)).await;
+
+    // Leaving ends attendance and the others hear of it.
+    bob.session.close(0, b"bye");
+    alice.wait_for(|m| matches!(m, ServerMessage::Left { .. })).await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !clients[0].get(&meeting).await.body.contains("In the meeting (2)") {
+        assert!(tokio::time::Instant::now() < deadline, "attendance shows Bob left");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_input_and_bad_tokens_close_only_the_offending_session() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (clients, meeting) = meeting(&app, &["Alice", "Bob", "Mallory"]).await;
+    let mut alice = join(&app, &clients[0], &meeting).await;
+    let mut bob = join(&app, &clients[1], &meeting).await;
+    alice
+        .send(&ClientMessage::Announce {
+            track: TrackAnnounce {
+                id: 1,
+                kind: TrackKind::Audio,
+                layer: 0,
+                config: serde_json::json!({ "codec": "opus" }),
+            },
+        })
+        .await;
+    let ServerMessage::Track { track } = bob.wait_for(|m| matches!(m, ServerMessage::Track { .. })).await else {
+        unreachable!()
+    };
+    bob.send(&ClientMessage::Subscribe { track: track.id }).await;
+
+    // Garbage on the control stream.
+    let mut mallory = join(&app, &clients[2], &meeting).await;
+    mallory.control.write_all(&[3, b'{', b'x', b'}']).await.expect("write");
+    assert_eq!(mallory.close_code().await.0, close::PROTOCOL);
+
+    // A frame over the size limit.
+    let mut mallory = join(&app, &clients[2], &meeting).await;
+    mallory
+        .send(&ClientMessage::Announce {
+            track: TrackAnnounce { id: 1, kind: TrackKind::Camera, layer: 0, config: serde_json::json!({}) },
+        })
+        .await;
+    let mut stream = mallory.session.open_uni().await.expect("open");
+    let mut huge = GroupHeader { track: 1, sequence: 0 }.encode().to_vec();
+    floo::media::wire::put_varint(&mut huge, 64 * 1024 * 1024);
+    stream.write_all(&huge).await.expect("write");
+    assert_eq!(mallory.close_code().await.0, close::TOO_LARGE);
+
+    // Someone outside the team gets no ticket; a forged token is refused with a reason.
+    let eve = app.signed_in("Eve").await;
+    assert_eq!(eve.post_form(&format!("{meeting}/media"), &[]).await.status, reqwest::StatusCode::NOT_FOUND);
+    let forged = connect(&app, "1.1.99999999999999.deadbeef").await;
+    let (code, reason) = tokio::time::timeout(DEADLINE, forged.closed()).await.map(close_of).expect("closed");
+    assert_eq!(code, close::UNAUTHORIZED);
+    assert!(reason.contains("token"), "{reason}");
+
+    // Alice and Bob carry on unharmed.
+    let sent = frames(3);
+    alice.publish_group(1, 7, &sent).await;
+    let (_, received) = bob.receive_group().await;
+    assert_eq!(received, sent);
+    app.finish().await;
+}
