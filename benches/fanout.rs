@@ -57,7 +57,15 @@ struct Node {
 async fn start_node(data_dir: &std::path::Path, redis: Option<&str>) -> Node {
     let mut command = Command::new(env!("CARGO_BIN_EXE_floo"));
     command
-        .args(["serve", "--http-addr", "127.0.0.1:0", "--max-streams-per-user", "1000000"])
+        .args([
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--quic-addr",
+            "127.0.0.1:0",
+            "--max-streams-per-user",
+            "1000000",
+        ])
         .args(["--posts-per-minute", "1000000", "--post-burst", "1000000"])
         .arg("--data-dir")
         .arg(data_dir)

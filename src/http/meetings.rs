@@ -150,13 +150,16 @@ fn meeting_view(mt: &MeetingInTeam, stays: &[Attendance], chat: Markup) -> Marku
                     }
                     div.actions {
                         @if meeting.is_live() {
-                            @if viewer_in {
-                                form.inline method="post" action=(format!("{base}/leave")) {
-                                    (csrf_field(csrf)) button type="submit" { "Leave" }
-                                }
-                            } @else {
-                                form.inline method="post" action=(format!("{base}/join")) {
-                                    (csrf_field(csrf)) button.primary type="submit" { "Join meeting" }
+                            // Without JavaScript there is no call; presence can still be marked.
+                            noscript {
+                                @if viewer_in {
+                                    form.inline method="post" action=(format!("{base}/leave")) {
+                                        (csrf_field(csrf)) button type="submit" { "Leave" }
+                                    }
+                                } @else {
+                                    form.inline method="post" action=(format!("{base}/join")) {
+                                        (csrf_field(csrf)) button.primary type="submit" { "Join meeting" }
+                                    }
                                 }
                             }
                         }
@@ -168,6 +171,7 @@ fn meeting_view(mt: &MeetingInTeam, stays: &[Attendance], chat: Markup) -> Marku
                     }
                 }
             }
+            @if meeting.is_live() { (call_panel(&base, csrf)) }
             div.meeting-layout {
                 section.card #attendance hx-ext="sse" sse-connect=(format!("/teams/{}/events?view=meeting:{}", m.team.id, meeting.id))
                     sse-swap="attendance" hx-swap="innerHTML" {
@@ -177,6 +181,47 @@ fn meeting_view(mt: &MeetingInTeam, stays: &[Attendance], chat: Markup) -> Marku
             }
         },
     )
+}
+
+/// The call: the lobby (preview, devices, join muted or camera off), then the grid and
+/// controls. `web/meeting.js` drives it.
+fn call_panel(base: &str, csrf: &str) -> Markup {
+    html! {
+        section.card #call data-ticket-url=(format!("{base}/media")) data-csrf=(csrf) {
+            div #lobby {
+                h2 { "Ready to join?" }
+                div.lobby {
+                    video #preview autoplay muted playsinline {}
+                    div.lobby-controls {
+                        label for="camera-select" { "Camera" }
+                        select #camera-select {}
+                        label for="mic-select" { "Microphone" }
+                        select #mic-select {}
+                        label for="mic-level" { "Microphone level" }
+                        meter #mic-level min="0" max="1" value="0" {}
+                        label.check { input #join-muted type="checkbox"; " Join muted" }
+                        label.check { input #join-camera-off type="checkbox"; " Join with camera off" }
+                        button.primary #join-call type="button" { "Join call" }
+                    }
+                }
+            }
+            div #in-call hidden {
+                div #grid data-count="1" {
+                    div.tile.self #self-tile { video #self-video autoplay muted playsinline {} div.tile-label { "You" } }
+                }
+                p #roster.muted {}
+                div.call-controls {
+                    button #mute type="button" { "Mute" }
+                    button #camera type="button" { "Camera off" }
+                    button #screen type="button" { "Share screen" }
+                    button #hand type="button" { "Raise hand" }
+                    button.danger #leave-call type="button" { "Leave call" }
+                }
+            }
+            p #call-status.muted role="status" {}
+            script src="/static/meeting.js" {}
+        }
+    }
 }
 
 async fn join(State(state): State<AppState>, mt: MeetingInTeam) -> Result<Response, Error> {

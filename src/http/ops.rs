@@ -13,6 +13,7 @@ const APP_CSS: &str = include_str!("../../web/app.css");
 const HTMX_JS: &str = include_str!("../../web/vendor/htmx/htmx.min.js");
 const HTMX_SSE_JS: &str = include_str!("../../web/vendor/htmx-ext-sse/sse.js");
 const FLOO_JS: &str = include_str!("../../web/floo.js");
+const MEETING_JS: &str = include_str!("../../web/meeting.js");
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -22,6 +23,7 @@ pub fn router() -> Router<AppState> {
         .route("/static/htmx.min.js", get(|| async { asset("text/javascript; charset=utf-8", HTMX_JS) }))
         .route("/static/htmx-ext-sse.js", get(|| async { asset("text/javascript; charset=utf-8", HTMX_SSE_JS) }))
         .route("/static/floo.js", get(|| async { asset("text/javascript; charset=utf-8", FLOO_JS) }))
+        .route("/static/meeting.js", get(|| async { asset("text/javascript; charset=utf-8", MEETING_JS) }))
 }
 
 /// Ready when the database answers.

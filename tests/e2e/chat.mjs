@@ -23,7 +23,7 @@ await withBrowser(artifacts, async (browser) => {
   await alice.goto(teamUrl);
   await alice.getByLabel('Title').fill('Sprint review');
   await alice.getByRole('button', { name: 'Start meeting' }).click();
-  await alice.getByRole('button', { name: 'Join meeting' }).click();
+  await alice.getByRole('button', { name: 'Join call' }).click();
   await alice.getByText('here now').waitFor();
   const meetingUrl = alice.url();
 
@@ -31,7 +31,7 @@ await withBrowser(artifacts, async (browser) => {
   await bob.goto(teamUrl);
   await bob.locator('li.meeting.live', { hasText: 'In it now: Alice' }).waitFor();
   await bob.getByRole('link', { name: 'Sprint review' }).click();
-  await bob.getByRole('button', { name: 'Join meeting' }).click();
+  await bob.getByRole('button', { name: 'Join call' }).click();
   await bob.getByText('In the meeting (2)').waitFor();
   // Alice's page learns of Bob without a reload.
   await alice.getByText('In the meeting (2)').waitFor();

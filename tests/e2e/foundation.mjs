@@ -55,7 +55,7 @@ await withBrowser(artifacts, async (browser) => {
   await alice.getByLabel('Title').fill('Design review');
   await alice.getByRole('button', { name: 'Start meeting' }).click();
   await alice.getByRole('heading', { name: /Design review/ }).waitFor();
-  await alice.getByRole('button', { name: 'Join meeting' }).click();
+  await alice.getByRole('button', { name: 'Join call' }).click();
   await alice.getByText('here now').waitFor();
   await shot(alice, artifacts, '08-meeting');
 

@@ -44,3 +44,10 @@ async fn meeting_chat_is_live_for_two_participants_and_a_reader_on_the_forum() {
     run_browser_script(&app, "chat.mjs", "chat").await;
     app.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_people_hold_a_video_call_with_mute_late_join_leave_and_reconnect() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    run_browser_script(&app, "call.mjs", "call").await;
+    app.finish().await;
+}

@@ -1,0 +1,87 @@
+// A video meeting in real browsers with Chromium's fake camera and microphone: three
+// people see each other, a mute shows for the others, a late joiner sees video within a
+// second, a leaver disappears from the roster, and a killed transport reconnects.
+import { args, withBrowser, signIn, shot, check } from './lib.mjs';
+
+const { base, artifacts } = args();
+
+/** Decoded-frame counts per remote participant, as the page's client reports them. */
+const decodedFromAll = (page, min) =>
+  page.waitForFunction((min) => {
+    const f = window.__floo;
+    if (!f || !f.call.participants.size) return false;
+    return [...f.call.participants.keys()].every((id) => (f.stats.decoded[id] || 0) >= min);
+  }, min, { timeout: 20000 });
+
+await withBrowser(artifacts, async (browser) => {
+  const alice = await signIn(browser, base, 'Alice');
+  await alice.getByLabel('Team name').fill('Video team');
+  await alice.getByRole('button', { name: 'Create team' }).click();
+  await alice.getByRole('heading', { name: 'Video team' }).waitFor();
+  const teamUrl = alice.url();
+  await alice.getByRole('link', { name: 'Invite', exact: true }).click();
+  const link = await alice.locator('#invite-link').inputValue();
+  const others = [];
+  for (const name of ['Bob', 'Carol', 'Dave']) {
+    const page = await signIn(browser, base, name);
+    await page.goto(link);
+    await page.getByRole('button', { name: 'Join Video team' }).click();
+    await page.getByRole('heading', { name: 'Video team' }).waitFor();
+    others.push(page);
+  }
+  const [bob, carol, dave] = others;
+  await alice.goto(teamUrl);
+  await alice.getByLabel('Title').fill('Weekly sync');
+  await alice.getByRole('button', { name: 'Start meeting' }).click();
+  await alice.locator('#call').waitFor();
+  const meetingUrl = alice.url();
+
+  // The lobby shows the camera preview and the microphone level.
+  await alice.waitForFunction(() => document.getElementById('preview').videoWidth > 0, null, { timeout: 15000 });
+  await alice.waitForFunction(() => document.getElementById('camera-select').options.length > 0);
+  await shot(alice, artifacts, '01-lobby');
+
+  const join = async (page) => {
+    if (page.url() !== meetingUrl) await page.goto(meetingUrl);
+    await page.waitForFunction(() => document.getElementById('preview').videoWidth > 0, null, { timeout: 15000 });
+    await page.getByRole('button', { name: 'Join call' }).click();
+    await page.waitForFunction(() => window.__floo.stats.joinedAt > 0, null, { timeout: 15000 });
+  };
+  for (const page of [alice, bob, carol]) await join(page);
+
+  // Each decodes frames from both others, at the size sent.
+  for (const page of [alice, bob, carol]) await decodedFromAll(page, 10);
+  const sizes = await alice.evaluate(() => Object.values(window.__floo.stats.sizes));
+  check(sizes.length === 2 && sizes.every(([w, h]) => w >= 320 && h >= 180), `decoded sizes ${JSON.stringify(sizes)}`);
+  await shot(alice, artifacts, '02-three-in-call');
+
+  // Bob mutes: the others see it.
+  await bob.getByRole('button', { name: 'Mute' }).click();
+  for (const page of [alice, carol]) await page.locator('#grid .tile.muted', { hasText: 'Bob' }).waitFor({ timeout: 10000 });
+
+  // Dave joins late: video from everyone within a second of joining.
+  await join(dave);
+  await decodedFromAll(dave, 1);
+  const lag = await dave.evaluate(() => {
+    const s = window.__floo.stats;
+    return Math.max(...Object.values(s.firstFrameAt).map((t) => t - s.joinedAt));
+  });
+  check(lag < 1000, `late joiner rendered everyone's video after ${Math.round(lag)} ms`);
+  check(await dave.locator('#grid .tile.muted', { hasText: 'Bob' }).count() === 1, 'a late joiner sees the mute too');
+  await shot(dave, artifacts, '03-late-joiner');
+
+  // Carol leaves: the roster updates for the others.
+  await carol.getByRole('button', { name: 'Leave call' }).click();
+  await alice.waitForFunction(() => !document.getElementById('roster').textContent.includes('Carol'), null, { timeout: 10000 });
+  check(await alice.locator('#grid .tile:not(.self)').count() === 2, 'two remote tiles after Carol left');
+
+  // Alice's transport dies: her client reconnects by itself and video flows again.
+  const before = await alice.evaluate(() => window.__floo.stats.reconnects);
+  await alice.evaluate(() => window.__floo.killTransport());
+  await alice.waitForFunction((n) => window.__floo.stats.reconnects > n, before, { timeout: 15000 });
+  await alice.evaluate(() => { window.__floo.stats.decoded = {}; });
+  await decodedFromAll(alice, 5);
+  await decodedFromAll(bob, 5);
+  await shot(alice, artifacts, '04-after-reconnect');
+  console.log(`video call browser walk: ok (late joiner lag ${Math.round(lag)} ms)`);
+});
