@@ -206,7 +206,7 @@ function start(root) {
       case 'joined': addParticipant(m.participant); break;
       case 'left': removeParticipant(m.participant); break;
       case 'track': addTrack(m.track); break;
-      case 'track_ended': call.tracks.delete(m.track); call.subscribed.delete(m.track); break;
+      case 'track_ended': dropTrack(m.track); break;
       case 'state': {
         const p = call.participants.get(m.participant);
         if (p) { p.state = m.state; renderTile(p); }
@@ -230,7 +230,7 @@ function start(root) {
     call.participants.delete(id);
     call.tiles.get(id)?.el.remove();
     call.tiles.delete(id);
-    for (const [trackId, t] of call.tracks) if (t.participant === id) { call.tracks.delete(trackId); t.decoder?.close?.(); }
+    for (const [trackId, t] of call.tracks) if (t.participant === id) dropTrack(trackId);
     renderRoster();
   }
 
@@ -268,17 +268,49 @@ function start(root) {
     tile.el.classList.toggle('hand', !!s.hand);
   }
 
+  function screenTile(track) {
+    const key = `screen:${track.id}`;
+    let tile = call.tiles.get(key);
+    if (!tile) {
+      const el = document.createElement('div');
+      el.className = 'tile screen';
+      const canvas = document.createElement('canvas');
+      const label = document.createElement('div');
+      label.className = 'tile-label';
+      label.textContent = `${call.participants.get(track.participant)?.name || 'Someone'} is sharing their screen`;
+      el.append(canvas, label);
+      $('#grid').prepend(el);
+      tile = { el, canvas, label, ctx: canvas.getContext('2d') };
+      call.tiles.set(key, tile);
+    }
+    return tile;
+  }
+
+  function dropTrack(id) {
+    const t = call.tracks.get(id);
+    t?.decoder?.close?.();
+    call.tracks.delete(id);
+    call.subscribed.delete(id);
+    call.tiles.get(`screen:${id}`)?.el.remove();
+    call.tiles.delete(`screen:${id}`);
+  }
+
   function addTrack(t) {
     if (t.participant === call.self) return;
     call.tracks.set(t.id, { ...t });
     chooseSubscriptions(t.participant);
   }
 
-  /** Audio always; one camera layer per participant (the larger while the grid is small); screens always. */
+  /**
+   * Audio always; screens always; one camera layer per participant: the larger while the
+   * grid is small, unless this link recently could not keep up with it (the relay
+   * abandoned groups on the way), in which case the smaller until it has been calm.
+   */
   function chooseSubscriptions(participant) {
     const mine = [...call.tracks.values()].filter((t) => t.participant === participant);
     const cameras = mine.filter((t) => t.kind === 'camera').sort((a, b) => a.layer - b.layer);
-    const wantLayer = call.participants.size <= 3 ? cameras[cameras.length - 1] : cameras[0];
+    const congested = performance.now() - (call.congestedAt || -1e9) < 15000;
+    const wantLayer = call.participants.size <= 3 && !congested ? cameras[cameras.length - 1] : cameras[0];
     for (const t of mine) {
       const want = t.kind !== 'camera' || t === wantLayer;
       if (want && !call.subscribed.has(t.id)) { call.subscribed.add(t.id); send({ type: 'subscribe', track: t.id }); }
@@ -293,9 +325,24 @@ function start(root) {
       for (;;) {
         const { value, done } = await streams.read();
         if (done) return;
-        readGroup(value).catch(() => {});
+        readGroup(value).catch(() => groupLost());
       }
     } catch (e) { /* closed */ }
+  }
+
+  /** A group the relay gave up on the way to us: our link is short of throughput. */
+  function groupLost() {
+    if (!call.transport) return; // the whole transport went, not one group
+    const now = performance.now();
+    call.losses = (call.losses || []).filter((t) => now - t < 5000);
+    call.losses.push(now);
+    if (call.losses.length >= 2 && now - (call.congestedAt || -1e9) > 5000) {
+      call.congestedAt = now;
+      stats.layerDowns = (stats.layerDowns || 0) + 1;
+      for (const id of call.participants.keys()) chooseSubscriptions(id);
+      // Try the larger layers again once the link has been calm for a while.
+      setTimeout(() => { for (const id of call.participants.keys()) chooseSubscriptions(id); }, 15500);
+    }
   }
 
   async function readGroup(stream) {
@@ -332,7 +379,8 @@ function start(root) {
     const payload = frame.subarray(1 + ts[1] + 1);
     if (track.kind === 'audio') return playAudio(track, payload, ts[0]);
     if (!track.decoder) {
-      const tile = () => call.tiles.get(track.participant);
+      // A shared screen gets its own large tile; a camera draws into its owner's tile.
+      const tile = () => (track.kind === 'screen' ? screenTile(track) : call.tiles.get(track.participant));
       track.needKey = true;
       track.decoder = new VideoDecoder({
         output: (videoFrame) => {

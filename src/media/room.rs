@@ -141,6 +141,8 @@ pub struct Room {
     participants: HashMap<SessionId, Participant>,
     tracks: HashMap<u64, Track>,
     groups: HashMap<SendId, OutGroup>,
+    /// Open group streams per track, so a frame finds its subscribers without a scan.
+    sends_by_track: HashMap<u64, Vec<SendId>>,
     outputs: VecDeque<Output>,
     next_track: u64,
     next_send: SendId,
@@ -164,6 +166,7 @@ impl Room {
             participants: HashMap::new(),
             tracks: HashMap::new(),
             groups: HashMap::new(),
+            sends_by_track: HashMap::new(),
             outputs: VecDeque::new(),
             next_track: 1,
             next_send: 1,
@@ -268,8 +271,7 @@ impl Room {
 
     fn end_track(&mut self, id: u64) {
         let Some(track) = self.tracks.remove(&id) else { return };
-        let open: Vec<SendId> = self.groups.iter().filter(|(_, g)| g.track == id).map(|(s, _)| *s).collect();
-        for send in open {
+        for send in self.sends_by_track.get(&id).cloned().unwrap_or_default() {
             self.abandon(send);
         }
         for subscriber in track.subscribers {
@@ -399,6 +401,7 @@ impl Room {
         if let Some(p) = self.participants.get_mut(&session) {
             p.sending.push_back(send);
         }
+        self.sends_by_track.entry(track).or_default().push(send);
         send
     }
 
@@ -420,11 +423,27 @@ impl Room {
     }
 
     fn forget(&mut self, send: SendId) {
-        if let Some(g) = self.groups.remove(&send)
-            && let Some(p) = self.participants.get_mut(&g.session)
-        {
+        let Some(g) = self.groups.remove(&send) else { return };
+        if let Some(p) = self.participants.get_mut(&g.session) {
             p.sending.retain(|s| *s != send);
         }
+        if let Some(sends) = self.sends_by_track.get_mut(&g.track) {
+            sends.retain(|s| *s != send);
+            if sends.is_empty() {
+                self.sends_by_track.remove(&g.track);
+            }
+        }
+    }
+
+    /// Open, unfinished group streams of one group of a track.
+    fn sends_of(&self, track: u64, sequence: u64) -> Vec<SendId> {
+        self.sends_by_track
+            .get(&track)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|s| self.groups.get(s).is_some_and(|g| g.sequence == sequence && !g.finished))
+            .collect()
     }
 
     fn publisher_track(&self, session: SessionId, local: u64) -> Result<u64, Refusal> {
@@ -448,8 +467,11 @@ impl Room {
         let mut subscribers: Vec<SessionId> = t.subscribers.iter().copied().collect();
         subscribers.sort_unstable();
         // Older groups of this track still on their way are now superseded.
-        for g in self.groups.values_mut() {
-            if g.track == track && g.sequence < sequence && g.superseded.is_none() {
+        for send in self.sends_by_track.get(&track).into_iter().flatten() {
+            if let Some(g) = self.groups.get_mut(send)
+                && g.sequence < sequence
+                && g.superseded.is_none()
+            {
                 g.superseded = Some(now);
             }
         }
@@ -489,13 +511,7 @@ impl Room {
         if kind == TrackKind::Audio {
             self.hear(now, session, info.level);
         }
-        let sends: Vec<SendId> = self
-            .groups
-            .iter()
-            .filter(|(_, g)| g.track == track && g.sequence == sequence && !g.finished)
-            .map(|(s, _)| *s)
-            .collect();
-        for send in sends {
+        for send in self.sends_of(track, sequence) {
             self.outputs.push_back(Output::Write { send, frame: frame.clone() });
         }
     }
@@ -508,19 +524,13 @@ impl Room {
         {
             cached.done = true;
         }
-        let sends: Vec<SendId> = self
-            .groups
-            .iter()
-            .filter(|(_, g)| g.track == track && g.sequence == sequence && !g.finished)
-            .map(|(s, _)| *s)
-            .collect();
-        for send in sends {
+        for send in self.sends_of(track, sequence) {
             self.finish(send);
         }
     }
 
     /// The driver's report of bytes still queued on a group stream.
-    pub fn backlog(&mut self, now: Instant, send: SendId, queued: usize) {
+    pub fn backlog(&mut self, _now: Instant, send: SendId, queued: usize) {
         let Some(g) = self.groups.get_mut(&send) else { return };
         g.backlog = queued;
         if g.finished && queued == 0 {
@@ -544,7 +554,6 @@ impl Room {
                 self.abandon(victim);
             }
         }
-        self.expire(now);
     }
 
     /// Abandons groups past their deadline: video once superseded for too long, audio

@@ -1,0 +1,467 @@
+//! Media relay load: P publishers send synthetic video (30 frames/s, a group per second,
+//! ~500 kbit/s each, every frame stamped with its send time) to S subscribers that each
+//! subscribe to every publisher, all over real QUIC. The same load then goes through a
+//! plain forwarder with no relay logic (copy every publisher stream to every subscriber):
+//! the ceiling. Both servers are processes of their own, measured from /proc.
+//!
+//! cargo bench --bench relay -- --publishers 10 --subscribers 100 --seconds 10
+
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use floo::media::wire::{
+    ClientMessage, ControlReader, FrameInfo, GroupHeader, GroupReader, ServerMessage, TrackAnnounce, TrackKind,
+    encode_control, encode_frame,
+};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use web_transport_quinn::Session;
+
+struct Options {
+    publishers: usize,
+    subscribers: usize,
+    seconds: u64,
+    kbits: u64,
+    forwarder: bool,
+}
+
+fn options() -> Options {
+    let mut o = Options { publishers: 10, subscribers: 100, seconds: 10, kbits: 500, forwarder: false };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let v = args.get(i + 1).cloned().unwrap_or_default();
+        match args[i].as_str() {
+            "--publishers" => o.publishers = v.parse().expect("--publishers N"),
+            "--subscribers" => o.subscribers = v.parse().expect("--subscribers N"),
+            "--seconds" => o.seconds = v.parse().expect("--seconds S"),
+            "--kbits" => o.kbits = v.parse().expect("--kbits K"),
+            "--plain-forwarder" => {
+                o.forwarder = true;
+                i += 1;
+                continue;
+            }
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    o
+}
+
+fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    ticks as f64 / 100.0
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn cpu_mhz() -> f64 {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("cpu MHz"))
+        .and_then(|l| l.split(':').nth(1).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+#[derive(Default)]
+struct Tally {
+    bytes: AtomicU64,
+    groups_done: AtomicU64,
+    groups_dropped: AtomicU64,
+    latencies: Mutex<Vec<u32>>,
+}
+
+/// Reads group streams until the session ends; records latency of every frame.
+async fn subscribe_loop(
+    session: Session,
+    tally: Arc<Tally>,
+    recording: Arc<std::sync::atomic::AtomicBool>,
+    plain: bool,
+) {
+    while let Ok(mut stream) = session.accept_uni().await {
+        let tally = tally.clone();
+        let recording = recording.clone();
+        tokio::spawn(async move {
+            let mut reader = GroupReader::new(1 << 20);
+            let mut samples = Vec::new();
+            let mut bytes = 0u64;
+            let ok = loop {
+                match stream.read_chunk(1 << 16, true).await {
+                    Ok(Some(chunk)) => {
+                        bytes += chunk.bytes.len() as u64;
+                        reader.push(&chunk.bytes);
+                        while let Ok(Some((_, info))) = reader.next_frame() {
+                            samples.push(now_us().saturating_sub(info.timestamp_us) as u32);
+                        }
+                    }
+                    Ok(None) => break true,
+                    Err(_) => break false,
+                }
+            };
+            let _ = plain;
+            if recording.load(Ordering::Relaxed) {
+                tally.bytes.fetch_add(bytes, Ordering::Relaxed);
+                if ok { &tally.groups_done } else { &tally.groups_dropped }.fetch_add(1, Ordering::Relaxed);
+                tally.latencies.lock().expect("lock").extend(samples);
+            }
+        });
+    }
+}
+
+/// Publishes one track: a group per second of 30 frames of `kbits` kbit/s, each
+/// frame stamped with its send time.
+async fn publish_loop(session: Session, track: u64, kbits: u64, until: Instant) {
+    let frame_bytes = (kbits * 1000 / 8 / 30) as usize;
+    let payload = vec![0x5a; frame_bytes.saturating_sub(12)];
+    let mut tick = tokio::time::interval(Duration::from_millis(33));
+    let mut sequence = 0u64;
+    while Instant::now() < until {
+        let Ok(mut stream) = session.open_uni().await else { return };
+        let _ = stream.write_all(&GroupHeader { track, sequence }.encode()).await;
+        for i in 0..30 {
+            tick.tick().await;
+            let frame = encode_frame(&FrameInfo { keyframe: i == 0, timestamp_us: now_us(), level: 127 }, &payload);
+            if stream.write_all(&frame).await.is_err() {
+                break;
+            }
+        }
+        let _ = stream.finish();
+        sequence += 1;
+    }
+}
+
+async fn connect(url: &str, hash: &[u8]) -> Session {
+    let client =
+        web_transport_quinn::ClientBuilder::new().with_server_certificate_hashes(vec![hash.to_vec()]).expect("client");
+    client.connect(url::Url::parse(url).expect("url")).await.expect("connect")
+}
+
+struct Server {
+    pid: u32,
+    url_base: String,
+    hash: Vec<u8>,
+    token: String,
+    _child: tokio::process::Child,
+}
+
+/// Starts Floo, signs in, makes a meeting, and gets a ticket for it.
+async fn start_floo(data_dir: &std::path::Path, max: usize) -> Server {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_floo"))
+        .args([
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--quic-addr",
+            "127.0.0.1:0",
+            "--max-participants",
+            &max.to_string(),
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("FLOO_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("floo");
+    let pid = child.id().expect("pid");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let base = loop {
+        let line = lines.next_line().await.expect("stdout").expect("floo started");
+        if let Some(url) = line.strip_prefix("Floo is running at ") {
+            break url.trim().to_owned();
+        }
+    };
+    let http = reqwest::Client::builder().cookie_store(true).build().expect("client");
+    let csrf = |page: &str| {
+        let from = page.find("name=\"_csrf\" value=\"").expect("csrf") + 20;
+        page[from..from + 64].to_owned()
+    };
+    let page = http.get(format!("{base}/login")).send().await.expect("login").text().await.expect("body");
+    let token = csrf(&page);
+    http.post(format!("{base}/login/dev")).form(&[("name", "Bench"), ("_csrf", &token)]).send().await.expect("login");
+    let team =
+        http.post(format!("{base}/teams")).form(&[("name", "Bench"), ("_csrf", &token)]).send().await.expect("team");
+    let team_path = team.url().path().to_owned();
+    let meeting = http
+        .post(format!("{base}{team_path}/meetings"))
+        .form(&[("title", "Load"), ("_csrf", &token)])
+        .send()
+        .await
+        .expect("meeting");
+    let ticket: serde_json::Value = http
+        .post(format!("{}{}/media", base, meeting.url().path()))
+        .form(&[("_csrf", &token)])
+        .send()
+        .await
+        .expect("ticket")
+        .json()
+        .await
+        .expect("json");
+    let port = ticket["port"].as_u64().expect("port");
+    let hash: Vec<u8> =
+        ticket["certHash"].as_array().expect("hash").iter().map(|v| v.as_u64().unwrap_or(0) as u8).collect();
+    Server {
+        pid,
+        url_base: format!("https://127.0.0.1:{port}/meeting"),
+        hash,
+        token: ticket["token"].as_str().expect("token").to_owned(),
+        _child: child,
+    }
+}
+
+/// Opens a Floo session: control stream, first message, the welcome.
+async fn floo_session(server: &Server) -> (Session, web_transport_quinn::SendStream, web_transport_quinn::RecvStream) {
+    let session = connect(&format!("{}?token={}", server.url_base, server.token), &server.hash).await;
+    let (mut send, mut recv) = session.open_bi().await.expect("control");
+    send.write_all(&encode_control(&ClientMessage::Ping { nonce: 0 })).await.expect("ping");
+    let mut reader = ControlReader::new(1 << 20);
+    loop {
+        if let Ok(Some(ServerMessage::Welcome { .. })) = reader.next_message::<ServerMessage>() {
+            break;
+        }
+        let chunk = recv.read_chunk(1 << 16, true).await.expect("read").expect("open");
+        reader.push(&chunk.bytes);
+    }
+    (session, send, recv)
+}
+
+struct Figures {
+    egress_mbit: f64,
+    cpu_percent: f64,
+    cycles_per_byte: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    dropped: u64,
+    groups: u64,
+    rss_per_subscriber_kib: f64,
+}
+
+fn figures(tally: &Tally, cpu: f64, seconds: f64, rss_delta: u64, subscribers: usize) -> Figures {
+    let bytes = tally.bytes.load(Ordering::Relaxed) as f64;
+    let mut lat = tally.latencies.lock().expect("lock").clone();
+    lat.sort_unstable();
+    let pct =
+        |p: f64| if lat.is_empty() { f64::NAN } else { f64::from(lat[((lat.len() - 1) as f64 * p) as usize]) / 1000.0 };
+    Figures {
+        egress_mbit: bytes * 8.0 / seconds / 1e6,
+        cpu_percent: 100.0 * cpu / seconds,
+        cycles_per_byte: cpu * cpu_mhz() * 1e6 / bytes.max(1.0),
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+        dropped: tally.groups_dropped.load(Ordering::Relaxed),
+        groups: tally.groups_done.load(Ordering::Relaxed) + tally.groups_dropped.load(Ordering::Relaxed),
+        rss_per_subscriber_kib: rss_delta as f64 / subscribers as f64,
+    }
+}
+
+async fn run_floo(o: &Options) -> Figures {
+    let data_dir = std::env::temp_dir().join(format!("floo-bench-relay-{}", std::process::id()));
+    std::fs::create_dir_all(&data_dir).expect("dir");
+    let server = start_floo(&data_dir, o.publishers + o.subscribers + 4).await;
+    let rss0 = rss_kib(server.pid);
+    let tally = Arc::new(Tally::default());
+    let recording = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut publishers = Vec::new();
+    let mut track_ids = Vec::new();
+    for _ in 0..o.publishers {
+        let (session, mut send, mut recv) = floo_session(&server).await;
+        let config = serde_json::json!({ "codec": "vp8" });
+        send.write_all(&encode_control(&ClientMessage::Announce {
+            track: TrackAnnounce { id: 1, kind: TrackKind::Camera, layer: 0, config },
+        }))
+        .await
+        .expect("announce");
+        let mut reader = ControlReader::new(1 << 20);
+        let id = 'found: loop {
+            let chunk = recv.read_chunk(1 << 16, true).await.expect("read").expect("open");
+            reader.push(&chunk.bytes);
+            while let Ok(Some(message)) = reader.next_message::<ServerMessage>() {
+                if let ServerMessage::Track { track } = message {
+                    break 'found track.id;
+                }
+            }
+        };
+        track_ids.push(id);
+        publishers.push((session, send, recv));
+    }
+    let mut subscribers = Vec::new();
+    for _ in 0..o.subscribers {
+        let (session, mut send, recv) = floo_session(&server).await;
+        for id in &track_ids {
+            send.write_all(&encode_control(&ClientMessage::Subscribe { track: *id })).await.expect("subscribe");
+        }
+        tokio::spawn(subscribe_loop(session.clone(), tally.clone(), recording.clone(), false));
+        subscribers.push((session, send, recv));
+    }
+    let rss_connected = rss_kib(server.pid);
+    let warmup = Duration::from_secs(2);
+    let until = Instant::now() + warmup + Duration::from_secs(o.seconds) + Duration::from_secs(1);
+    for (session, _, _) in &publishers {
+        tokio::spawn(publish_loop(session.clone(), 1, o.kbits, until));
+    }
+    tokio::time::sleep(warmup).await;
+    recording.store(true, Ordering::Relaxed);
+    let cpu0 = cpu_seconds(server.pid);
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(o.seconds)).await;
+    let cpu = cpu_seconds(server.pid) - cpu0;
+    let secs = t0.elapsed().as_secs_f64();
+    recording.store(false, Ordering::Relaxed);
+    let rss = rss_kib(server.pid).max(rss_connected);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    figures(&tally, cpu, secs, rss.saturating_sub(rss0), o.subscribers)
+}
+
+// ---- the ceiling: a plain forwarder --------------------------------------------------
+
+/// Runs as its own process: copies every publisher's streams to every subscriber.
+async fn plain_forwarder() {
+    let identity = floo::media::tls::dev_identity().expect("cert");
+    let config = floo::media::tls::server_config(&identity).expect("config");
+    let endpoint = quinn::Endpoint::server(config, "127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+    let hash: Vec<String> = identity.dev_hash.expect("hash").iter().map(|b| b.to_string()).collect();
+    println!("FORWARDER {} {}", endpoint.local_addr().expect("addr").port(), hash.join(","));
+    let subscribers: Arc<Mutex<Vec<Session>>> = Arc::default();
+    let mut server = web_transport_quinn::Server::new(endpoint);
+    while let Some(request) = server.accept().await {
+        let subscribers = subscribers.clone();
+        tokio::spawn(async move {
+            let Ok(session) = request.ok().await else { return };
+            let Ok((_send, mut recv)) = session.accept_bi().await else { return };
+            let mut role = [0u8; 1];
+            if recv.read_exact(&mut role).await.is_err() {
+                return;
+            }
+            if role[0] == b'S' {
+                subscribers.lock().expect("lock").push(session.clone());
+                let _ = session.closed().await;
+                return;
+            }
+            while let Ok(mut stream) = session.accept_uni().await {
+                let targets: Vec<Session> = subscribers.lock().expect("lock").clone();
+                tokio::spawn(async move {
+                    let mut outs = Vec::new();
+                    for t in targets {
+                        if let Ok(s) = t.open_uni().await {
+                            outs.push(s);
+                        }
+                    }
+                    while let Ok(Some(chunk)) = stream.read_chunk(1 << 16, true).await {
+                        for out in &mut outs {
+                            let _ = out.write_chunk(chunk.bytes.clone()).await;
+                        }
+                    }
+                    for out in &mut outs {
+                        let _ = out.finish();
+                    }
+                });
+            }
+        });
+    }
+}
+
+async fn run_forwarder(o: &Options) -> Figures {
+    let mut child = tokio::process::Command::new(std::env::current_exe().expect("exe"))
+        .arg("--plain-forwarder")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("forwarder");
+    let pid = child.id().expect("pid");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let line = lines.next_line().await.expect("stdout").expect("forwarder started");
+    let mut parts = line.split_whitespace().skip(1);
+    let port: u16 = parts.next().expect("port").parse().expect("port");
+    let hash: Vec<u8> = parts.next().expect("hash").split(',').map(|b| b.parse().expect("byte")).collect();
+    let url = format!("https://127.0.0.1:{port}/");
+    let rss0 = rss_kib(pid);
+    let tally = Arc::new(Tally::default());
+    let recording = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut keep = Vec::new();
+    for _ in 0..o.subscribers {
+        let session = connect(&url, &hash).await;
+        let (mut send, recv) = session.open_bi().await.expect("bi");
+        send.write_all(b"S").await.expect("role");
+        tokio::spawn(subscribe_loop(session.clone(), tally.clone(), recording.clone(), true));
+        keep.push((session, send, recv));
+    }
+    let rss_connected = rss_kib(pid);
+    let warmup = Duration::from_secs(2);
+    let until = Instant::now() + warmup + Duration::from_secs(o.seconds) + Duration::from_secs(1);
+    for i in 0..o.publishers {
+        let session = connect(&url, &hash).await;
+        let (mut send, recv) = session.open_bi().await.expect("bi");
+        send.write_all(b"P").await.expect("role");
+        tokio::spawn(publish_loop(session.clone(), i as u64, o.kbits, until));
+        keep.push((session, send, recv));
+    }
+    tokio::time::sleep(warmup).await;
+    recording.store(true, Ordering::Relaxed);
+    let cpu0 = cpu_seconds(pid);
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(o.seconds)).await;
+    let cpu = cpu_seconds(pid) - cpu0;
+    let secs = t0.elapsed().as_secs_f64();
+    recording.store(false, Ordering::Relaxed);
+    let rss = rss_kib(pid).max(rss_connected);
+    figures(&tally, cpu, secs, rss.saturating_sub(rss0), o.subscribers)
+}
+
+fn print(name: &str, f: &Figures) {
+    println!(
+        "{name:<16} {:>9.1} {:>8.0}% {:>10.1} {:>8.2} {:>8.2} {:>6}/{:<6} {:>10.1}",
+        f.egress_mbit,
+        f.cpu_percent,
+        f.cycles_per_byte,
+        f.p50_ms,
+        f.p99_ms,
+        f.dropped,
+        f.groups,
+        f.rss_per_subscriber_kib
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let o = options();
+    if o.forwarder {
+        return plain_forwarder().await;
+    }
+    println!(
+        "relay load: {} publishers x {} subscribers, {} kbit/s per track, {} s (cpu {:.0} MHz)",
+        o.publishers,
+        o.subscribers,
+        o.kbits,
+        o.seconds,
+        cpu_mhz()
+    );
+    println!(
+        "{:<16} {:>9} {:>9} {:>10} {:>8} {:>8} {:>13} {:>10}",
+        "server", "egress Mb", "CPU", "cycles/B", "p50 ms", "p99 ms", "dropped/groups", "RSS KiB/sub"
+    );
+    let floo = run_floo(&o).await;
+    print("floo relay", &floo);
+    let plain = run_forwarder(&o).await;
+    print("plain forwarder", &plain);
+    println!("CPU per byte, relay / plain forwarder: {:.2}x", floo.cycles_per_byte / plain.cycles_per_byte);
+    std::process::exit(0);
+}
