@@ -8,13 +8,14 @@
 //!
 //! cargo bench --bench fanout -- --readers 5000 --rates 10,20,40 --seconds 10 [--bus redis]
 
-use std::process::Stdio;
+#[path = "support/mod.rs"]
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use std::time::{Duration, Instant};
+use support::{Floo, cpu_seconds, now_us as now_micros, rss_kib};
 
 struct Options {
     readers: usize,
@@ -24,97 +25,28 @@ struct Options {
 }
 
 fn options() -> Options {
-    let mut o = Options { readers: 1000, rates: vec![10, 20, 40], seconds: 10, redis: None };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < args.len() {
-        let value = args.get(i + 1).cloned().unwrap_or_default();
-        match args[i].as_str() {
-            "--readers" => o.readers = value.parse().expect("--readers N"),
-            "--rates" => o.rates = value.split(',').map(|r| r.parse().expect("--rates A,B,C")).collect(),
-            "--seconds" => o.seconds = value.parse().expect("--seconds S"),
-            "--bus" if value == "redis" => {
-                o.redis =
-                    Some(std::env::var("FLOO_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()));
-            }
-            "--bench" => {
-                i += 1;
-                continue;
-            }
-            _ => {}
-        }
-        i += 2;
+    Options {
+        readers: support::arg("--readers").map(|v| v.parse().expect("--readers N")).unwrap_or(1000),
+        rates: support::arg("--rates")
+            .map(|v| v.split(',').map(|r| r.parse().expect("--rates A,B,C")).collect())
+            .unwrap_or_else(|| vec![10, 20, 40]),
+        seconds: support::arg("--seconds").map(|v| v.parse().expect("--seconds S")).unwrap_or(10),
+        redis: (support::arg("--bus").as_deref() == Some("redis"))
+            .then(|| std::env::var("FLOO_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())),
     }
-    o
 }
 
-struct Node {
-    base: String,
-    pid: u32,
-    _child: Child,
-}
-
-async fn start_node(data_dir: &std::path::Path, redis: Option<&str>) -> Node {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_floo"));
-    command
-        .args([
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--quic-addr",
-            "127.0.0.1:0",
-            "--max-streams-per-user",
-            "1000000",
-        ])
-        .args(["--posts-per-minute", "1000000", "--post-burst", "1000000"])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("FLOO_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
+async fn start_node(data_dir: &std::path::Path, redis: Option<&str>) -> Floo {
+    let mut extra =
+        vec!["--max-streams-per-user", "1000000", "--posts-per-minute", "1000000", "--post-burst", "1000000"];
     if let Some(url) = redis {
-        command.args(["--redis-url", url]);
+        extra.extend(["--redis-url", url]);
     }
-    let mut child = command.spawn().expect("start floo");
-    let pid = child.id().expect("pid");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    while let Some(line) = lines.next_line().await.expect("stdout") {
-        if let Some(url) = line.strip_prefix("Floo is running at ") {
-            return Node { base: url.trim().to_owned(), pid, _child: child };
-        }
-    }
-    panic!("floo did not start");
-}
-
-fn proc_status(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// CPU seconds (user + system) the process has used.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or_default();
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    ticks as f64 / 100.0
-}
-
-fn now_micros() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+    Floo::start(data_dir, &extra).await
 }
 
 async fn csrf(client: &reqwest::Client, base: &str) -> String {
-    let page = client.get(format!("{base}/login")).send().await.expect("page").text().await.expect("body");
-    let from = page.find("name=\"_csrf\" value=\"").expect("csrf") + 20;
-    page[from..from + 64].to_owned()
+    support::csrf_in(&client.get(format!("{base}/login")).send().await.expect("page").text().await.expect("body"))
 }
 
 /// Signs in, creates a team and a topic; returns (client, csrf token, topic path).
@@ -223,7 +155,7 @@ async fn main() {
     let bus = if o.redis.is_some() { "redis (writer on node A, readers on node B)" } else { "in-process" };
     println!("fan-out: {} readers on one topic, bus {bus}", o.readers);
 
-    let rss_before = proc_status(readers_at.pid, "VmRSS:");
+    let rss_before = rss_kib(readers_at.pid);
     let connected = Arc::new(AtomicUsize::new(0));
     let recording = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
@@ -268,7 +200,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss_idle = proc_status(readers_at.pid, "VmRSS:");
+    let rss_idle = rss_kib(readers_at.pid);
     println!(
         "idle readers: server RSS {:.1} MiB -> {:.1} MiB, {:.1} KiB per idle reader",
         rss_before as f64 / 1024.0,

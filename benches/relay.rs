@@ -6,15 +6,19 @@
 //!
 //! cargo bench --bench relay -- --publishers 10 --subscribers 100 --seconds 10
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use floo::media::wire::{
     ClientMessage, ControlReader, FrameInfo, GroupHeader, GroupReader, ServerMessage, TrackAnnounce, TrackKind,
     encode_control, encode_frame,
 };
+use support::{Floo, cpu_seconds, now_us, rss_kib};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use web_transport_quinn::Session;
 
@@ -27,50 +31,14 @@ struct Options {
 }
 
 fn options() -> Options {
-    let mut o = Options { publishers: 10, subscribers: 100, seconds: 10, kbits: 500, forwarder: false };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < args.len() {
-        let v = args.get(i + 1).cloned().unwrap_or_default();
-        match args[i].as_str() {
-            "--publishers" => o.publishers = v.parse().expect("--publishers N"),
-            "--subscribers" => o.subscribers = v.parse().expect("--subscribers N"),
-            "--seconds" => o.seconds = v.parse().expect("--seconds S"),
-            "--kbits" => o.kbits = v.parse().expect("--kbits K"),
-            "--plain-forwarder" => {
-                o.forwarder = true;
-                i += 1;
-                continue;
-            }
-            _ => {
-                i += 1;
-                continue;
-            }
-        }
-        i += 2;
+    let number = |name: &str, default: u64| support::arg(name).map(|v| v.parse().expect(name)).unwrap_or(default);
+    Options {
+        publishers: number("--publishers", 10) as usize,
+        subscribers: number("--subscribers", 100) as usize,
+        seconds: number("--seconds", 10),
+        kbits: number("--kbits", 500),
+        forwarder: support::flag("--plain-forwarder"),
     }
-    o
-}
-
-fn now_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
-    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    ticks as f64 / 100.0
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
 }
 
 fn cpu_mhz() -> f64 {
@@ -160,43 +128,16 @@ struct Server {
     url_base: String,
     hash: Vec<u8>,
     token: String,
-    _child: tokio::process::Child,
+    _floo: Floo,
 }
 
 /// Starts Floo, signs in, makes a meeting, and gets a ticket for it.
 async fn start_floo(data_dir: &std::path::Path, max: usize) -> Server {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_floo"))
-        .args([
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--quic-addr",
-            "127.0.0.1:0",
-            "--max-participants",
-            &max.to_string(),
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("FLOO_LOG", "warn")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("floo");
-    let pid = child.id().expect("pid");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let base = loop {
-        let line = lines.next_line().await.expect("stdout").expect("floo started");
-        if let Some(url) = line.strip_prefix("Floo is running at ") {
-            break url.trim().to_owned();
-        }
-    };
+    let floo = Floo::start(data_dir, &["--max-participants", &max.to_string()]).await;
+    let (pid, base) = (floo.pid, floo.base.clone());
     let http = reqwest::Client::builder().cookie_store(true).build().expect("client");
-    let csrf = |page: &str| {
-        let from = page.find("name=\"_csrf\" value=\"").expect("csrf") + 20;
-        page[from..from + 64].to_owned()
-    };
     let page = http.get(format!("{base}/login")).send().await.expect("login").text().await.expect("body");
-    let token = csrf(&page);
+    let token = support::csrf_in(&page);
     http.post(format!("{base}/login/dev")).form(&[("name", "Bench"), ("_csrf", &token)]).send().await.expect("login");
     let team =
         http.post(format!("{base}/teams")).form(&[("name", "Bench"), ("_csrf", &token)]).send().await.expect("team");
@@ -224,7 +165,7 @@ async fn start_floo(data_dir: &std::path::Path, max: usize) -> Server {
         url_base: format!("https://127.0.0.1:{port}/meeting"),
         hash,
         token: ticket["token"].as_str().expect("token").to_owned(),
-        _child: child,
+        _floo: floo,
     }
 }
 

@@ -220,9 +220,7 @@ async fn stream(
     Query(q): Query<After>,
 ) -> Result<Response, Error> {
     let user_id = t.member.user_id();
-    let slot = state.streams.acquire(user_id).ok_or_else(|| {
-        Error::TooMany("You have too many Floo pages open with live updates. Close some and reload this one.".into())
-    })?;
+    let slot = state.streams.acquire(user_id).ok_or_else(super::limits::too_many_streams)?;
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
     let after = last_event_id.or(q.after).unwrap_or(t.topic.last_seq).max(0);
     // Subscribe before reading the backlog, so nothing falls between the two.
@@ -240,11 +238,7 @@ async fn stream(
         catching_up: true,
         _slot: slot,
     };
-    let events = futures_util::stream::unfold(reader, |mut reader| async move {
-        let next = reader.next().await?;
-        Some((Ok::<_, std::convert::Infallible>(next), reader))
-    });
-    Ok(super::sse::response(events))
+    Ok(super::sse::stream(reader))
 }
 
 /// One reader's position in a topic: what it has been sent, and what is queued for it.
@@ -263,6 +257,12 @@ struct TopicReader {
     /// Whether the database may hold messages after `last_seq` not yet queued.
     catching_up: bool,
     _slot: super::limits::StreamSlot,
+}
+
+impl super::sse::Source for TopicReader {
+    fn next_frame(&mut self) -> impl std::future::Future<Output = Option<Bytes>> + Send {
+        self.next()
+    }
 }
 
 impl TopicReader {

@@ -84,6 +84,11 @@ impl Drop for StreamSlot {
     }
 }
 
+/// The refusal of one stream too many.
+pub fn too_many_streams() -> super::Error {
+    super::Error::TooMany("You have too many Floo pages open with live updates. Close some and reload this one.".into())
+}
+
 /// Resolves once the server starts shutting down (live streams then end).
 pub async fn closed(closing: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = closing.wait_for(|closing| *closing).await;

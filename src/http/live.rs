@@ -59,9 +59,7 @@ async fn team_stream(
     if let View::Meeting(id) = view {
         state.store.meeting(m.team.id, id).await?.ok_or(Error::NotFound)?;
     }
-    let slot = state.streams.acquire(m.user_id()).ok_or_else(|| {
-        Error::TooMany("You have too many Floo pages open with live updates. Close some and reload this one.".into())
-    })?;
+    let slot = state.streams.acquire(m.user_id()).ok_or_else(super::limits::too_many_streams)?;
     let reader = TeamReader {
         store: state.store.clone(),
         events: state.bus.subscribe(Key::Team(m.team.id)),
@@ -73,11 +71,7 @@ async fn team_stream(
         first: true,
         _slot: slot,
     };
-    let events = futures_util::stream::unfold(reader, |mut reader| async move {
-        let next = reader.next().await?;
-        Some((Ok::<_, std::convert::Infallible>(next), reader))
-    });
-    Ok(super::sse::response(events))
+    Ok(super::sse::stream(reader))
 }
 
 /// Why a team stream woke up.
@@ -100,6 +94,12 @@ struct TeamReader {
     /// The first snapshot goes out at once: the page may be older than the stream.
     first: bool,
     _slot: super::limits::StreamSlot,
+}
+
+impl super::sse::Source for TeamReader {
+    fn next_frame(&mut self) -> impl std::future::Future<Output = Option<Bytes>> + Send {
+        self.next()
+    }
 }
 
 impl TeamReader {

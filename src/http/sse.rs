@@ -31,8 +31,21 @@ pub fn frame(id: Option<i64>, event: &str, data: &str) -> Bytes {
     Bytes::from(out)
 }
 
+/// Something that produces a live stream's frames, one at a time; None ends the stream.
+pub trait Source: Send + 'static {
+    fn next_frame(&mut self) -> impl std::future::Future<Output = Option<Bytes>> + Send;
+}
+
+/// The response that streams a source's frames until it ends or the client goes.
+pub fn stream<S: Source>(source: S) -> Response {
+    response(futures_util::stream::unfold(source, |mut source| async move {
+        let frame = source.next_frame().await?;
+        Some((Ok::<_, std::convert::Infallible>(frame), source))
+    }))
+}
+
 /// A streaming `text/event-stream` response.
-pub fn response<S>(frames: S) -> Response
+fn response<S>(frames: S) -> Response
 where
     S: Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static,
 {
