@@ -5,15 +5,21 @@
 //! (meeting, user) by the meeting page; attendance and presence go to the store and bus.
 
 use std::collections::HashMap;
+use std::collections::VecDeque;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use tokio::io::AsyncWrite;
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tracing::Instrument;
 use web_transport_quinn::Session;
 
@@ -186,7 +192,7 @@ impl Relay {
         let mut rooms = self.inner.rooms.lock().unwrap_or_else(|p| p.into_inner());
         let room = rooms.entry(meeting_id).or_insert_with(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(run_room(self.clone(), meeting_id, team_id, tx.clone(), rx));
+            tokio::spawn(run_room(self.clone(), meeting_id, team_id, rx));
             tx
         });
         let _ = room.send(input);
@@ -255,9 +261,6 @@ enum Input {
         session: SessionId,
         error: WireError,
     },
-    Drained {
-        send: SendId,
-    },
     End,
 }
 
@@ -267,28 +270,118 @@ struct SessionHandle {
     control: mpsc::UnboundedSender<Bytes>,
 }
 
-struct GroupWriter {
-    commands: mpsc::UnboundedSender<WriterCommand>,
-    queued: Arc<AtomicUsize>,
-    abandoned: Arc<AtomicBool>,
-    abandon: Arc<Notify>,
+/// A group stream to one subscriber, owned by the room task. Frames are written straight
+/// from the room task while the stream has send credit; a stream without credit (or not
+/// yet open) waits in [`Outgoing::busy`] and comes back when it can take more.
+struct OutStream {
+    stream: Option<web_transport_quinn::SendStream>,
+    pending: VecDeque<Bytes>,
+    pending_bytes: usize,
+    /// Bytes handed to a write that is waiting for credit.
+    in_flight: usize,
+    finish: bool,
+    abandoned: bool,
 }
 
-enum WriterCommand {
-    Frame(Bytes),
-    Finish,
+type Busy = Pin<Box<dyn Future<Output = (SendId, Option<web_transport_quinn::SendStream>)> + Send>>;
+
+/// Every group stream of a room, and the ones waiting to open or for credit.
+#[derive(Default)]
+struct Outgoing {
+    streams: HashMap<SendId, OutStream>,
+    busy: FuturesUnordered<Busy>,
 }
 
-async fn run_room(
-    relay: Relay,
-    meeting_id: i64,
-    team_id: i64,
-    tx: mpsc::UnboundedSender<Input>,
-    mut rx: mpsc::UnboundedReceiver<Input>,
-) {
+impl Outgoing {
+    fn open(&mut self, session: &Session, send: SendId, header: Bytes, priority: i32) {
+        let session = session.clone();
+        self.streams.insert(
+            send,
+            OutStream {
+                stream: None,
+                pending: VecDeque::new(),
+                pending_bytes: 0,
+                in_flight: 0,
+                finish: false,
+                abandoned: false,
+            },
+        );
+        self.busy.push(Box::pin(async move {
+            let Ok(mut stream) = session.open_uni().await else { return (send, None) };
+            let _ = stream.set_priority(priority);
+            let written = stream.write_all(&header).await.is_ok();
+            (send, written.then_some(stream))
+        }));
+    }
+
+    /// Writes what is pending without waiting; parks the stream if it runs out of credit.
+    /// Returns the bytes still pending, or None once the stream is done with.
+    fn pump(&mut self, send: SendId) -> Option<usize> {
+        let out = self.streams.get_mut(&send)?;
+        let Some(mut stream) = out.stream.take() else { return Some(out.pending_bytes + out.in_flight) };
+        out.in_flight = 0;
+        if out.abandoned {
+            let _ = stream.reset(ABANDONED);
+            self.streams.remove(&send);
+            return None;
+        }
+        while let Some(front) = out.pending.front_mut() {
+            let mut waker = std::task::Context::from_waker(std::task::Waker::noop());
+            match Pin::new(&mut stream).poll_write(&mut waker, front) {
+                std::task::Poll::Ready(Ok(n)) if n > 0 => {
+                    out.pending_bytes -= n;
+                    if n == front.len() {
+                        out.pending.pop_front();
+                    } else {
+                        let _ = front.split_to(n);
+                    }
+                }
+                std::task::Poll::Ready(_) => {
+                    // The subscriber went away or stopped the stream.
+                    self.streams.remove(&send);
+                    return None;
+                }
+                std::task::Poll::Pending => {
+                    // No credit: wait for it off the room's path, then come back.
+                    let chunk = out.pending.pop_front().unwrap_or_default();
+                    out.pending_bytes -= chunk.len();
+                    out.in_flight = chunk.len();
+                    self.busy.push(Box::pin(async move {
+                        let ok = stream.write_all(&chunk).await.is_ok();
+                        (send, ok.then_some(stream))
+                    }));
+                    return Some(out.pending_bytes + out.in_flight);
+                }
+            }
+        }
+        if out.finish {
+            let _ = stream.finish();
+            self.streams.remove(&send);
+            return None;
+        }
+        out.stream = Some(stream);
+        Some(0)
+    }
+
+    /// A stream came back from waiting (opened, or took its chunk).
+    fn returned(&mut self, send: SendId, stream: Option<web_transport_quinn::SendStream>) -> Option<usize> {
+        match (self.streams.get_mut(&send), stream) {
+            (Some(out), Some(stream)) => {
+                out.stream = Some(stream);
+                self.pump(send)
+            }
+            _ => {
+                self.streams.remove(&send);
+                None
+            }
+        }
+    }
+}
+
+async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx: mpsc::UnboundedReceiver<Input>) {
     let mut room = Room::new(relay.inner.limits.clone());
     let mut sessions: HashMap<SessionId, SessionHandle> = HashMap::new();
-    let mut writers: HashMap<SendId, GroupWriter> = HashMap::new();
+    let mut outgoing = Outgoing::default();
     let (attendance, attendance_rx) = mpsc::unbounded_channel();
     tokio::spawn(record_attendance(
         relay.inner.store.clone(),
@@ -301,9 +394,15 @@ async fn run_room(
         let timeout = room.poll_timeout();
         let input = tokio::select! {
             input = rx.recv() => input,
+            Some((send, stream)) = outgoing.busy.next(), if !outgoing.busy.is_empty() => {
+                let left = outgoing.returned(send, stream);
+                room.backlog(Instant::now(), send, left.unwrap_or(0));
+                dispatch(&mut room, &mut sessions, &mut outgoing);
+                continue;
+            }
             () = sleep_until(timeout) => {
                 room.handle_timeout(Instant::now());
-                dispatch(&mut room, &mut sessions, &mut writers, &tx);
+                dispatch(&mut room, &mut sessions, &mut outgoing);
                 continue;
             }
         };
@@ -341,10 +440,6 @@ async fn run_room(
                 }
                 room.leave(session);
             }
-            Some(Input::Drained { send }) => {
-                writers.remove(&send);
-                room.backlog(now, send, 0);
-            }
             Some(Input::End) => {
                 for (_, handle) in sessions.drain() {
                     handle.session.close(close::ENDED, b"the meeting has ended");
@@ -353,7 +448,7 @@ async fn run_room(
             }
             None => break,
         }
-        dispatch(&mut room, &mut sessions, &mut writers, &tx);
+        dispatch(&mut room, &mut sessions, &mut outgoing);
         if room.is_empty() {
             let mut rooms = relay.inner.rooms.lock().unwrap_or_else(|p| p.into_inner());
             if rx.is_empty() {
@@ -372,52 +467,36 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 /// Carries out everything the room asked for.
-fn dispatch(
-    room: &mut Room,
-    sessions: &mut HashMap<SessionId, SessionHandle>,
-    writers: &mut HashMap<SendId, GroupWriter>,
-    tx: &mpsc::UnboundedSender<Input>,
-) {
+fn dispatch(room: &mut Room, sessions: &mut HashMap<SessionId, SessionHandle>, outgoing: &mut Outgoing) {
     while let Some(output) = room.poll_output() {
         match output {
             Output::OpenGroup { session, send, header, priority } => {
-                let Some(handle) = sessions.get(&session) else { continue };
-                let (commands, rx) = mpsc::unbounded_channel();
-                let writer = GroupWriter {
-                    commands,
-                    queued: Arc::new(AtomicUsize::new(0)),
-                    abandoned: Arc::new(AtomicBool::new(false)),
-                    abandon: Arc::new(Notify::new()),
-                };
-                tokio::spawn(write_group(
-                    handle.session.clone(),
-                    header,
-                    priority,
-                    rx,
-                    writer.queued.clone(),
-                    writer.abandoned.clone(),
-                    writer.abandon.clone(),
-                    tx.clone(),
-                    send,
-                ));
-                writers.insert(send, writer);
+                if let Some(handle) = sessions.get(&session) {
+                    outgoing.open(&handle.session, send, header, priority);
+                }
             }
             Output::Write { send, frame } => {
-                if let Some(writer) = writers.get(&send) {
-                    let queued = writer.queued.fetch_add(frame.len(), Ordering::Relaxed) + frame.len();
-                    let _ = writer.commands.send(WriterCommand::Frame(frame));
-                    room.backlog(Instant::now(), send, queued);
+                if let Some(out) = outgoing.streams.get_mut(&send) {
+                    out.pending_bytes += frame.len();
+                    out.pending.push_back(frame);
+                    let left = outgoing.pump(send);
+                    room.backlog(Instant::now(), send, left.unwrap_or(0));
                 }
             }
             Output::Finish { send } => {
-                if let Some(writer) = writers.get(&send) {
-                    let _ = writer.commands.send(WriterCommand::Finish);
+                if let Some(out) = outgoing.streams.get_mut(&send) {
+                    out.finish = true;
+                    if outgoing.pump(send).is_none() {
+                        room.backlog(Instant::now(), send, 0);
+                    }
                 }
             }
             Output::Abandon { send } => {
-                if let Some(writer) = writers.remove(&send) {
-                    writer.abandoned.store(true, Ordering::Relaxed);
-                    writer.abandon.notify_one();
+                if let Some(out) = outgoing.streams.get_mut(&send) {
+                    out.abandoned = true;
+                    out.pending.clear();
+                    out.pending_bytes = 0;
+                    outgoing.pump(send);
                 }
             }
             Output::Control { session, message } => {
@@ -431,56 +510,6 @@ fn dispatch(
                 }
             }
         }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn write_group(
-    session: Session,
-    header: Bytes,
-    priority: i32,
-    mut commands: mpsc::UnboundedReceiver<WriterCommand>,
-    queued: Arc<AtomicUsize>,
-    abandoned: Arc<AtomicBool>,
-    abandon: Arc<Notify>,
-    room: mpsc::UnboundedSender<Input>,
-    send: SendId,
-) {
-    let result = async {
-        let mut stream = tokio::select! {
-            stream = session.open_uni() => stream.ok()?,
-            () = abandon.notified() => return None,
-        };
-        let _ = stream.set_priority(priority);
-        stream.write_all(&header).await.ok()?;
-        while let Some(command) = commands.recv().await {
-            if abandoned.load(Ordering::Relaxed) {
-                let _ = stream.reset(ABANDONED);
-                return None;
-            }
-            match command {
-                WriterCommand::Frame(frame) => {
-                    let len = frame.len();
-                    tokio::select! {
-                        written = stream.write_chunk(frame) => written.ok()?,
-                        () = abandon.notified() => {
-                            let _ = stream.reset(ABANDONED);
-                            return None;
-                        }
-                    }
-                    queued.fetch_sub(len, Ordering::Relaxed);
-                }
-                WriterCommand::Finish => {
-                    let _ = stream.finish();
-                    return Some(());
-                }
-            }
-        }
-        Some(())
-    }
-    .await;
-    if result.is_some() || !abandoned.load(Ordering::Relaxed) {
-        let _ = room.send(Input::Drained { send });
     }
 }
 

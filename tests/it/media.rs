@@ -112,6 +112,15 @@ impl Peer {
     }
 }
 
+/// Waits until `path` shows `text` (attendance is written just after the event).
+async fn page_shows_eventually(client: &Client, path: &str, text: &str) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !client.get(path).await.body.contains(text) {
+        assert!(tokio::time::Instant::now() < deadline, "{path} never showed {text:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn close_of(error: SessionError) -> (u32, String) {
     match error {
         SessionError::WebTransportError(WebTransportError::Closed(code, reason)) => (code, reason),
@@ -153,9 +162,8 @@ async fn published_groups_reach_subscribers_byte_for_byte_and_late_joiners_get_t
     let mut bob = join(&app, &clients[1], &meeting).await;
     alice.wait_for(|m| matches!(m, ServerMessage::Joined { participant } if participant.name == "Bob")).await;
 
-    // Joining is attendance: the meeting page lists both.
-    let page = clients[2].get(&meeting).await;
-    page.expect_ok_with("In the meeting (2)");
+    // Joining is attendance: the meeting page lists both (recorded just after admission).
+    page_shows_eventually(&clients[2], &meeting, "In the meeting (2)").await;
 
     let config = serde_json::json!({ "codec": "vp8", "codedWidth": 640, "codedHeight": 360 });
     alice
@@ -195,11 +203,7 @@ async fn published_groups_reach_subscribers_byte_for_byte_and_late_joiners_get_t
     // Leaving ends attendance and the others hear of it.
     bob.session.close(0, b"bye");
     alice.wait_for(|m| matches!(m, ServerMessage::Left { .. })).await;
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !clients[0].get(&meeting).await.body.contains("In the meeting (2)") {
-        assert!(tokio::time::Instant::now() < deadline, "attendance shows Bob left");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    page_shows_eventually(&clients[0], &meeting, "In the meeting (2)").await;
     app.finish().await;
 }
 
