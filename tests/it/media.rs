@@ -261,3 +261,149 @@ async fn malformed_input_and_bad_tokens_close_only_the_offending_session() {
     assert_eq!(received, sent);
     app.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_stops_reading_loses_old_groups_and_slows_nobody_else() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (clients, meeting) = meeting(&app, &["Alice", "Bob", "Sloth"]).await;
+    let mut alice = join(&app, &clients[0], &meeting).await;
+    let mut bob = join(&app, &clients[1], &meeting).await;
+    let mut sloth = join_with_small_windows(&app, &clients[2], &meeting).await;
+    alice
+        .send(&ClientMessage::Announce {
+            track: TrackAnnounce { id: 1, kind: TrackKind::Camera, layer: 0, config: serde_json::json!({}) },
+        })
+        .await;
+    let ServerMessage::Track { track } = bob.wait_for(|m| matches!(m, ServerMessage::Track { .. })).await else {
+        unreachable!()
+    };
+    for peer in [&mut bob, &mut sloth] {
+        peer.send(&ClientMessage::Subscribe { track: track.id }).await;
+        peer.send(&ClientMessage::Ping { nonce: 9 }).await;
+        peer.wait_for(|m| matches!(m, ServerMessage::Pong { nonce: 9 })).await;
+    }
+
+    // Sloth never reads its group streams and grants little flow-control credit (as a
+    // slow link would); Bob reads everything. Alice sends 30 groups of ~300 KB, newer
+    // groups superseding older ones.
+    let big: Vec<Bytes> = (0..10)
+        .map(|i| encode_frame(&FrameInfo { keyframe: i == 0, timestamp_us: 0, level: 127 }, &vec![7; 30_000]))
+        .collect();
+    let bob_reads = tokio::spawn(async move {
+        let mut groups = Vec::new();
+        while groups.len() < 30 {
+            let (header, frames) = bob.receive_group().await;
+            groups.push((header.sequence, frames.len()));
+        }
+        groups
+    });
+    let publisher = tokio::spawn(async move {
+        for sequence in 0..30 {
+            alice.publish_group(1, sequence, &big).await;
+            tokio::time::sleep(Duration::from_millis(60)).await;
+        }
+        alice
+    });
+    let groups = tokio::time::timeout(Duration::from_secs(30), bob_reads).await.expect("Bob keeps up").expect("task");
+    assert!(groups.iter().all(|(_, frames)| *frames == 10), "Bob gets every group whole: {groups:?}");
+    let _alice = publisher.await.expect("publisher");
+
+    // The relay gave up groups on the way to Sloth: at least one of its streams was reset.
+    let mut resets = 0;
+    for _ in 0..30 {
+        let Ok(Ok(mut stream)) = tokio::time::timeout(Duration::from_millis(500), sloth.session.accept_uni()).await
+        else {
+            break;
+        };
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf)).await {
+                Ok(Ok(Some(_))) => continue,
+                Ok(Ok(None)) => break,
+                Ok(Err(_)) => {
+                    resets += 1;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+    }
+    assert!(resets > 0, "a subscriber that cannot keep up has old groups abandoned, not queued forever");
+    app.finish().await;
+}
+
+/// Joins like `join`, but as a client that grants only 32 KiB of credit per stream and
+/// 64 KiB per connection: not reading makes the relay's writes stall, like a slow link.
+async fn join_with_small_windows(app: &TestApp, client: &Client, meeting: &str) -> Peer {
+    let ticket = client.post_form(&format!("{meeting}/media"), &[]).await;
+    let ticket: serde_json::Value = serde_json::from_str(&ticket.body).expect("ticket JSON");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("tls 1.3")
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![web_transport_quinn::ALPN.as_bytes().to_vec()];
+    let mut config = quinn::ClientConfig::new(std::sync::Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls"),
+    ));
+    let mut transport = quinn::TransportConfig::default();
+    transport.stream_receive_window(quinn::VarInt::from_u32(32 * 1024));
+    transport.receive_window(quinn::VarInt::from_u32(64 * 1024));
+    config.transport_config(std::sync::Arc::new(transport));
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+    let url = format!(
+        "https://127.0.0.1:{}/meeting?token={}",
+        app.quic_addr.port(),
+        ticket["token"].as_str().expect("token")
+    );
+    let session = web_transport_quinn::Client::new(endpoint, config)
+        .connect(url::Url::parse(&url).expect("url"))
+        .await
+        .expect("connect");
+    let (mut control, incoming) = session.open_bi().await.expect("control stream");
+    control.write_all(&encode_control(&ClientMessage::Ping { nonce: 1 })).await.expect("ping");
+    let mut peer = Peer { session, control, incoming, reader: ControlReader::new(1 << 20) };
+    assert!(matches!(peer.next_message().await, ServerMessage::Welcome { .. }));
+    peer
+}
+
+/// Test only: trusts the relay's self-signed certificate without checking it.
+#[derive(Debug)]
+struct AnyCertificate(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
