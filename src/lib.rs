@@ -12,6 +12,7 @@ pub mod config;
 pub mod http;
 pub mod markdown;
 pub mod media;
+pub mod recording;
 pub mod store;
 
 pub use app::App;

@@ -10,3 +10,4 @@ mod media;
 mod nodes;
 mod oauth;
 mod oidc_provider;
+mod recording;
