@@ -36,6 +36,10 @@ impl App {
         let store = Store::connect(&config.database_url(), config.database_max_connections)
             .await
             .context("connecting to the database")?;
+        let recordings_dir = config.recordings_dir.clone().unwrap_or_else(|| config.data_dir.join("recordings"));
+        crate::recording::recover_interrupted(&store, &recordings_dir)
+            .await
+            .context("recovering interrupted recordings")?;
         let listener = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("binding the HTTP address {}", config.http_addr))?;
@@ -69,6 +73,7 @@ impl App {
         let state = AppState::new(Shared {
             closing: closing_rx,
             relay,
+            recordings_dir,
             store,
             bus,
             post_rate: PostRate::new(config.posts_per_minute, config.post_burst),

@@ -67,6 +67,10 @@ pub struct Config {
     #[arg(long, env = "FLOO_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
+    /// Where recordings are written. Default: `recordings` in the data directory.
+    #[arg(long, env = "FLOO_RECORDINGS_DIR")]
+    pub recordings_dir: Option<PathBuf>,
+
     /// Most participants one meeting admits.
     #[arg(long, env = "FLOO_MAX_PARTICIPANTS", default_value_t = 25)]
     pub max_participants: usize,

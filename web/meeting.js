@@ -212,6 +212,9 @@ function start(root) {
         if (p) { p.state = m.state; renderTile(p); }
         break;
       }
+      case 'recording':
+        $('#recording-indicator').hidden = !m.on;
+        break;
       case 'speaker':
         for (const tile of call.tiles.values()) tile.el.classList.toggle('speaking', Number(tile.el.dataset.participant) === m.participant);
         break;

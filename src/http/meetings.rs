@@ -10,6 +10,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::chat::{chat_panel, load_messages};
+use super::recordings::recordings_panel;
 use super::teams::overview_view;
 use super::views::{self, Chrome, TeamTab, csrf_field, empty_state};
 use super::{AppState, Error, MeetingInTeam, TeamMember, TopicInTeam};
@@ -96,7 +97,10 @@ async fn meeting_page(State(state): State<AppState>, mt: MeetingInTeam) -> Resul
     let topic = state.store.topic(mt.member.team.id, mt.meeting.topic_id).await?.ok_or(Error::NotFound)?;
     let chat = TopicInTeam { member: mt.member.clone(), topic };
     let messages = load_messages(&state.store, chat.topic.id, chat.topic.last_seq, None).await?;
-    Ok(meeting_view(&mt, &stays, chat_panel(&chat, &messages, None, "", None)))
+    let recordings = state.store.meeting_recordings(mt.meeting.id).await?;
+    let can_record = mt.require_host_or_admin().is_ok();
+    let recordings = recordings_panel(&mt.meeting, &recordings, can_record, &mt.member.viewer.csrf.0);
+    Ok(meeting_view(&mt, &stays, chat_panel(&chat, &messages, None, "", None), recordings))
 }
 
 /// Who is in a meeting (or, once it ended, who attended); sent again live on changes.
@@ -125,7 +129,7 @@ pub fn attendance_panel(meeting: &Meeting, stays: &[Attendance]) -> Markup {
     }
 }
 
-fn meeting_view(mt: &MeetingInTeam, stays: &[Attendance], chat: Markup) -> Markup {
+fn meeting_view(mt: &MeetingInTeam, stays: &[Attendance], chat: Markup, recordings: Markup) -> Markup {
     let m = &mt.member;
     let meeting = &mt.meeting;
     let base = format!("/teams/{}/meetings/{}", m.team.id, meeting.id);
@@ -179,6 +183,7 @@ fn meeting_view(mt: &MeetingInTeam, stays: &[Attendance], chat: Markup) -> Marku
                 }
                 (chat)
             }
+            (recordings)
         },
     )
 }
@@ -209,6 +214,7 @@ fn call_panel(base: &str, csrf: &str) -> Markup {
                 div #grid data-count="1" {
                     div.tile.self #self-tile { video #self-video autoplay muted playsinline {} div.tile-label { "You" } }
                 }
+                p #recording-indicator hidden { "● Recording" }
                 p #roster.muted {}
                 div.call-controls {
                     button #mute type="button" { "Mute" }

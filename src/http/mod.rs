@@ -11,6 +11,7 @@ mod live;
 mod login;
 mod meetings;
 mod ops;
+mod recordings;
 mod sse;
 mod teams;
 pub mod views;
@@ -42,6 +43,8 @@ pub struct Shared {
     /// Live events to open pages, on this node and (with Redis) on the others.
     pub bus: Bus,
     pub post_rate: PostRate,
+    /// Where recordings are written, one directory per recording.
+    pub recordings_dir: std::path::PathBuf,
     /// The media relay (WebTransport over QUIC).
     pub relay: crate::media::relay::Relay,
     /// Turns true when the server shuts down: live streams end so connections drain.
@@ -88,6 +91,7 @@ pub fn router(state: AppState) -> Router {
         .merge(forum::router())
         .merge(chat::router())
         .merge(live::router())
+        .merge(recordings::router())
         .merge(meetings::router())
         .merge(ops::router())
         .fallback(|| async { Error::NotFound })

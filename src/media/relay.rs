@@ -27,9 +27,12 @@ use super::close;
 use super::room::{Limits, Output, Refusal, Room, SendId, SessionId};
 use super::tls::{self, DEV_RENEW_BEFORE};
 use super::token::{Admission, TokenKey};
-use super::wire::{ClientMessage, ControlReader, FrameInfo, GroupReader, WireError, encode_control};
+use super::wire::{
+    ClientMessage, ControlReader, FrameInfo, GroupReader, TrackKind, WireError, encode_control, frame_payload,
+};
 use crate::bus::{Bus, Event};
 use crate::clock::now_ms;
+use crate::recording::{FileOutcome, RecordedFrame, Recorder, TrackKind as RecordedKind};
 use crate::store::Store;
 
 /// Where and how the relay listens.
@@ -140,6 +143,32 @@ impl Relay {
     /// A token admitting `user_id` to `meeting_id` for the next minute.
     pub fn mint_token(&self, meeting_id: i64, user_id: i64) -> String {
         self.inner.key.mint(Admission { meeting_id, user_id }, now_ms())
+    }
+
+    /// Starts recording a meeting into `dir`; the meeting must have someone in it.
+    pub async fn start_recording(&self, meeting_id: i64, dir: PathBuf) -> Result<(), String> {
+        let (reply, answer) = oneshot::channel();
+        {
+            let rooms = self.inner.rooms.lock().unwrap_or_else(|p| p.into_inner());
+            let room = rooms.get(&meeting_id).ok_or("nobody is in the call: join it first, then record")?;
+            room.send(Input::StartRecording { dir, reply }).map_err(|_| "the call just ended".to_owned())?;
+        }
+        match answer.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("cannot write to the recordings directory: {e}")),
+            Err(_) => Err("the call just ended".into()),
+        }
+    }
+
+    /// Stops recording a meeting and returns the files written (None if it was not recording).
+    pub async fn stop_recording(&self, meeting_id: i64) -> Option<Vec<FileOutcome>> {
+        let (reply, answer) = oneshot::channel();
+        {
+            let rooms = self.inner.rooms.lock().unwrap_or_else(|p| p.into_inner());
+            rooms.get(&meeting_id)?.send(Input::StopRecording { reply }).ok()?;
+        }
+        let recorder = answer.await.ok()??;
+        tokio::task::spawn_blocking(move || recorder.stop()).await.ok()
     }
 
     /// The meeting ended: everyone in it is disconnected with a reason.
@@ -262,6 +291,13 @@ enum Input {
         error: WireError,
     },
     End,
+    StartRecording {
+        dir: PathBuf,
+        reply: oneshot::Sender<std::io::Result<()>>,
+    },
+    StopRecording {
+        reply: oneshot::Sender<Option<Recorder>>,
+    },
 }
 
 struct SessionHandle {
@@ -382,6 +418,7 @@ async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx: mpsc::Unb
     let mut room = Room::new(relay.inner.limits.clone());
     let mut sessions: HashMap<SessionId, SessionHandle> = HashMap::new();
     let mut outgoing = Outgoing::default();
+    let mut recorder: Option<Recorder> = None;
     let (attendance, attendance_rx) = mpsc::unbounded_channel();
     tokio::spawn(record_attendance(
         relay.inner.store.clone(),
@@ -427,7 +464,26 @@ async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx: mpsc::Unb
             Some(Input::Control { session, message }) => room.control(now, session, message),
             Some(Input::GroupStart { session, track, sequence }) => room.group_start(now, session, track, sequence),
             Some(Input::Frame { session, track, sequence, frame, info }) => {
+                if let Some(recorder) = &recorder {
+                    record_frame(recorder, &room, session, track, &frame);
+                }
                 room.frame(now, session, track, sequence, frame, &info)
+            }
+            Some(Input::StartRecording { dir, reply }) => {
+                let started = match recorder {
+                    Some(_) => Ok(()),
+                    None => Recorder::start(dir).map(|r| recorder = Some(r)),
+                };
+                if started.is_ok() {
+                    room.set_recording(true);
+                }
+                let _ = reply.send(started);
+            }
+            Some(Input::StopRecording { reply }) => {
+                if recorder.is_some() {
+                    room.set_recording(false);
+                }
+                let _ = reply.send(recorder.take());
             }
             Some(Input::GroupEnd { session, track, sequence }) => room.group_end(session, track, sequence),
             Some(Input::Malformed { session, error }) => {
@@ -441,6 +497,10 @@ async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx: mpsc::Unb
                 room.leave(session);
             }
             Some(Input::End) => {
+                if let Some(recorder) = recorder.take() {
+                    // The meeting ended while recording: finish the files off this task.
+                    tokio::task::spawn_blocking(move || recorder.stop());
+                }
                 for (_, handle) in sessions.drain() {
                     handle.session.close(close::ENDED, b"the meeting has ended");
                 }
@@ -457,6 +517,33 @@ async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx: mpsc::Unb
             }
         }
     }
+    if let Some(recorder) = recorder.take() {
+        // Everyone left while recording: the files are finished (stop looks for them).
+        tokio::task::spawn_blocking(move || recorder.stop());
+    }
+}
+
+/// Hands a publisher's frame to the recorder: audio, and the largest camera layer.
+fn record_frame(recorder: &Recorder, room: &Room, session: SessionId, track: u64, frame: &Bytes) {
+    let Some(meta) = room.track_meta(session, track) else { return };
+    let kind = match meta.kind {
+        TrackKind::Audio => RecordedKind::Audio,
+        TrackKind::Camera if meta.layer == meta.best_layer => RecordedKind::Video,
+        _ => return,
+    };
+    let Some((payload, info)) = frame_payload(frame) else { return };
+    let size = |config: &serde_json::Value| {
+        let get = |k: &str| config.get(k).and_then(serde_json::Value::as_u64).and_then(|v| u32::try_from(v).ok());
+        get("codedWidth").zip(get("codedHeight")).filter(|(w, h)| *w > 0 && *h > 0 && *w <= 4096 && *h <= 4096)
+    };
+    recorder.frame(RecordedFrame {
+        session,
+        user_id: meta.user_id,
+        kind,
+        size: size(&meta.config).unwrap_or((640, 360)),
+        keyframe: info.keyframe,
+        payload: frame.slice_ref(payload),
+    });
 }
 
 async fn sleep_until(at: Option<Instant>) {

@@ -135,6 +135,17 @@ struct OutGroup {
     finished: bool,
 }
 
+/// What a recorder needs to know of a publisher's track.
+#[derive(Debug, Clone)]
+pub struct TrackMeta {
+    pub user_id: i64,
+    pub kind: TrackKind,
+    pub layer: u8,
+    /// The largest camera layer this participant publishes (the one worth recording).
+    pub best_layer: u8,
+    pub config: serde_json::Value,
+}
+
 /// One meeting on this relay.
 pub struct Room {
     limits: Limits,
@@ -147,6 +158,7 @@ pub struct Room {
     next_track: u64,
     next_send: SendId,
     speaker: Option<SessionId>,
+    recording: bool,
 }
 
 /// Stream priority: audio over screen over camera, then newer groups over older.
@@ -171,6 +183,7 @@ impl Room {
             next_track: 1,
             next_send: 1,
             speaker: None,
+            recording: false,
         }
     }
 
@@ -242,6 +255,9 @@ impl Room {
             session,
             message: ServerMessage::Welcome { you: session, participants, tracks },
         });
+        if self.recording {
+            self.outputs.push_back(Output::Control { session, message: ServerMessage::Recording { on: true } });
+        }
         if let Some(participant) = self.info(session) {
             self.broadcast(Some(session), ServerMessage::Joined { participant });
         }
@@ -598,6 +614,33 @@ impl Room {
             self.speaker = speaker;
             self.broadcast(None, ServerMessage::Speaker { participant: speaker });
         }
+    }
+
+    /// The track a publisher calls `local_track`, as a recorder sees it.
+    pub fn track_meta(&self, session: SessionId, local_track: u64) -> Option<TrackMeta> {
+        let p = self.participants.get(&session)?;
+        let track = self.tracks.get(p.tracks.get(&local_track)?)?;
+        let best_layer = p
+            .tracks
+            .values()
+            .filter_map(|t| self.tracks.get(t))
+            .filter(|t| t.kind == TrackKind::Camera)
+            .map(|t| t.layer)
+            .max()
+            .unwrap_or(0);
+        Some(TrackMeta {
+            user_id: p.user_id,
+            kind: track.kind,
+            layer: track.layer,
+            best_layer,
+            config: track.config.clone(),
+        })
+    }
+
+    /// Tells everyone whether the meeting is being recorded; later joiners are told on join.
+    pub fn set_recording(&mut self, on: bool) {
+        self.recording = on;
+        self.broadcast(None, ServerMessage::Recording { on });
     }
 
     /// Time passed: deadlines may have been reached.

@@ -114,6 +114,15 @@ pub fn frame_info(frame: &[u8]) -> Result<FrameInfo, WireError> {
     Ok(FrameInfo { keyframe: flags & FLAG_KEYFRAME != 0, timestamp_us, level })
 }
 
+/// The codec payload of a frame as forwarded (length prefix included), and its info.
+pub fn frame_payload(frame: &[u8]) -> Option<(&[u8], FrameInfo)> {
+    let (len, n) = get_varint(frame)?;
+    let body = frame.get(n..n + usize::try_from(len).ok()?)?;
+    let info = frame_info(body).ok()?;
+    let (_, ts_len) = get_varint(&body[1..])?;
+    Some((&body[1 + ts_len + 1..], info))
+}
+
 /// An incremental reader of a group stream: the header, then whole frames, each
 /// returned with its length prefix so it can be forwarded byte for byte.
 pub struct GroupReader {
@@ -240,14 +249,37 @@ pub struct TrackInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
-    Welcome { you: u64, participants: Vec<ParticipantInfo>, tracks: Vec<TrackInfo> },
-    Joined { participant: ParticipantInfo },
-    Left { participant: u64 },
-    Track { track: TrackInfo },
-    TrackEnded { track: u64 },
-    State { participant: u64, state: ParticipantState },
-    Speaker { participant: Option<u64> },
-    Pong { nonce: u64 },
+    Welcome {
+        you: u64,
+        participants: Vec<ParticipantInfo>,
+        tracks: Vec<TrackInfo>,
+    },
+    Joined {
+        participant: ParticipantInfo,
+    },
+    Left {
+        participant: u64,
+    },
+    Track {
+        track: TrackInfo,
+    },
+    TrackEnded {
+        track: u64,
+    },
+    State {
+        participant: u64,
+        state: ParticipantState,
+    },
+    Speaker {
+        participant: Option<u64>,
+    },
+    Pong {
+        nonce: u64,
+    },
+    /// The meeting is being recorded (or not any more).
+    Recording {
+        on: bool,
+    },
 }
 
 /// Encodes a control message: varint length, then JSON.

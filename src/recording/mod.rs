@@ -5,5 +5,58 @@
 //! meeting, build on these.)
 
 pub mod file;
+pub mod recorder;
 
 pub use file::{ParticipantFile, RecordingError, TrackKind, repair};
+pub use recorder::{FileOutcome, RecordedFrame, Recorder};
+
+use std::path::Path;
+
+use crate::clock::now_ms;
+use crate::store::Store;
+
+/// The participant files found in a recording's directory (`USER-SESSION.webm`).
+pub async fn files_on_disk(dir: &Path) -> Vec<FileOutcome> {
+    let mut out = Vec::new();
+    let Ok(mut entries) = tokio::fs::read_dir(dir).await else { return out };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(user_id) = name.strip_suffix(".webm").and_then(|n| n.split('-').next()).and_then(|u| u.parse().ok())
+        else {
+            continue;
+        };
+        let bytes = entry.metadata().await.map(|m| m.len() as i64).unwrap_or(0);
+        out.push(FileOutcome { user_id, file_name: name, bytes, error: None });
+    }
+    out
+}
+
+/// After a crash: recordings still marked as running are closed properly (each file is
+/// rewritten with its index and duration) and marked interrupted, with their files.
+pub async fn recover_interrupted(store: &Store, recordings_dir: &Path) -> Result<usize, crate::store::Error> {
+    let ids = store.unfinished_recordings().await?;
+    for id in &ids {
+        let dir = recordings_dir.join(id.to_string());
+        let mut files = Vec::new();
+        for found in files_on_disk(&dir).await {
+            let broken = dir.join(&found.file_name);
+            let fixed = dir.join(format!("{}.repairing", found.file_name));
+            let (b, f) = (broken.clone(), fixed.clone());
+            let repaired = tokio::task::spawn_blocking(move || repair(&b, &f)).await;
+            match repaired {
+                Ok(Ok(_)) if tokio::fs::rename(&fixed, &broken).await.is_ok() => {}
+                other => {
+                    // Keep the file as it is: it still plays up to where it stopped.
+                    tracing::warn!(recording = id, file = %found.file_name, result = ?other.map(|r| r.map(|_| ())), "could not repair a recording file");
+                    let _ = tokio::fs::remove_file(&fixed).await;
+                }
+            }
+            let bytes = tokio::fs::metadata(&broken).await.map(|m| m.len() as i64).unwrap_or(found.bytes);
+            files.push((found.user_id, found.file_name, bytes));
+        }
+        let reason = "The server stopped while recording; the files were closed when it started again.";
+        store.finish_recording(*id, "interrupted", Some(reason), &files, now_ms()).await?;
+        tracing::info!(recording = id, files = files.len(), "interrupted recording recovered");
+    }
+    Ok(ids.len())
+}

@@ -7,6 +7,7 @@
 
 mod forum;
 mod meetings;
+mod recordings;
 mod teams;
 mod users;
 
@@ -18,6 +19,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use forum::{Message, Topic, TopicKind, TopicSummary};
 pub use meetings::{Attendance, Meeting, MeetingAdmission, MeetingSummary};
+pub use recordings::{Recording, RecordingFile};
 pub use teams::{Member, Role, Team, TeamOfUser};
 pub use users::{OAuthLogin, User};
 

@@ -239,6 +239,8 @@ impl Store {
         // cascade settings.
         let mut tx = self.pool.begin().await?;
         for sql in [
+            "DELETE FROM recording_files WHERE recording_id IN (SELECT r.id FROM recordings r JOIN meetings m ON m.id = r.meeting_id WHERE m.team_id = $1)",
+            "DELETE FROM recordings WHERE meeting_id IN (SELECT id FROM meetings WHERE team_id = $1)",
             "DELETE FROM attendance WHERE meeting_id IN (SELECT id FROM meetings WHERE team_id = $1)",
             "DELETE FROM meetings WHERE team_id = $1",
             "DELETE FROM messages WHERE topic_id IN (SELECT id FROM topics WHERE team_id = $1)",

@@ -33,7 +33,12 @@ async fn join(app: &TestApp, client: &Client, meeting: &str) -> Peer {
 }
 
 async fn connect_with_token(app: &TestApp, token: &str) -> Peer {
-    let session = connect(app, token).await;
+    let hash = app.cert_hash.expect("a dev certificate").to_vec();
+    open_peer(connect_to(app.quic_addr.port(), hash, token).await).await
+}
+
+/// Opens the control stream and waits for the welcome.
+async fn open_peer(session: Session) -> Peer {
     let (mut control, incoming) = session.open_bi().await.expect("control stream");
     // The stream reaches the relay with its first message.
     control.write_all(&encode_control(&ClientMessage::Ping { nonce: 1 })).await.expect("ping");
@@ -43,9 +48,12 @@ async fn connect_with_token(app: &TestApp, token: &str) -> Peer {
 }
 
 async fn connect(app: &TestApp, token: &str) -> Session {
-    let hash = app.cert_hash.expect("a dev certificate").to_vec();
+    connect_to(app.quic_addr.port(), app.cert_hash.expect("a dev certificate").to_vec(), token).await
+}
+
+async fn connect_to(port: u16, hash: Vec<u8>, token: &str) -> Session {
     let client = web_transport_quinn::ClientBuilder::new().with_server_certificate_hashes(vec![hash]).expect("client");
-    let url = format!("https://127.0.0.1:{}/meeting?token={token}", app.quic_addr.port());
+    let url = format!("https://127.0.0.1:{port}/meeting?token={token}");
     client.connect(url::Url::parse(&url).expect("url")).await.expect("connect")
 }
 
@@ -406,4 +414,208 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
     }
+}
+
+/// The source's packets in file order: (video?, pts in µs, keyframe, data).
+fn source_packets(path: &std::path::Path) -> Vec<(bool, i64, bool, Vec<u8>)> {
+    use ffmpeg_next as ffmpeg;
+    ffmpeg::init().expect("ffmpeg");
+    let mut input = ffmpeg::format::input(path).expect("source");
+    let streams: Vec<(usize, bool, ffmpeg::Rational)> = input
+        .streams()
+        .map(|s| (s.index(), s.parameters().medium() == ffmpeg::media::Type::Video, s.time_base()))
+        .collect();
+    let mut out = Vec::new();
+    for (stream, packet) in input.packets() {
+        let Some(&(_, video, base)) = streams.iter().find(|(i, _, _)| *i == stream.index()) else { continue };
+        let us = packet.pts().unwrap_or(0) * 1_000_000 * i64::from(base.numerator()) / i64::from(base.denominator());
+        out.push((video, us, packet.is_key(), packet.data().unwrap_or_default().to_vec()));
+    }
+    out
+}
+
+/// Publishes the packets in real time: a video group per keyframe, audio groups of ten.
+async fn publish_paced(peer: &Peer, packets: &[(bool, i64, bool, Vec<u8>)], seconds: f64) {
+    let started = tokio::time::Instant::now();
+    let (mut video, mut audio): (Option<web_transport_quinn::SendStream>, Option<web_transport_quinn::SendStream>) =
+        (None, None);
+    let (mut video_seq, mut audio_seq, mut audio_count) = (0u64, 0u64, 0u32);
+    for (is_video, us, key, data) in packets {
+        if *us as f64 / 1e6 > seconds {
+            break;
+        }
+        tokio::time::sleep_until(started + Duration::from_micros((*us).max(0) as u64)).await;
+        let frame = encode_frame(&FrameInfo { keyframe: *key, timestamp_us: (*us).max(0) as u64, level: 40 }, data);
+        let (slot, track, seq, new_group) = if *is_video {
+            (&mut video, 1, &mut video_seq, *key)
+        } else {
+            audio_count += 1;
+            (&mut audio, 2, &mut audio_seq, audio_count % 10 == 1)
+        };
+        if new_group || slot.is_none() {
+            if let Some(mut old) = slot.take() {
+                let _ = old.finish();
+            }
+            let mut stream = peer.session.open_uni().await.expect("open group");
+            stream.write_all(&GroupHeader { track, sequence: *seq }.encode()).await.expect("header");
+            *seq += 1;
+            *slot = Some(stream);
+        }
+        if let Some(stream) = slot.as_mut() {
+            stream.write_all(&frame).await.expect("frame");
+        }
+    }
+    for mut stream in [video, audio].into_iter().flatten() {
+        let _ = stream.finish();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_meeting_yields_a_playable_file_per_participant_that_members_download_in_ranges() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (clients, meeting) = meeting(&app, &["Alice", "Bob"]).await;
+    let mut alice = join(&app, &clients[0], &meeting).await;
+    let _bob = join(&app, &clients[1], &meeting).await;
+    let video = serde_json::json!({ "codec": "vp8", "codedWidth": 320, "codedHeight": 240 });
+    alice
+        .send(&ClientMessage::Announce {
+            track: TrackAnnounce { id: 1, kind: TrackKind::Camera, layer: 1, config: video },
+        })
+        .await;
+    alice
+        .send(&ClientMessage::Announce {
+            track: TrackAnnounce {
+                id: 2,
+                kind: TrackKind::Audio,
+                layer: 0,
+                config: serde_json::json!({ "codec": "opus" }),
+            },
+        })
+        .await;
+
+    // Bob, a plain member, may not start a recording; Alice, the host, may.
+    let refused = clients[1].post_form(&format!("{meeting}/recordings"), &[]).await;
+    assert_eq!(refused.status, reqwest::StatusCode::FORBIDDEN);
+    let page = clients[0].post_form(&format!("{meeting}/recordings"), &[]).await;
+    page.expect_ok_with("Stop recording").expect_ok_with("Alice started recording this meeting.");
+    alice.wait_for(|m| matches!(m, ServerMessage::Recording { on: true })).await;
+
+    let dir = crate::recording::scratch();
+    let packets = source_packets(&crate::recording::source(&dir));
+    publish_paced(&alice, &packets, 3.0).await;
+
+    let page = clients[0].post_form(&format!("{meeting}/recordings/stop"), &[]).await;
+    page.expect_ok_with("ready")
+        .expect_ok_with("Alice stopped recording this meeting.")
+        .expect_ok_with("Alice's tracks");
+    let file_id = page.between("/recording-files/", "\"");
+    let team = meeting.split('/').nth(2).expect("team id");
+    let link = format!("/teams/{team}/recording-files/{file_id}");
+
+    // The file on disk: VP8 and Opus, about as long as what was sent.
+    let recordings = app.data_dir.join("recordings");
+    let file =
+        std::fs::read_dir(recordings.join("1")).expect("recording dir").next().expect("a file").expect("entry").path();
+    let (codecs, duration) = crate::recording::probe(&file);
+    assert_eq!(codecs, vec!["vp8", "opus"]);
+    assert!((duration - 3.0).abs() < 1.0, "recorded {duration} s of 3");
+
+    // Members download it whole or in ranges; others get 404.
+    let bytes = std::fs::read(&file).expect("read");
+    let whole = clients[1].http.get(clients[1].url(&link)).send().await.expect("download");
+    assert_eq!(whole.status(), reqwest::StatusCode::OK);
+    assert_eq!(whole.headers()["content-type"], "video/webm");
+    assert!(
+        whole.headers()["content-disposition"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("attachment; filename=\"floo-recording-1-Alice")
+    );
+    assert_eq!(whole.bytes().await.expect("body").as_ref(), bytes.as_slice());
+    let part = clients[1].http.get(clients[1].url(&link)).header("range", "bytes=100-199").send().await.expect("range");
+    assert_eq!(part.status(), reqwest::StatusCode::PARTIAL_CONTENT);
+    assert_eq!(part.headers()["content-range"], format!("bytes 100-199/{}", bytes.len()).as_str());
+    assert_eq!(part.bytes().await.expect("body").as_ref(), &bytes[100..200]);
+    let eve = app.signed_in("Eve").await;
+    assert_eq!(eve.get(&link).await.status, reqwest::StatusCode::NOT_FOUND);
+    let _ = std::fs::remove_dir_all(dir);
+    app.finish().await;
+}
+
+/// `floo serve` as a process of its own on a data directory, so the test can kill it.
+async fn floo_process(data_dir: &std::path::Path) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_floo"))
+        .args(["serve", "--http-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start floo");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let base = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.expect("stdout") {
+            if let Some(url) = line.strip_prefix("Floo is running at ") {
+                return url.trim().to_owned();
+            }
+        }
+        panic!("floo exited before listening");
+    })
+    .await
+    .expect("floo starts");
+    (child, base)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_survives_the_server_being_killed_and_is_marked_interrupted_after_restart() {
+    let data_dir = crate::recording::scratch();
+    let (mut server, base) = floo_process(&data_dir).await;
+    let alice = Client::new(&base);
+    alice.post_form("/login/dev", &[("name", "Alice")]).await.expect_ok_with("Hello, Alice");
+    let team = alice.post_form("/teams", &[("name", "Crash")]).await;
+    let team_path = team.url.trim_start_matches(&base).to_owned();
+    let meeting = alice.post_form(&format!("{team_path}/meetings"), &[("title", "Doomed")]).await;
+    let meeting = meeting.url.trim_start_matches(&base).to_owned();
+    let ticket: serde_json::Value =
+        serde_json::from_str(&alice.post_form(&format!("{meeting}/media"), &[]).await.body).expect("ticket");
+    let hash: Vec<u8> =
+        ticket["certHash"].as_array().expect("hash").iter().map(|b| b.as_u64().unwrap_or(0) as u8).collect();
+    let port = ticket["port"].as_u64().expect("port") as u16;
+    let mut peer = open_peer(connect_to(port, hash, ticket["token"].as_str().expect("token")).await).await;
+    let video = serde_json::json!({ "codec": "vp8", "codedWidth": 320, "codedHeight": 240 });
+    peer.send(&ClientMessage::Announce {
+        track: TrackAnnounce { id: 1, kind: TrackKind::Camera, layer: 0, config: video },
+    })
+    .await;
+    peer.send(&ClientMessage::Announce {
+        track: TrackAnnounce {
+            id: 2,
+            kind: TrackKind::Audio,
+            layer: 0,
+            config: serde_json::json!({ "codec": "opus" }),
+        },
+    })
+    .await;
+    alice.post_form(&format!("{meeting}/recordings"), &[]).await.expect_ok_with("Stop recording");
+    let scratch = crate::recording::scratch();
+    publish_paced(&peer, &source_packets(&crate::recording::source(&scratch)), 3.0).await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // the last frames reach the relay
+
+    // kill -9, then start again on the same data.
+    server.start_kill().expect("kill");
+    server.wait().await.expect("killed");
+    let (_server, base) = floo_process(&data_dir).await;
+    let alice = Client::new(&base);
+    alice.post_form("/login/dev", &[("name", "Alice")]).await.expect_ok_with("Hello, Alice");
+    let page = alice.get(&meeting).await;
+    page.expect_ok_with("interrupted").expect_ok_with("Alice's tracks");
+    let dir = data_dir.join("recordings").join("1");
+    let file = std::fs::read_dir(&dir).expect("dir").next().expect("a file").expect("entry").path();
+    let (codecs, duration) = crate::recording::probe(&file);
+    assert_eq!(codecs, vec!["vp8", "opus"]);
+    assert!((duration - 3.0).abs() < 2.0, "the file plays {duration} s of the 3 recorded");
+    let _ = std::fs::remove_dir_all(scratch);
+    let _ = std::fs::remove_dir_all(data_dir);
 }

@@ -8,14 +8,14 @@ use std::process::Command;
 use ffmpeg_next as ffmpeg;
 use floo::recording::{ParticipantFile, TrackKind, repair};
 
-fn scratch() -> PathBuf {
+pub fn scratch() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("floo-rec-{}", crate::support::unique_suffix()));
     std::fs::create_dir_all(&dir).expect("dir");
     dir
 }
 
 /// Four seconds of VP8 (320x240, a keyframe a second) and mono Opus at 48 kHz.
-fn source(dir: &Path) -> PathBuf {
+pub fn source(dir: &Path) -> PathBuf {
     let path = dir.join("source.webm");
     let status = Command::new("ffmpeg")
         .args(["-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=30", "-f", "lavfi", "-i"])
@@ -29,7 +29,7 @@ fn source(dir: &Path) -> PathBuf {
 }
 
 /// (codec names, duration in seconds) as ffprobe reports them.
-fn probe(path: &Path) -> (Vec<String>, f64) {
+pub fn probe(path: &Path) -> (Vec<String>, f64) {
     let output = Command::new("ffprobe")
         .args(["-v", "error", "-show_entries", "stream=codec_name:format=duration", "-of", "json"])
         .arg(path)

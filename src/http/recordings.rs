@@ -1,0 +1,244 @@
+//! Recording a meeting: start and stop (host or admin), the list on the meeting page, and
+//! downloads for team members with HTTP range requests (so they resume and seek).
+
+use std::io::SeekFrom;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use maud::{Markup, html};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use super::views::{self, csrf_field};
+use super::{AppState, Error, MeetingInTeam, TeamMember};
+use crate::bus::{Event, LiveMessage};
+use crate::clock::{format_duration, now_ms};
+use crate::recording::FileOutcome;
+use crate::store::{Meeting, Recording};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/teams/{team_id}/meetings/{meeting_id}/recordings", post(start))
+        .route("/teams/{team_id}/meetings/{meeting_id}/recordings/stop", post(stop))
+        .route("/teams/{team_id}/recording-files/{file_id}", get(download))
+}
+
+/// The recordings of a meeting, with the buttons the viewer may use.
+pub fn recordings_panel(meeting: &Meeting, recordings: &[Recording], can_record: bool, csrf: &str) -> Markup {
+    let base = format!("/teams/{}/meetings/{}/recordings", meeting.team_id, meeting.id);
+    let active = recordings.iter().any(|r| r.state == "recording");
+    html! {
+        section.card #recordings {
+            div.card-head {
+                h2 { "Recordings" }
+                @if meeting.is_live() && can_record {
+                    @if active {
+                        form.inline method="post" action=(format!("{base}/stop")) {
+                            (csrf_field(csrf)) button.danger type="submit" { "■ Stop recording" }
+                        }
+                    } @else {
+                        form.inline method="post" action=(base) {
+                            (csrf_field(csrf)) button type="submit" { "● Start recording" }
+                        }
+                    }
+                }
+            }
+            @if recordings.is_empty() {
+                p.muted { "This meeting has not been recorded." }
+            } @else {
+                ul.list {
+                    @for r in recordings {
+                        li {
+                            strong { "Recording " (r.id) } " "
+                            span class=(format!("badge rec-{}", r.state)) { (r.state) }
+                            span.muted.small {
+                                " started by " (r.started_by_name) " " (views::time(r.started_at))
+                                @if let Some(stopped) = r.stopped_at { " · " (format_duration(stopped - r.started_at)) }
+                            }
+                            @if let Some(reason) = &r.reason { p.field-error { (reason) } }
+                            @if !r.files.is_empty() {
+                                ul.files {
+                                    @for f in &r.files {
+                                        li {
+                                            a href=(format!("/teams/{}/recording-files/{}", meeting.team_id, f.id)) download {
+                                                (f.user_name) "'s tracks (WebM)"
+                                            }
+                                            span.muted.small { " · " (format!("{:.1} MB", f.bytes as f64 / 1e6)) }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes a line in the meeting chat, as `user_id`, and tells everyone.
+async fn chat_line(state: &AppState, mt: &MeetingInTeam, text: &str) -> Result<(), Error> {
+    let message = state.store.add_message(mt.meeting.topic_id, mt.member.user_id(), text, now_ms()).await?;
+    state.bus.publish(Event::Message(std::sync::Arc::new(LiveMessage {
+        team_id: mt.member.team.id,
+        message,
+        encoded: Default::default(),
+    })));
+    state.bus.publish(Event::TeamChanged { team_id: mt.member.team.id });
+    Ok(())
+}
+
+fn meeting_url(mt: &MeetingInTeam) -> String {
+    format!("/teams/{}/meetings/{}", mt.member.team.id, mt.meeting.id)
+}
+
+async fn start(State(state): State<AppState>, mt: MeetingInTeam) -> Result<Response, Error> {
+    mt.require_host_or_admin()?;
+    if !mt.meeting.is_live() {
+        return Err(Error::Conflict("This meeting has ended.".into()));
+    }
+    if state.store.active_recording(mt.meeting.id).await?.is_some() {
+        return Err(Error::Conflict("This meeting is already being recorded.".into()));
+    }
+    let id = state.store.start_recording(mt.meeting.id, mt.member.user_id(), now_ms()).await?;
+    let dir = state.recordings_dir.join(id.to_string());
+    if let Err(reason) = state.relay.start_recording(mt.meeting.id, dir).await {
+        state.store.finish_recording(id, "failed", Some(&reason), &[], now_ms()).await?;
+        return Err(Error::Conflict(format!("The recording could not start: {reason}.")));
+    }
+    tracing::info!(meeting_id = mt.meeting.id, recording_id = id, "recording started");
+    chat_line(&state, &mt, &format!("{} started recording this meeting.", mt.member.viewer.user.display_name)).await?;
+    Ok(Redirect::to(&meeting_url(&mt)).into_response())
+}
+
+async fn stop(State(state): State<AppState>, mt: MeetingInTeam) -> Result<Response, Error> {
+    mt.require_host_or_admin()?;
+    let Some(id) = state.store.active_recording(mt.meeting.id).await? else {
+        return Err(Error::Conflict("This meeting is not being recorded.".into()));
+    };
+    let outcomes = match state.relay.stop_recording(mt.meeting.id).await {
+        Some(outcomes) => outcomes,
+        // The call emptied while recording: its files were finished then; find them.
+        None => crate::recording::files_on_disk(&state.recordings_dir.join(id.to_string())).await,
+    };
+    finish(&state, id, &outcomes).await?;
+    chat_line(&state, &mt, &format!("{} stopped recording this meeting.", mt.member.viewer.user.display_name)).await?;
+    Ok(Redirect::to(&meeting_url(&mt)).into_response())
+}
+
+/// Records the outcome: ready with its files, or failed with the reason (disk full...).
+async fn finish(state: &AppState, id: i64, outcomes: &[FileOutcome]) -> Result<(), Error> {
+    let files: Vec<(i64, String, i64)> =
+        outcomes.iter().filter(|o| o.bytes > 0).map(|o| (o.user_id, o.file_name.clone(), o.bytes)).collect();
+    let errors: Vec<&str> = outcomes.iter().filter_map(|o| o.error.as_deref()).collect();
+    let (status, reason) = match (files.is_empty(), errors.first()) {
+        (_, Some(e)) => ("failed", Some(format!("Writing a file failed: {e}"))),
+        (true, None) => ("failed", Some("Nothing was recorded: nobody sent audio or video.".to_owned())),
+        (false, None) => ("ready", None),
+    };
+    state.store.finish_recording(id, status, reason.as_deref(), &files, now_ms()).await?;
+    Ok(())
+}
+
+/// Serves a recording file: whole, or the byte range asked for.
+async fn download(
+    State(state): State<AppState>,
+    m: TeamMember,
+    Path((_, file_id)): Path<(i64, i64)>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    let file = state.store.recording_file(m.team.id, file_id).await?.ok_or(Error::NotFound)?;
+    if file.file_name.contains(['/', '\\']) || file.file_name.starts_with('.') {
+        return Err(Error::NotFound);
+    }
+    let path = state.recordings_dir.join(file.recording_id.to_string()).join(&file.file_name);
+    let Ok(mut handle) = tokio::fs::File::open(&path).await else { return Err(Error::NotFound) };
+    let size = handle.metadata().await.map(|m| m.len()).map_err(|_| Error::NotFound)?;
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).map(|r| parse_range(r, size));
+    let (status, start, end) = match range {
+        None => (StatusCode::OK, 0, size.saturating_sub(1)),
+        Some(Some((start, end))) => (StatusCode::PARTIAL_CONTENT, start, end),
+        Some(None) => {
+            let mut response = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                response.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return Ok(response);
+        }
+    };
+    let length = if size == 0 { 0 } else { end - start + 1 };
+    handle.seek(SeekFrom::Start(start)).await.map_err(|_| Error::NotFound)?;
+    let chunks = futures_util::stream::unfold((handle, length), |(mut handle, left)| async move {
+        if left == 0 {
+            return None;
+        }
+        let mut buf = vec![0u8; usize::try_from(left.min(64 * 1024)).unwrap_or(64 * 1024)];
+        match handle.read(&mut buf).await {
+            Ok(0) | Err(_) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(Bytes::from(buf)), (handle, left - n as u64)))
+            }
+        }
+    });
+    let mut response = Response::new(Body::from_stream(chunks));
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/webm"));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    let name = format!("floo-recording-{}-{}.webm", file.recording_id, ascii_name(&file.user_name));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    if status == StatusCode::PARTIAL_CONTENT
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{size}"))
+    {
+        h.insert(header::CONTENT_RANGE, v);
+    }
+    Ok(response)
+}
+
+/// A name safe inside a quoted header value.
+fn ascii_name(name: &str) -> String {
+    let cleaned: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).take(40).collect();
+    if cleaned.trim_matches('-').is_empty() { "participant".into() } else { cleaned }
+}
+
+/// One `bytes=` range within `size`: `start-end`, `start-` or `-suffix`. None if unsatisfiable.
+fn parse_range(header: &str, size: u64) -> Option<(u64, u64)> {
+    let spec = header.strip_prefix("bytes=")?;
+    if spec.contains(',') || size == 0 {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (start, end) = match (a.trim(), b.trim()) {
+        ("", suffix) => {
+            let n: u64 = suffix.parse().ok()?;
+            (size.saturating_sub(n), size - 1)
+        }
+        (start, "") => (start.parse().ok()?, size - 1),
+        (start, end) => (start.parse().ok()?, end.parse::<u64>().ok()?.min(size - 1)),
+    };
+    (start <= end && start < size).then_some((start, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn byte_ranges_are_parsed_and_bounded() {
+        assert_eq!(parse_range("bytes=0-99", 1000), Some((0, 99)));
+        assert_eq!(parse_range("bytes=900-", 1000), Some((900, 999)));
+        assert_eq!(parse_range("bytes=-100", 1000), Some((900, 999)));
+        assert_eq!(parse_range("bytes=990-2000", 1000), Some((990, 999)));
+        assert_eq!(parse_range("bytes=1000-", 1000), None);
+        assert_eq!(parse_range("bytes=5-1", 1000), None);
+        assert_eq!(parse_range("bytes=0-1,5-6", 1000), None);
+        assert_eq!(parse_range("items=0-1", 1000), None);
+    }
+}

@@ -1,0 +1,149 @@
+//! Meeting recordings and their files (one per participant).
+
+use super::{Result, Store};
+
+/// A recording of a meeting.
+#[derive(Debug, Clone)]
+pub struct Recording {
+    pub id: i64,
+    pub meeting_id: i64,
+    pub started_by_name: String,
+    pub started_at: i64,
+    pub stopped_at: Option<i64>,
+    pub state: String,
+    pub reason: Option<String>,
+    pub files: Vec<RecordingFile>,
+}
+
+/// One participant's file of a recording.
+#[derive(Debug, Clone)]
+pub struct RecordingFile {
+    pub id: i64,
+    pub recording_id: i64,
+    pub user_name: String,
+    pub file_name: String,
+    pub bytes: i64,
+}
+
+type RecordingRow = (i64, i64, String, i64, Option<i64>, String, Option<String>);
+
+impl Store {
+    /// Records that a recording started; returns its id.
+    pub async fn start_recording(&self, meeting_id: i64, user_id: i64, now: i64) -> Result<i64> {
+        let (id,): (i64,) = sqlx::query_as(
+            "INSERT INTO recordings (meeting_id, started_by, started_at, state) VALUES ($1, $2, $3, 'recording') RETURNING id",
+        )
+        .bind(meeting_id)
+        .bind(user_id)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// Ends a recording in `state` (ready, interrupted, failed) with its files.
+    pub async fn finish_recording(
+        &self,
+        id: i64,
+        state: &str,
+        reason: Option<&str>,
+        files: &[(i64, String, i64)],
+        now: i64,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE recordings SET state = $1, reason = $2, stopped_at = COALESCE(stopped_at, $3) WHERE id = $4",
+        )
+        .bind(state)
+        .bind(reason)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        for (user_id, file_name, bytes) in files {
+            sqlx::query(
+                "INSERT INTO recording_files (recording_id, user_id, file_name, bytes) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(id)
+            .bind(user_id)
+            .bind(file_name)
+            .bind(bytes)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The recording in progress for a meeting, if any.
+    pub async fn active_recording(&self, meeting_id: i64) -> Result<Option<i64>> {
+        let row: Option<(i64,)> = sqlx::query_as(
+            "SELECT id FROM recordings WHERE meeting_id = $1 AND state = 'recording' ORDER BY id DESC LIMIT 1",
+        )
+        .bind(meeting_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(id,)| id))
+    }
+
+    /// Recordings still marked as in progress (after a crash, none really is).
+    pub async fn unfinished_recordings(&self) -> Result<Vec<i64>> {
+        let rows: Vec<(i64,)> =
+            sqlx::query_as("SELECT id FROM recordings WHERE state = 'recording'").fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// A meeting's recordings with their files, oldest first.
+    pub async fn meeting_recordings(&self, meeting_id: i64) -> Result<Vec<Recording>> {
+        let rows: Vec<RecordingRow> = sqlx::query_as(
+            "SELECT r.id, r.meeting_id, u.display_name, r.started_at, r.stopped_at, r.state, r.reason
+             FROM recordings r JOIN users u ON u.id = r.started_by WHERE r.meeting_id = $1 ORDER BY r.id",
+        )
+        .bind(meeting_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, meeting_id, started_by_name, started_at, stopped_at, state, reason) in rows {
+            let files: Vec<(i64, i64, String, String, i64)> = sqlx::query_as(
+                "SELECT f.id, f.recording_id, u.display_name, f.file_name, f.bytes
+                 FROM recording_files f JOIN users u ON u.id = f.user_id WHERE f.recording_id = $1 ORDER BY f.id",
+            )
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+            let files = files
+                .into_iter()
+                .map(|(id, recording_id, user_name, file_name, bytes)| RecordingFile {
+                    id,
+                    recording_id,
+                    user_name,
+                    file_name,
+                    bytes,
+                })
+                .collect();
+            out.push(Recording { id, meeting_id, started_by_name, started_at, stopped_at, state, reason, files });
+        }
+        Ok(out)
+    }
+
+    /// A file of a recording of a team's meeting (None if it belongs to another team).
+    pub async fn recording_file(&self, team_id: i64, file_id: i64) -> Result<Option<RecordingFile>> {
+        let row: Option<(i64, i64, String, String, i64)> = sqlx::query_as(
+            "SELECT f.id, f.recording_id, u.display_name, f.file_name, f.bytes
+             FROM recording_files f JOIN users u ON u.id = f.user_id
+             JOIN recordings r ON r.id = f.recording_id JOIN meetings m ON m.id = r.meeting_id
+             WHERE f.id = $1 AND m.team_id = $2",
+        )
+        .bind(file_id)
+        .bind(team_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(id, recording_id, user_name, file_name, bytes)| RecordingFile {
+            id,
+            recording_id,
+            user_name,
+            file_name,
+            bytes,
+        }))
+    }
+}
