@@ -36,11 +36,12 @@ pub fn recordings_panel(meeting: &Meeting, recordings: &[Recording], can_record:
                 h2 { "Recordings" }
                 @if meeting.is_live() && can_record {
                     @if active {
-                        form.inline method="post" action=(format!("{base}/stop")) {
+                        form.inline method="post" action=(format!("{base}/stop")) hx-post=(format!("{base}/stop"))
+                            hx-target="#recordings" hx-swap="outerHTML" {
                             (csrf_field(csrf)) button.danger type="submit" { "■ Stop recording" }
                         }
                     } @else {
-                        form.inline method="post" action=(base) {
+                        form.inline method="post" action=(base) hx-post=(base) hx-target="#recordings" hx-swap="outerHTML" {
                             (csrf_field(csrf)) button type="submit" { "● Start recording" }
                         }
                     }
@@ -91,11 +92,18 @@ async fn chat_line(state: &AppState, mt: &MeetingInTeam, text: &str) -> Result<(
     Ok(())
 }
 
-fn meeting_url(mt: &MeetingInTeam) -> String {
-    format!("/teams/{}/meetings/{}", mt.member.team.id, mt.meeting.id)
+/// After a start or stop: the fresh panel for htmx (the call on the page goes on), else
+/// back to the meeting page.
+async fn answer(state: &AppState, mt: &MeetingInTeam, headers: &HeaderMap) -> Result<Response, Error> {
+    if super::wants_fragment(headers) {
+        let recordings = state.store.meeting_recordings(mt.meeting.id).await?;
+        let panel = recordings_panel(&mt.meeting, &recordings, true, &mt.member.viewer.csrf.0);
+        return Ok(panel.into_response());
+    }
+    Ok(Redirect::to(&format!("/teams/{}/meetings/{}", mt.member.team.id, mt.meeting.id)).into_response())
 }
 
-async fn start(State(state): State<AppState>, mt: MeetingInTeam) -> Result<Response, Error> {
+async fn start(State(state): State<AppState>, mt: MeetingInTeam, headers: HeaderMap) -> Result<Response, Error> {
     mt.require_host_or_admin()?;
     if !mt.meeting.is_live() {
         return Err(Error::Conflict("This meeting has ended.".into()));
@@ -111,10 +119,10 @@ async fn start(State(state): State<AppState>, mt: MeetingInTeam) -> Result<Respo
     }
     tracing::info!(meeting_id = mt.meeting.id, recording_id = id, "recording started");
     chat_line(&state, &mt, &format!("{} started recording this meeting.", mt.member.viewer.user.display_name)).await?;
-    Ok(Redirect::to(&meeting_url(&mt)).into_response())
+    answer(&state, &mt, &headers).await
 }
 
-async fn stop(State(state): State<AppState>, mt: MeetingInTeam) -> Result<Response, Error> {
+async fn stop(State(state): State<AppState>, mt: MeetingInTeam, headers: HeaderMap) -> Result<Response, Error> {
     mt.require_host_or_admin()?;
     let Some(id) = state.store.active_recording(mt.meeting.id).await? else {
         return Err(Error::Conflict("This meeting is not being recorded.".into()));
@@ -126,7 +134,7 @@ async fn stop(State(state): State<AppState>, mt: MeetingInTeam) -> Result<Respon
     };
     finish(&state, id, &outcomes).await?;
     chat_line(&state, &mt, &format!("{} stopped recording this meeting.", mt.member.viewer.user.display_name)).await?;
-    Ok(Redirect::to(&meeting_url(&mt)).into_response())
+    answer(&state, &mt, &headers).await
 }
 
 /// Records the outcome: ready with its files, or failed with the reason (disk full...).

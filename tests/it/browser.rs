@@ -51,3 +51,19 @@ async fn three_people_hold_a_video_call_with_mute_late_join_leave_and_reconnect(
     run_browser_script(&app, "call.mjs", "call").await;
     app.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_people_record_a_call_and_get_a_playable_file_each() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    run_browser_script(&app, "record.mjs", "record").await;
+    let dir = app.data_dir.join("recordings").join("1");
+    let files: Vec<_> =
+        std::fs::read_dir(&dir).expect("recording directory").filter_map(Result::ok).map(|e| e.path()).collect();
+    assert_eq!(files.len(), 2, "one file per participant: {files:?}");
+    for file in files {
+        let (codecs, duration) = crate::recording::probe(&file);
+        assert_eq!(codecs, vec!["vp8", "opus"], "{}", file.display());
+        assert!((duration - 5.0).abs() < 1.0, "{} lasts {duration} s of about 5", file.display());
+    }
+    app.finish().await;
+}
