@@ -73,6 +73,7 @@ impl ParticipantFile {
             encoder.set_channels(1);
             encoder.set_format(Sample::F32(sample::Type::Packed));
             encoder.set_time_base(Rational(1, 48_000));
+            encoder.set_bit_rate(32_000);
             // The Opus header (CodecPrivate) comes from the opened encoder.
             let encoder = encoder.open_as(opus)?;
             let mut stream = output.add_stream_with(&encoder)?;

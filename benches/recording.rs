@@ -1,0 +1,74 @@
+//! Recording cost: CPU to remux one participant's media (VP8 640x360 ~600 kbit/s and
+//! Opus 48 kHz mono) into a WebM file, as the recorder does, compared with its duration:
+//! the share of one core one recorded participant takes.
+//!
+//! cargo bench --bench recording -- --seconds 60
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::process::Command;
+use std::time::Instant;
+
+use ffmpeg_next as ffmpeg;
+use floo::recording::{ParticipantFile, TrackKind};
+
+fn main() {
+    let seconds: u64 = support::arg("--seconds").map(|v| v.parse().expect("--seconds S")).unwrap_or(60);
+    let dir = std::env::temp_dir().join(format!("floo-bench-recording-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let source = dir.join("source.webm");
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=640x360:rate=30", "-f", "lavfi", "-i"])
+        .args(["sine=frequency=440:sample_rate=48000", "-t", &seconds.to_string()])
+        .args(["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-g", "30", "-b:v", "600k"])
+        .args(["-c:a", "libopus", "-ac", "1", "-ar", "48000"])
+        .arg(&source)
+        .status()
+        .expect("ffmpeg");
+    assert!(status.success());
+
+    ffmpeg::init().expect("ffmpeg");
+    let mut input = ffmpeg::format::input(&source).expect("source");
+    let streams: Vec<(usize, bool, ffmpeg::Rational)> = input
+        .streams()
+        .map(|s| (s.index(), s.parameters().medium() == ffmpeg::media::Type::Video, s.time_base()))
+        .collect();
+    let mut packets = Vec::new();
+    for (stream, packet) in input.packets() {
+        let Some(&(_, video, base)) = streams.iter().find(|(i, _, _)| *i == stream.index()) else { continue };
+        let us =
+            packet.pts().unwrap_or(0).max(0) * 1_000_000 * i64::from(base.numerator()) / i64::from(base.denominator());
+        packets.push((video, us, packet.is_key(), packet.data().unwrap_or_default().to_vec()));
+    }
+    let bytes: usize = packets.iter().map(|p| p.3.len()).sum();
+
+    let runs = 20;
+    let mut cpu = 0.0;
+    let started = Instant::now();
+    for run in 0..runs {
+        let out = dir.join(format!("out-{run}.webm"));
+        let before = support::cpu_seconds(std::process::id());
+        let mut file = ParticipantFile::create(&out, Some((640, 360)), true).expect("create");
+        for (video, us, key, data) in &packets {
+            let kind = if *video { TrackKind::Video } else { TrackKind::Audio };
+            file.write(kind, *us, *key, data).expect("write");
+        }
+        file.finish().expect("finish");
+        cpu += support::cpu_seconds(std::process::id()) - before;
+    }
+    let per_run = cpu / f64::from(runs);
+    println!(
+        "recording remux: {seconds} s of media, {} packets, {:.1} MB; {runs} runs in {:.2} s wall",
+        packets.len(),
+        bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "CPU per run {:.3} s = {:.3} % of one core per recorded participant ({:.1} CPU-seconds per participant-hour)",
+        per_run,
+        100.0 * per_run / seconds as f64,
+        per_run * 3600.0 / seconds as f64
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
