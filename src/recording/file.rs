@@ -31,6 +31,14 @@ pub enum TrackKind {
     Audio,
 }
 
+/// Sets ffmpeg up once; its own log is kept to errors (the encoders opened only to
+/// describe streams would otherwise chatter on stderr).
+fn init() -> Result<(), ffmpeg::Error> {
+    ffmpeg::init()?;
+    ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Error);
+    Ok(())
+}
+
 /// Timestamps given to [`ParticipantFile::write`] are microseconds.
 const MICROS: Rational = Rational(1, 1_000_000);
 
@@ -46,7 +54,7 @@ impl ParticipantFile {
     /// Creates `path` with a VP8 video stream of `video` size (if any) and a 48 kHz mono
     /// Opus audio stream (if `audio`).
     pub fn create(path: &Path, video: Option<(u32, u32)>, audio: bool) -> Result<ParticipantFile, RecordingError> {
-        ffmpeg::init()?;
+        init()?;
         let mut output = format::output_as(path, "webm")?;
         let mut video_index = None;
         let mut audio_index = None;
@@ -59,6 +67,7 @@ impl ParticipantFile {
             encoder.set_height(height);
             encoder.set_format(Pixel::YUV420P);
             encoder.set_time_base(Rational(1, 1000));
+            encoder.set_bit_rate(600_000);
             let encoder = encoder.open_as(vp8)?;
             let mut stream = output.add_stream_with(&encoder)?;
             stream.set_time_base(Rational(1, 1000));
@@ -137,7 +146,7 @@ impl Drop for ParticipantFile {
 /// Rewrites a recording left without its end (the server was killed) into `fixed`: the
 /// same packets, with a proper index and duration. Returns the duration in seconds.
 pub fn repair(broken: &Path, fixed: &Path) -> Result<f64, RecordingError> {
-    ffmpeg::init()?;
+    init()?;
     let mut input = format::input(broken)?;
     let mut output = format::output_as(fixed, "webm")?;
     let mut map = Vec::new();

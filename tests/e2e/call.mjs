@@ -1,7 +1,7 @@
 // A video meeting in real browsers with Chromium's fake camera and microphone: three
 // people see each other, a mute shows for the others, a late joiner sees video within a
 // second, a leaver disappears from the roster, and a killed transport reconnects.
-import { args, withBrowser, signIn, shot, check } from './lib.mjs';
+import { args, withBrowser, teamWith, shot, check } from './lib.mjs';
 
 const { base, artifacts } = args();
 
@@ -14,23 +14,7 @@ const decodedFromAll = (page, min) =>
   }, min, { timeout: 20000 });
 
 await withBrowser(artifacts, async (browser) => {
-  const alice = await signIn(browser, base, 'Alice');
-  await alice.getByLabel('Team name').fill('Video team');
-  await alice.getByRole('button', { name: 'Create team' }).click();
-  await alice.getByRole('heading', { name: 'Video team' }).waitFor();
-  const teamUrl = alice.url();
-  await alice.getByRole('link', { name: 'Invite', exact: true }).click();
-  const link = await alice.locator('#invite-link').inputValue();
-  const others = [];
-  for (const name of ['Bob', 'Carol', 'Dave']) {
-    const page = await signIn(browser, base, name);
-    await page.goto(link);
-    await page.getByRole('button', { name: 'Join Video team' }).click();
-    await page.getByRole('heading', { name: 'Video team' }).waitFor();
-    others.push(page);
-  }
-  const [bob, carol, dave] = others;
-  await alice.goto(teamUrl);
+  const { owner: alice, members: [bob, carol, dave] } = await teamWith(browser, base, 'Video team', 'Alice', ['Bob', 'Carol', 'Dave']);
   await alice.getByLabel('Title').fill('Weekly sync');
   await alice.getByRole('button', { name: 'Start meeting' }).click();
   await alice.locator('#call').waitFor();

@@ -1,26 +1,11 @@
 // Live meeting chat in real browsers: Alice and Bob on the meeting page, Carol (not in
 // the meeting) on its forum topic. Everyone sees everyone's messages without a reload.
-import { args, withBrowser, signIn, shot, check } from './lib.mjs';
+import { args, withBrowser, teamWith, shot, check } from './lib.mjs';
 
 const { base, artifacts } = args();
 await withBrowser(artifacts, async (browser) => {
-  const alice = await signIn(browser, base, 'Alice');
-  await alice.getByLabel('Team name').fill('Chatty');
-  await alice.getByRole('button', { name: 'Create team' }).click();
-  await alice.getByRole('heading', { name: 'Chatty' }).waitFor();
-  const teamUrl = alice.url();
-  await alice.getByRole('link', { name: 'Invite', exact: true }).click();
-  const link = await alice.locator('#invite-link').inputValue();
+  const { owner: alice, members: [bob, carol], teamUrl } = await teamWith(browser, base, 'Chatty', 'Alice', ['Bob', 'Carol']);
 
-  const bob = await signIn(browser, base, 'Bob');
-  const carol = await signIn(browser, base, 'Carol');
-  for (const page of [bob, carol]) {
-    await page.goto(link);
-    await page.getByRole('button', { name: 'Join Chatty' }).click();
-    await page.getByRole('heading', { name: 'Chatty' }).waitFor();
-  }
-
-  await alice.goto(teamUrl);
   await alice.getByLabel('Title').fill('Sprint review');
   await alice.getByRole('button', { name: 'Start meeting' }).click();
   await alice.getByRole('button', { name: 'Join call' }).click();

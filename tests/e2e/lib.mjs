@@ -66,3 +66,27 @@ export async function withBrowser(artifacts, body) {
     await browser.close();
   }
 }
+
+/**
+ * A team made in the browser: `owner` creates it, each of `members` signs in in a context
+ * of their own and joins through the invite link. Returns the pages and the team's URL.
+ */
+export async function teamWith(browser, base, teamName, owner, members) {
+  const ownerPage = await signIn(browser, base, owner);
+  await ownerPage.getByLabel('Team name').fill(teamName);
+  await ownerPage.getByRole('button', { name: 'Create team' }).click();
+  await ownerPage.getByRole('heading', { name: teamName }).waitFor();
+  const teamUrl = ownerPage.url();
+  await ownerPage.getByRole('link', { name: 'Invite', exact: true }).click();
+  const link = await ownerPage.locator('#invite-link').inputValue();
+  const memberPages = [];
+  for (const name of members) {
+    const page = await signIn(browser, base, name);
+    await page.goto(link);
+    await page.getByRole('button', { name: `Join ${teamName}` }).click();
+    await page.getByRole('heading', { name: teamName }).waitFor();
+    memberPages.push(page);
+  }
+  await ownerPage.goto(teamUrl);
+  return { owner: ownerPage, members: memberPages, teamUrl };
+}

@@ -2,21 +2,11 @@
 // microphones; Alice records about five seconds; both see the indicator while it runs;
 // afterwards the meeting page lists a file per participant. The Rust side then checks the
 // files with ffprobe.
-import { args, withBrowser, signIn, shot, check } from './lib.mjs';
+import { args, withBrowser, teamWith, shot, check } from './lib.mjs';
 
 const { base, artifacts } = args();
 await withBrowser(artifacts, async (browser) => {
-  const alice = await signIn(browser, base, 'Alice');
-  await alice.getByLabel('Team name').fill('Studio');
-  await alice.getByRole('button', { name: 'Create team' }).click();
-  await alice.getByRole('heading', { name: 'Studio' }).waitFor();
-  const teamUrl = alice.url();
-  await alice.getByRole('link', { name: 'Invite', exact: true }).click();
-  const link = await alice.locator('#invite-link').inputValue();
-  const bob = await signIn(browser, base, 'Bob');
-  await bob.goto(link);
-  await bob.getByRole('button', { name: 'Join Studio' }).click();
-  await alice.goto(teamUrl);
+  const { owner: alice, members: [bob] } = await teamWith(browser, base, 'Studio', 'Alice', ['Bob']);
   await alice.getByLabel('Title').fill('Podcast');
   await alice.getByRole('button', { name: 'Start meeting' }).click();
   await alice.locator('#call').waitFor();
