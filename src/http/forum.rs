@@ -11,6 +11,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::chat::{chat_panel, load_messages};
+use super::recordings::recordings_panel;
 use super::views::{self, Chrome, TeamTab, csrf_field, empty_state, field_error};
 use super::{AppState, Error, TeamMember, TopicInTeam};
 use crate::bus::Event;
@@ -165,7 +166,19 @@ struct TopicQuery {
 
 async fn topic(State(state): State<AppState>, t: TopicInTeam, Query(q): Query<TopicQuery>) -> Result<Markup, Error> {
     let messages = load_messages(&state.store, t.topic.id, t.topic.last_seq, q.before).await?;
-    Ok(topic_page(&t, chat_panel(&t, &messages, q.before, "", None)))
+    let panel = chat_panel(&t, &messages, q.before, "", None);
+    // A meeting's topic lists the meeting's recordings under its chat.
+    let recordings = match t.topic.meeting_id {
+        Some(id) => match state.store.meeting(t.member.team.id, id).await? {
+            Some(meeting) => {
+                let list = state.store.meeting_recordings(id).await?;
+                (!list.is_empty()).then(|| recordings_panel(&meeting, &list, false, &t.member.viewer.csrf.0))
+            }
+            None => None,
+        },
+        None => None,
+    };
+    Ok(topic_page(&t, maud::html! { (panel) @if let Some(r) = recordings { (r) } }))
 }
 
 /// A topic's page around its chat panel.

@@ -50,6 +50,12 @@ pub fn meeting_list(meetings: &[MeetingSummary]) -> Markup {
                             @if let Some(ended) = m.ended_at {
                                 " · lasted " (format_duration(ended - m.started_at))
                             }
+                            @if s.recordings > 0 {
+                                " · "
+                                a href=(format!("/teams/{}/meetings/{}#recordings", m.team_id, m.id)) {
+                                    (s.recordings) @if s.recordings == 1 { " recording" } @else { " recordings" }
+                                }
+                            }
                         }
                         div.small {
                             @if m.is_live() {

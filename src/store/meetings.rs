@@ -31,6 +31,8 @@ pub struct MeetingSummary {
     pub attendees: Vec<String>,
     /// Those in it now, by name.
     pub present: Vec<String>,
+    /// Recordings that can be downloaded (ready or interrupted).
+    pub recordings: i64,
 }
 
 /// One stay of one person in a meeting.
@@ -126,7 +128,13 @@ impl Store {
                     present.push(stay.display_name.clone());
                 }
             }
-            out.push(MeetingSummary { meeting, team_name, attendees, present });
+            let (recordings,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM recordings WHERE meeting_id = $1 AND state IN ('ready', 'interrupted')",
+            )
+            .bind(meeting.id)
+            .fetch_one(&self.pool)
+            .await?;
+            out.push(MeetingSummary { meeting, team_name, attendees, present, recordings });
         }
         Ok(out)
     }

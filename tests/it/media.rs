@@ -511,6 +511,10 @@ async fn a_recorded_meeting_yields_a_playable_file_per_participant_that_members_
     let file_id = page.between("/recording-files/", "\"");
     let team = meeting.split('/').nth(2).expect("team id");
     let link = format!("/teams/{team}/recording-files/{file_id}");
+    // The team page and the meeting's forum topic list it too.
+    clients[1].get(&format!("/teams/{team}")).await.expect_ok_with("1 recording");
+    let topic = page.between(&format!("/teams/{team}/topics/"), "/");
+    clients[1].get(&format!("/teams/{team}/topics/{topic}")).await.expect_ok_with("Alice's tracks");
 
     // The file on disk: VP8 and Opus, about as long as what was sent.
     let recordings = app.data_dir.join("recordings");
