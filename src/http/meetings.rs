@@ -10,7 +10,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::chat::{chat_panel, load_messages};
-use super::recordings::recordings_panel;
+use super::recordings::recordings_panel_for;
 use super::teams::overview_view;
 use super::views::{self, Chrome, TeamTab, csrf_field, empty_state};
 use super::{AppState, Error, MeetingInTeam, TeamMember, TopicInTeam};
@@ -105,7 +105,8 @@ async fn meeting_page(State(state): State<AppState>, mt: MeetingInTeam) -> Resul
     let messages = load_messages(&state.store, chat.topic.id, chat.topic.last_seq, None).await?;
     let recordings = state.store.meeting_recordings(mt.meeting.id).await?;
     let can_record = mt.require_host_or_admin().is_ok();
-    let recordings = recordings_panel(&mt.meeting, &recordings, can_record, &mt.member.viewer.csrf.0);
+    let recordings =
+        recordings_panel_for(&mt.meeting, &recordings, can_record, mt.member.role.is_admin(), &mt.member.viewer.csrf.0);
     Ok(meeting_view(&mt, &stays, chat_panel(&chat, &messages, None, "", None), recordings))
 }
 

@@ -24,10 +24,22 @@ pub fn router() -> Router<AppState> {
         .route("/teams/{team_id}/meetings/{meeting_id}/recordings", post(start))
         .route("/teams/{team_id}/meetings/{meeting_id}/recordings/stop", post(stop))
         .route("/teams/{team_id}/recording-files/{file_id}", get(download))
+        .route("/teams/{team_id}/recordings/{recording_id}/delete", post(delete))
 }
 
 /// The recordings of a meeting, with the buttons the viewer may use.
 pub fn recordings_panel(meeting: &Meeting, recordings: &[Recording], can_record: bool, csrf: &str) -> Markup {
+    recordings_panel_for(meeting, recordings, can_record, false, csrf)
+}
+
+/// The panel, with delete buttons for admins.
+pub fn recordings_panel_for(
+    meeting: &Meeting,
+    recordings: &[Recording],
+    can_record: bool,
+    can_delete: bool,
+    csrf: &str,
+) -> Markup {
     let base = format!("/teams/{}/meetings/{}/recordings", meeting.team_id, meeting.id);
     let active = recordings.iter().any(|r| r.state == "recording");
     html! {
@@ -58,6 +70,11 @@ pub fn recordings_panel(meeting: &Meeting, recordings: &[Recording], can_record:
                             span.muted.small {
                                 " started by " (r.started_by_name) " " (views::time(r.started_at))
                                 @if let Some(stopped) = r.stopped_at { " · " (format_duration(stopped - r.started_at)) }
+                            }
+                            @if can_delete && r.state != "recording" {
+                                form.inline method="post" action=(format!("/teams/{}/recordings/{}/delete", meeting.team_id, r.id)) {
+                                    (csrf_field(csrf)) " " button.small.danger type="submit" { "Delete" }
+                                }
                             }
                             @if let Some(reason) = &r.reason { p.field-error { (reason) } }
                             @if !r.files.is_empty() {
@@ -149,6 +166,28 @@ async fn finish(state: &AppState, id: i64, outcomes: &[FileOutcome]) -> Result<(
     };
     state.store.finish_recording(id, status, reason.as_deref(), &files, now_ms()).await?;
     Ok(())
+}
+
+/// Deletes a finished recording with its files (admins).
+async fn delete(
+    State(state): State<AppState>,
+    m: TeamMember,
+    Path((_, recording_id)): Path<(i64, i64)>,
+) -> Result<Response, Error> {
+    m.require_admin()?;
+    let meeting_id = state.store.recording_meeting(m.team.id, recording_id).await?.ok_or(Error::NotFound)?;
+    if state.store.active_recording(meeting_id).await? == Some(recording_id) {
+        return Err(Error::Conflict("Stop the recording before deleting it.".into()));
+    }
+    state.store.delete_recording(recording_id).await?;
+    let dir = state.recordings_dir.join(recording_id.to_string());
+    if let Err(e) = tokio::fs::remove_dir_all(&dir).await
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(error = %e, dir = %dir.display(), "recording files could not be removed");
+    }
+    tracing::info!(recording_id, by = m.user_id(), "recording deleted");
+    Ok(Redirect::to(&format!("/teams/{}/meetings/{meeting_id}", m.team.id)).into_response())
 }
 
 /// Serves a recording file: whole, or the byte range asked for.

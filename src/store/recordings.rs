@@ -146,4 +146,26 @@ impl Store {
             bytes,
         }))
     }
+
+    /// The meeting a recording of a team belongs to (None if another team's).
+    pub async fn recording_meeting(&self, team_id: i64, recording_id: i64) -> Result<Option<i64>> {
+        let row: Option<(i64,)> = sqlx::query_as(
+            "SELECT r.meeting_id FROM recordings r JOIN meetings m ON m.id = r.meeting_id WHERE r.id = $1 AND m.team_id = $2",
+        )
+        .bind(recording_id)
+        .bind(team_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(id,)| id))
+    }
+
+    /// Deletes a recording and its file rows.
+    pub async fn delete_recording(&self, recording_id: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for sql in ["DELETE FROM recording_files WHERE recording_id = $1", "DELETE FROM recordings WHERE id = $1"] {
+            sqlx::query(sql).bind(recording_id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
 }

@@ -37,6 +37,10 @@ async fn every_team_route_refuses_outsiders_and_admin_actions_refuse_members(bac
         format!("/teams/{t}/forum/new"),
         format!("/teams/{t}/topics/{topic}"),
         format!("/teams/{t}/meetings/{meeting}"),
+        format!("/teams/{t}/events?view=meetings"),
+        format!("/teams/{t}/topics/{topic}/events"),
+        format!("/teams/{t}/topics/{topic}/messages?before=2"),
+        format!("/teams/{t}/recording-files/1"),
     ];
     let posts: Vec<(String, Vec<(&str, &str)>)> = vec![
         (format!("/teams/{t}/members/{bob_id}/role"), vec![("role", "admin")]),
@@ -51,6 +55,10 @@ async fn every_team_route_refuses_outsiders_and_admin_actions_refuse_members(bac
         (format!("/teams/{t}/meetings/{meeting}/join"), vec![]),
         (format!("/teams/{t}/meetings/{meeting}/leave"), vec![]),
         (format!("/teams/{t}/meetings/{meeting}/end"), vec![]),
+        (format!("/teams/{t}/meetings/{meeting}/media"), vec![]),
+        (format!("/teams/{t}/meetings/{meeting}/recordings"), vec![]),
+        (format!("/teams/{t}/meetings/{meeting}/recordings/stop"), vec![]),
+        (format!("/teams/{t}/recordings/1/delete"), vec![]),
     ];
 
     // A non-member learns nothing: 404 everywhere, and nothing they post lands.
@@ -80,6 +88,9 @@ async fn every_team_route_refuses_outsiders_and_admin_actions_refuse_members(bac
         (format!("/teams/{t}/rename"), vec![("name", "Taken")]),
         (format!("/teams/{t}/delete"), vec![("confirm", "Private")]),
         (format!("/teams/{t}/meetings/{meeting}/end"), vec![]),
+        (format!("/teams/{t}/meetings/{meeting}/recordings"), vec![]),
+        (format!("/teams/{t}/meetings/{meeting}/recordings/stop"), vec![]),
+        (format!("/teams/{t}/recordings/1/delete"), vec![]),
     ];
     for (path, form) in &admin_only {
         let page = bob.post_form(path, form).await;

@@ -542,6 +542,14 @@ async fn a_recorded_meeting_yields_a_playable_file_per_participant_that_members_
     assert_eq!(part.bytes().await.expect("body").as_ref(), &bytes[100..200]);
     let eve = app.signed_in("Eve").await;
     assert_eq!(eve.get(&link).await.status, reqwest::StatusCode::NOT_FOUND);
+
+    // Only an admin deletes it; then the files are gone.
+    let delete = format!("/teams/{team}/recordings/1/delete");
+    assert_eq!(clients[1].post_form(&delete, &[]).await.status, reqwest::StatusCode::FORBIDDEN);
+    assert_eq!(eve.post_form(&delete, &[]).await.status, reqwest::StatusCode::NOT_FOUND);
+    clients[0].post_form(&delete, &[]).await.expect_ok_with("This meeting has not been recorded.");
+    assert_eq!(clients[1].get(&link).await.status, reqwest::StatusCode::NOT_FOUND);
+    assert!(!recordings.join("1").exists(), "the files are deleted");
     let _ = std::fs::remove_dir_all(dir);
     app.finish().await;
 }
