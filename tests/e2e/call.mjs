@@ -54,6 +54,19 @@ await withBrowser(artifacts, async (browser) => {
   check(await dave.locator('#grid .tile.muted', { hasText: 'Bob' }).count() === 1, 'a late joiner sees the mute too');
   await shot(dave, artifacts, '03-late-joiner');
 
+  // Bob shares his screen: the others get it as a large tile of its own, then it goes.
+  await bob.getByRole('button', { name: 'Share screen' }).click();
+  for (const page of [alice, dave]) {
+    await page.waitForFunction(() => {
+      const canvas = document.querySelector('#grid .tile.screen canvas');
+      return canvas && canvas.width >= 640;
+    }, null, { timeout: 15000 });
+  }
+  check(await alice.locator('#grid .tile.screen', { hasText: 'Bob is sharing their screen' }).count() === 1, 'the screen tile is named');
+  await shot(alice, artifacts, '03b-screen-share');
+  await bob.getByRole('button', { name: 'Stop sharing' }).click();
+  await alice.locator('#grid .tile.screen').waitFor({ state: 'detached', timeout: 10000 });
+
   // Carol leaves: the roster updates for the others.
   await carol.getByRole('button', { name: 'Leave call' }).click();
   await alice.waitForFunction(() => !document.getElementById('roster').textContent.includes('Carol'), null, { timeout: 10000 });

@@ -23,6 +23,8 @@ export async function launch() {
       '--no-sandbox', '--disable-gpu', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
       '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+      // Screen sharing: pick the (virtual) screen without asking.
+      '--auto-select-desktop-capture-source=Entire screen',
     ],
   });
 }
