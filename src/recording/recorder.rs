@@ -1,7 +1,8 @@
 //! The recorder of one meeting: it receives every participant's frames from the relay
 //! (as an in-process subscriber, no network) and writes one WebM file per participant
 //! session on its own thread, since ffmpeg blocks. Frames are stamped with their arrival
-//! time on the relay, one clock for everyone, so the files line up with each other.
+//! time on the relay, counted from the recording's first frame: one clock for everyone,
+//! so the files line up with each other.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -70,9 +71,11 @@ impl Recorder {
 }
 
 fn record(dir: PathBuf, inbox: mpsc::Receiver<RecordedFrame>) -> Vec<FileOutcome> {
-    let started = Instant::now();
+    // Time counts from the first frame of the whole recording: every file shares it.
+    let mut origin: Option<Instant> = None;
     let mut participants: HashMap<u64, Participant> = HashMap::new();
     while let Ok(frame) = inbox.recv() {
+        let started = *origin.get_or_insert_with(Instant::now);
         let at_us = i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX);
         let p = participants.entry(frame.session).or_insert_with(|| Participant {
             user_id: frame.user_id,

@@ -6,8 +6,13 @@ use std::process::Stdio;
 
 use crate::support::{Backend, TestApp};
 
+/// Browser walks run one at a time: each drives several Chromium contexts encoding video,
+/// which two cores cannot do twice over and still meet the walks' one-second checks.
+static ONE_BROWSER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Runs `tests/e2e/<script>` against `app`; fails with the script's output if it fails.
 pub async fn run_browser_script(app: &TestApp, script: &str, artifact_dir: &str) {
+    let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let e2e = root.join("tests/e2e");
     assert!(

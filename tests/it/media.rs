@@ -496,12 +496,11 @@ async fn a_recorded_meeting_yields_a_playable_file_per_participant_that_members_
     // Bob, a plain member, may not start a recording; Alice, the host, may.
     let refused = clients[1].post_form(&format!("{meeting}/recordings"), &[]).await;
     assert_eq!(refused.status, reqwest::StatusCode::FORBIDDEN);
+    let dir = crate::recording::scratch();
+    let packets = source_packets(&crate::recording::source(&dir));
     let page = clients[0].post_form(&format!("{meeting}/recordings"), &[]).await;
     page.expect_ok_with("Stop recording").expect_ok_with("Alice started recording this meeting.");
     alice.wait_for(|m| matches!(m, ServerMessage::Recording { on: true })).await;
-
-    let dir = crate::recording::scratch();
-    let packets = source_packets(&crate::recording::source(&dir));
     publish_paced(&alice, &packets, 3.0).await;
 
     let page = clients[0].post_form(&format!("{meeting}/recordings/stop"), &[]).await;
@@ -610,9 +609,10 @@ async fn a_recording_survives_the_server_being_killed_and_is_marked_interrupted_
         },
     })
     .await;
-    alice.post_form(&format!("{meeting}/recordings"), &[]).await.expect_ok_with("Stop recording");
     let scratch = crate::recording::scratch();
-    publish_paced(&peer, &source_packets(&crate::recording::source(&scratch)), 3.0).await;
+    let packets = source_packets(&crate::recording::source(&scratch));
+    alice.post_form(&format!("{meeting}/recordings"), &[]).await.expect_ok_with("Stop recording");
+    publish_paced(&peer, &packets, 3.0).await;
     tokio::time::sleep(Duration::from_millis(300)).await; // the last frames reach the relay
 
     // kill -9, then start again on the same data.
