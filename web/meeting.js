@@ -383,7 +383,11 @@ function start(root) {
     if (track.kind === 'audio') return playAudio(track, payload, ts[0]);
     if (!track.decoder) {
       // A shared screen gets its own large tile; a camera draws into its owner's tile.
-      const tile = () => (track.kind === 'screen' ? screenTile(track) : call.tiles.get(track.participant));
+      const tile = () => {
+        // A frame decoded after its track ended must not bring the tile back.
+        if (!call.tracks.has(track.id)) return null;
+        return track.kind === 'screen' ? screenTile(track) : call.tiles.get(track.participant);
+      };
       track.needKey = true;
       track.decoder = new VideoDecoder({
         output: (videoFrame) => {
