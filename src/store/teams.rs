@@ -165,7 +165,19 @@ impl Store {
 
     /// One member of a team.
     pub async fn team_member(&self, team_id: i64, user_id: i64) -> Result<Option<Member>> {
-        Ok(self.team_members(team_id).await?.into_iter().find(|m| m.user_id == user_id))
+        let row: Option<(i64, String, Option<String>, String, i64)> = sqlx::query_as(
+            "SELECT users.id, users.display_name, users.email, m.role, m.joined_at
+             FROM memberships m JOIN users ON users.id = m.user_id
+             WHERE m.team_id = $1 AND m.user_id = $2",
+        )
+        .bind(team_id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(user_id, display_name, email, role, joined_at)| {
+            Ok(Member { user_id, display_name, email, role: role_of(&role)?, joined_at })
+        })
+        .transpose()
     }
 
     /// The team an invite code currently opens.
