@@ -43,6 +43,10 @@ pub struct Limits {
     pub control_per_second: u32,
     pub control_burst: u32,
     pub max_control_message: usize,
+    /// Groups for tracks the session has not announced (or has just withdrawn) that are
+    /// ignored before the session is closed. Group streams and the control stream are not
+    /// ordered with each other, so a few such groups are normal around an (un)announce.
+    pub max_stray_groups: u32,
 }
 
 impl Default for Limits {
@@ -58,6 +62,7 @@ impl Default for Limits {
             control_per_second: 50,
             control_burst: 100,
             max_control_message: 16 * 1024,
+            max_stray_groups: 64,
         }
     }
 }
@@ -104,6 +109,8 @@ struct Participant {
     control_at: Instant,
     /// Loudness heard recently (RFC 6464 level, lower is louder), for the active speaker.
     loudest_recent: Option<(u8, Instant)>,
+    /// Groups received for tracks not (or no longer) announced.
+    stray_groups: u32,
 }
 
 struct CachedGroup {
@@ -243,6 +250,7 @@ impl Room {
                 control_tokens: f64::from(self.limits.control_burst),
                 control_at: now,
                 loudest_recent: None,
+                stray_groups: 0,
             },
         );
         let mut ids: Vec<SessionId> = self.participants.keys().copied().collect();
@@ -469,9 +477,15 @@ impl Room {
 
     /// A publisher started a group (a new stream arrived with this header).
     pub fn group_start(&mut self, now: Instant, session: SessionId, local_track: u64, sequence: u64) {
-        let track = match self.publisher_track(session, local_track) {
-            Ok(track) => track,
-            Err(refusal) => return self.close(session, refusal),
+        let Some(p) = self.participants.get_mut(&session) else { return };
+        let Some(&track) = p.tracks.get(&local_track) else {
+            // The group overtook its track's announcement, or follows its withdrawal:
+            // ignored, up to a limit.
+            p.stray_groups += 1;
+            if p.stray_groups > self.limits.max_stray_groups {
+                self.close(session, refuse(close::PROTOCOL, "too many groups for unannounced tracks"));
+            }
+            return;
         };
         let Some(t) = self.tracks.get_mut(&track) else { return };
         if t.latest.as_ref().is_some_and(|g| g.sequence >= sequence) {
@@ -508,13 +522,11 @@ impl Room {
         frame: Bytes,
         info: &FrameInfo,
     ) {
-        let track = match self.publisher_track(session, local_track) {
-            Ok(track) => track,
-            Err(refusal) => return self.close(session, refusal),
-        };
         if frame.len() > self.limits.max_frame + 16 {
             return self.close(session, refuse(close::TOO_LARGE, "frame too large"));
         }
+        // Frames of a group for an unknown track are dropped (group_start counted it).
+        let Ok(track) = self.publisher_track(session, local_track) else { return };
         let max_group = self.limits.max_group_bytes;
         let Some(t) = self.tracks.get_mut(&track) else { return };
         let kind = t.kind;
@@ -910,9 +922,15 @@ mod tests {
                 .any(|o| matches!(o, Output::Close { session: 4, code, .. } if *code == close::TOO_LARGE))
         );
 
-        // Groups for a track never announced are a protocol error.
+        // A group for a track not (yet, or any more) announced is ignored: streams are not
+        // ordered with the control stream. Many of them are a protocol error.
         h.join(5);
         h.room.group_start(h.now, 5, 99, 0);
+        h.frame(5, 99, 0, true, &[0; 100]);
+        assert!(h.outputs().iter().all(|o| !matches!(o, Output::Close { .. })), "one stray group is fine");
+        for sequence in 1..=Limits::default().max_stray_groups as u64 {
+            h.room.group_start(h.now, 5, 99, sequence);
+        }
         assert!(
             h.outputs().iter().any(|o| matches!(o, Output::Close { session: 5, code, .. } if *code == close::PROTOCOL))
         );
