@@ -1,8 +1,11 @@
-//! Recording cost: CPU to remux one participant's media (VP8 640x360 ~600 kbit/s and
-//! Opus 48 kHz mono) into a WebM file, as the recorder does, compared with its duration:
-//! the share of one core one recorded participant takes.
+//! Recording cost.
+//! 1. Remux: CPU to write one participant's media (VP8 640x360 ~600 kbit/s and Opus
+//!    48 kHz mono) into a WebM file, as the recorder does, compared with its duration:
+//!    the share of one core one recorded participant takes.
+//! 2. Composition: four such participants composed into the meeting's MP4 (1280x720
+//!    H.264 + AAC, one encoder thread), as a multiple of real time per core used.
 //!
-//! cargo bench --bench recording -- --seconds 60
+//! cargo bench --bench recording -- --seconds 60 [--preset superfast] [--keep DIR]
 
 #[path = "support/mod.rs"]
 mod support;
@@ -11,7 +14,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use ffmpeg_next as ffmpeg;
-use floo::recording::{ParticipantFile, TrackKind};
+use floo::recording::{ParticipantFile, Settings, Source, TrackKind, compose};
 
 fn main() {
     let seconds: u64 = support::arg("--seconds").map(|v| v.parse().expect("--seconds S")).unwrap_or(60);
@@ -70,5 +73,47 @@ fn main() {
         100.0 * per_run / seconds as f64,
         per_run * 3600.0 / seconds as f64
     );
-    let _ = std::fs::remove_dir_all(&dir);
+
+    // Composition: four participants, each joining half a second after the other.
+    let mut sources = Vec::new();
+    for (i, name) in ["Alice", "Bob", "Carol", "Dan"].into_iter().enumerate() {
+        let path = dir.join(format!("{i}-{i}.webm"));
+        let mut file = ParticipantFile::create(&path, Some((640, 360)), true).expect("create");
+        for (video, us, key, data) in &packets {
+            let kind = if *video { TrackKind::Video } else { TrackKind::Audio };
+            file.write(kind, *us + i as i64 * 500_000, *key, data).expect("write");
+        }
+        file.finish().expect("finish");
+        sources.push(Source { name: name.into(), path, screen: false });
+    }
+    let preset = support::arg("--preset").unwrap_or_else(|| "superfast".into());
+    let settings = Settings { preset: preset.clone(), threads: 1, ..Settings::default() };
+    let out = dir.join("meeting.mp4");
+    let before = support::cpu_seconds(std::process::id());
+    let wall = Instant::now();
+    let composed = compose(&sources, &out, &settings, &mut |_| true).expect("compose");
+    let wall = wall.elapsed().as_secs_f64();
+    let cpu = support::cpu_seconds(std::process::id()) - before;
+    let media = composed.duration_ms as f64 / 1000.0;
+    let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "composition: 4 participants at 640x360 into {}x{} @ {} fps (x264 {preset}, 1 thread): {media:.1} s of meeting \
+         in {cpu:.2} CPU-s ({:.1}x real time per core), {wall:.2} s wall ({:.1}x), {:.1} MB",
+        settings.width,
+        settings.height,
+        settings.fps,
+        media / cpu,
+        media / wall,
+        size as f64 / 1e6
+    );
+    match support::arg("--keep") {
+        Some(keep) => {
+            std::fs::create_dir_all(&keep).expect("keep dir");
+            std::fs::copy(&out, std::path::Path::new(&keep).join("meeting.mp4")).expect("keep");
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        None => {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
 }

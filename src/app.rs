@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::http::{self, AppState, PostRate, Shared, StreamCap};
 use crate::media::relay::{MediaConfig, Relay};
 use crate::media::room::Limits;
+use crate::recording::Composer;
 use crate::store::Store;
 
 /// A bound, ready-to-run Floo.
@@ -40,6 +41,12 @@ impl App {
         crate::recording::recover_interrupted(&store, &recordings_dir)
             .await
             .context("recovering interrupted recordings")?;
+        let settings = crate::recording::Settings { preset: config.compose_preset.clone(), ..Default::default() };
+        let composer = Composer::new(store.clone(), recordings_dir.clone(), config.compose_jobs, settings);
+        let resumed = composer.resume().await.context("queueing unfinished compositions")?;
+        if resumed > 0 {
+            tracing::info!(recordings = resumed, "compositions queued again");
+        }
         let listener = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("binding the HTTP address {}", config.http_addr))?;
@@ -74,6 +81,7 @@ impl App {
             closing: closing_rx,
             relay,
             recordings_dir,
+            composer,
             store,
             bus,
             post_rate: PostRate::new(config.posts_per_minute, config.post_burst),

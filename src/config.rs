@@ -71,6 +71,16 @@ pub struct Config {
     #[arg(long, env = "FLOO_RECORDINGS_DIR")]
     pub recordings_dir: Option<PathBuf>,
 
+    /// How many recordings are composed into a meeting video at the same time (each
+    /// composition takes about one core while it runs).
+    #[arg(long, env = "FLOO_COMPOSE_JOBS", default_value_t = 1)]
+    pub compose_jobs: usize,
+
+    /// x264 preset of composed videos: faster presets use less CPU, slower ones make
+    /// smaller files.
+    #[arg(long, env = "FLOO_COMPOSE_PRESET", default_value = "superfast")]
+    pub compose_preset: String,
+
     /// Most participants one meeting admits.
     #[arg(long, env = "FLOO_MAX_PARTICIPANTS", default_value_t = 25)]
     pub max_participants: usize,

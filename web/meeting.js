@@ -68,7 +68,7 @@ function start(root) {
   const $ = (sel) => root.querySelector(sel);
   const ticketUrl = root.dataset.ticketUrl;
   const csrf = root.dataset.csrf;
-  const stats = { decoded: {}, sizes: {}, firstFrameAt: {}, joinedAt: 0, reconnects: 0 };
+  const stats = { decoded: {}, sizes: {}, firstFrameAt: {}, joinedAt: 0, reconnects: 0, closes: [] };
   const call = {
     stream: null, transport: null, writer: null, leaving: false, state: { muted: false, camera_off: false, screen: false, hand: false },
     you: null, participants: new Map(), tracks: new Map(), tiles: new Map(), subscribed: new Set(),
@@ -155,6 +155,7 @@ function start(root) {
     call.transport = null;
     call.writer = null;
     const code = info?.closeCode ?? -1;
+    stats.closes.push({ code, reason: info?.reason ?? '', at: Math.round(performance.now()) });
     if (call.leaving || code === CLOSE.NORMAL && call.leaving) return;
     if (code === CLOSE.ENDED || code === CLOSE.UNAUTHORIZED || code === CLOSE.ROOM_FULL) {
       $('#call-status').textContent = info.reason || 'The call ended.';
@@ -214,6 +215,8 @@ function start(root) {
       }
       case 'recording':
         $('#recording-indicator').hidden = !m.on;
+        // A recording starts with a keyframe from everyone, so that its video starts at once.
+        if (m.on) call.keyframeRequests = (call.keyframeRequests || 0) + 1;
         break;
       case 'speaker':
         for (const tile of call.tiles.values()) tile.el.classList.toggle('speaking', Number(tile.el.dataset.participant) === m.participant);
@@ -506,12 +509,17 @@ function start(root) {
       return { l, encoder, group, canvas: new OffscreenCanvas(l.width, l.height) };
     });
     let count = 0;
+    let keyframeRequests = call.keyframeRequests || 0;
     (async () => {
       while (!stopped) {
         const { value: frame, done } = await reader.read();
         if (done) break;
         const paused = kind === 'camera' ? call.state.camera_off : false;
         if (!paused) {
+          if ((call.keyframeRequests || 0) !== keyframeRequests) {
+            keyframeRequests = call.keyframeRequests;
+            count = 0;
+          }
           const keyFrame = count % GOP_FRAMES === 0;
           for (const o of outs) {
             if (o.encoder.encodeQueueSize > 2) continue; // falling behind: drop rather than queue

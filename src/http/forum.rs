@@ -172,7 +172,7 @@ async fn topic(State(state): State<AppState>, t: TopicInTeam, Query(q): Query<To
         Some(id) => match state.store.meeting(t.member.team.id, id).await? {
             Some(meeting) => {
                 let list = state.store.meeting_recordings(id).await?;
-                (!list.is_empty()).then(|| recordings_panel(&meeting, &list, false, &t.member.viewer.csrf.0))
+                (!list.is_empty()).then(|| recordings_panel(&meeting, &list, &t.member.viewer.csrf.0))
             }
             None => None,
         },

@@ -45,6 +45,8 @@ pub struct Shared {
     pub post_rate: PostRate,
     /// Where recordings are written, one directory per recording.
     pub recordings_dir: std::path::PathBuf,
+    /// Composes each finished recording into one video, in the background.
+    pub composer: crate::recording::Composer,
     /// The media relay (WebTransport over QUIC).
     pub relay: crate::media::relay::Relay,
     /// Turns true when the server shuts down: live streams end so connections drain.

@@ -1,5 +1,7 @@
-//! Recording a meeting: start and stop (host or admin), the list on the meeting page, and
-//! downloads for team members with HTTP range requests (so they resume and seek).
+//! Recording a meeting: start and stop (host or admin), the list on the meeting page (it
+//! follows a composition's progress by itself), and downloads for team members — the
+//! composed video and each participant's tracks — with HTTP range requests (so they
+//! resume and seek).
 
 use std::io::SeekFrom;
 
@@ -21,15 +23,16 @@ use crate::store::{Meeting, Recording};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/teams/{team_id}/meetings/{meeting_id}/recordings", post(start))
+        .route("/teams/{team_id}/meetings/{meeting_id}/recordings", post(start).get(panel))
         .route("/teams/{team_id}/meetings/{meeting_id}/recordings/stop", post(stop))
         .route("/teams/{team_id}/recording-files/{file_id}", get(download))
+        .route("/teams/{team_id}/recordings/{recording_id}/video", get(download_video))
         .route("/teams/{team_id}/recordings/{recording_id}/delete", post(delete))
 }
 
 /// The recordings of a meeting, with the buttons the viewer may use.
-pub fn recordings_panel(meeting: &Meeting, recordings: &[Recording], can_record: bool, csrf: &str) -> Markup {
-    recordings_panel_for(meeting, recordings, can_record, false, csrf)
+pub fn recordings_panel(meeting: &Meeting, recordings: &[Recording], csrf: &str) -> Markup {
+    recordings_panel_for(meeting, recordings, false, false, csrf)
 }
 
 /// The panel, with delete buttons for admins.
@@ -42,8 +45,12 @@ pub fn recordings_panel_for(
 ) -> Markup {
     let base = format!("/teams/{}/meetings/{}/recordings", meeting.team_id, meeting.id);
     let active = recordings.iter().any(|r| r.state == "recording");
+    let composing = recordings.iter().any(|r| r.state == "composing");
     html! {
-        section.card #recordings {
+        // While a video is being composed the panel asks for itself again every few
+        // seconds: the progress moves and the download appears without a reload.
+        section.card #recordings hx-get=[composing.then_some(&base)] hx-trigger=[composing.then_some("every 2s")]
+            hx-swap=[composing.then_some("outerHTML")] {
             div.card-head {
                 h2 { "Recordings" }
                 @if meeting.is_live() && can_record {
@@ -64,27 +71,45 @@ pub fn recordings_panel_for(
             } @else {
                 ul.list {
                     @for r in recordings {
-                        li {
+                        li.recording {
                             strong { "Recording " (r.id) } " "
                             span class=(format!("badge rec-{}", r.state)) { (r.state) }
+                            @if r.interrupted { " " span.badge.rec-interrupted { "interrupted" } }
                             span.muted.small {
                                 " started by " (r.started_by_name) " " (views::time(r.started_at))
-                                @if let Some(stopped) = r.stopped_at { " · " (format_duration(stopped - r.started_at)) }
+                                @if let Some(ms) = r.duration_ms { " · " (format_duration(ms)) }
+                                @else if let Some(stopped) = r.stopped_at { " · " (format_duration(stopped - r.started_at)) }
                             }
                             @if can_delete && r.state != "recording" {
                                 form.inline method="post" action=(format!("/teams/{}/recordings/{}/delete", meeting.team_id, r.id)) {
                                     (csrf_field(csrf)) " " button.small.danger type="submit" { "Delete" }
                                 }
                             }
+                            @if r.state == "composing" {
+                                p.composing {
+                                    progress max="100" value=(r.progress) { (r.progress) "%" }
+                                    " Composing the meeting video… " (r.progress) "%"
+                                }
+                            }
                             @if let Some(reason) = &r.reason { p.field-error { (reason) } }
-                            @if !r.files.is_empty() {
+                            @if !r.files.is_empty() || r.composed_bytes.is_some() {
                                 ul.files {
+                                    @if let Some(bytes) = r.composed_bytes.filter(|_| r.state == "ready") {
+                                        li.composed {
+                                            a href=(format!("/teams/{}/recordings/{}/video", meeting.team_id, r.id)) download {
+                                                "Meeting video (MP4)"
+                                            }
+                                            span.muted.small { " · " (megabytes(bytes)) }
+                                        }
+                                    }
                                     @for f in &r.files {
                                         li {
                                             a href=(format!("/teams/{}/recording-files/{}", meeting.team_id, f.id)) download {
-                                                (f.user_name) "'s tracks (WebM)"
+                                                (f.user_name)
+                                                @if f.file_name.ends_with("-screen.webm") { "'s screen share (WebM)" }
+                                                @else { "'s tracks (WebM)" }
                                             }
-                                            span.muted.small { " · " (format!("{:.1} MB", f.bytes as f64 / 1e6)) }
+                                            span.muted.small { " · " (megabytes(f.bytes)) }
                                         }
                                     }
                                 }
@@ -95,6 +120,23 @@ pub fn recordings_panel_for(
             }
         }
     }
+}
+
+fn megabytes(bytes: i64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+/// The panel as this member sees it (for htmx).
+async fn panel_for(state: &AppState, mt: &MeetingInTeam) -> Result<Markup, Error> {
+    let recordings = state.store.meeting_recordings(mt.meeting.id).await?;
+    let can_record = mt.require_host_or_admin().is_ok();
+    let can_delete = mt.member.role.is_admin();
+    Ok(recordings_panel_for(&mt.meeting, &recordings, can_record, can_delete, &mt.member.viewer.csrf.0))
+}
+
+/// The panel alone: what the page asks for while a video is being composed.
+async fn panel(State(state): State<AppState>, mt: MeetingInTeam) -> Result<Markup, Error> {
+    panel_for(&state, &mt).await
 }
 
 /// Writes a line in the meeting chat, as `user_id`, and tells everyone.
@@ -113,9 +155,7 @@ async fn chat_line(state: &AppState, mt: &MeetingInTeam, text: &str) -> Result<(
 /// back to the meeting page.
 async fn answer(state: &AppState, mt: &MeetingInTeam, headers: &HeaderMap) -> Result<Response, Error> {
     if super::wants_fragment(headers) {
-        let recordings = state.store.meeting_recordings(mt.meeting.id).await?;
-        let panel = recordings_panel(&mt.meeting, &recordings, true, &mt.member.viewer.csrf.0);
-        return Ok(panel.into_response());
+        return Ok(panel_for(state, mt).await?.into_response());
     }
     Ok(Redirect::to(&format!("/teams/{}/meetings/{}", mt.member.team.id, mt.meeting.id)).into_response())
 }
@@ -131,7 +171,7 @@ async fn start(State(state): State<AppState>, mt: MeetingInTeam, headers: Header
     let id = state.store.start_recording(mt.meeting.id, mt.member.user_id(), now_ms()).await?;
     let dir = state.recordings_dir.join(id.to_string());
     if let Err(reason) = state.relay.start_recording(mt.meeting.id, dir).await {
-        state.store.finish_recording(id, "failed", Some(&reason), &[], now_ms()).await?;
+        state.store.finish_recording(id, "failed", Some(&reason), false, &[], now_ms()).await?;
         return Err(Error::Conflict(format!("The recording could not start: {reason}.")));
     }
     tracing::info!(meeting_id = mt.meeting.id, recording_id = id, "recording started");
@@ -154,7 +194,8 @@ async fn stop(State(state): State<AppState>, mt: MeetingInTeam, headers: HeaderM
     answer(&state, &mt, &headers).await
 }
 
-/// Records the outcome: ready with its files, or failed with the reason (disk full...).
+/// Records the outcome: its files, to be composed into the meeting video, or failed with
+/// the reason (disk full...).
 async fn finish(state: &AppState, id: i64, outcomes: &[FileOutcome]) -> Result<(), Error> {
     let files: Vec<(i64, String, i64)> =
         outcomes.iter().filter(|o| o.bytes > 0).map(|o| (o.user_id, o.file_name.clone(), o.bytes)).collect();
@@ -162,9 +203,12 @@ async fn finish(state: &AppState, id: i64, outcomes: &[FileOutcome]) -> Result<(
     let (status, reason) = match (files.is_empty(), errors.first()) {
         (_, Some(e)) => ("failed", Some(format!("Writing a file failed: {e}"))),
         (true, None) => ("failed", Some("Nothing was recorded: nobody sent audio or video.".to_owned())),
-        (false, None) => ("ready", None),
+        (false, None) => ("composing", None),
     };
-    state.store.finish_recording(id, status, reason.as_deref(), &files, now_ms()).await?;
+    state.store.finish_recording(id, status, reason.as_deref(), false, &files, now_ms()).await?;
+    if status == "composing" {
+        state.composer.enqueue(id);
+    }
     Ok(())
 }
 
@@ -179,6 +223,8 @@ async fn delete(
     if state.store.active_recording(meeting_id).await? == Some(recording_id) {
         return Err(Error::Conflict("Stop the recording before deleting it.".into()));
     }
+    // A composition under way stops; its half-written video goes with the rest.
+    state.composer.cancel_if_composing(&state.store, recording_id).await?;
     state.store.delete_recording(recording_id).await?;
     let dir = state.recordings_dir.join(recording_id.to_string());
     if let Err(e) = tokio::fs::remove_dir_all(&dir).await
@@ -190,7 +236,7 @@ async fn delete(
     Ok(Redirect::to(&format!("/teams/{}/meetings/{meeting_id}", m.team.id)).into_response())
 }
 
-/// Serves a recording file: whole, or the byte range asked for.
+/// Serves a participant's file of a recording.
 async fn download(
     State(state): State<AppState>,
     m: TeamMember,
@@ -202,7 +248,32 @@ async fn download(
         return Err(Error::NotFound);
     }
     let path = state.recordings_dir.join(file.recording_id.to_string()).join(&file.file_name);
-    let Ok(mut handle) = tokio::fs::File::open(&path).await else { return Err(Error::NotFound) };
+    let what = if file.file_name.ends_with("-screen.webm") { "screen" } else { "tracks" };
+    let name = format!("floo-recording-{}-{}-{what}.webm", file.recording_id, ascii_name(&file.user_name));
+    serve_file(&path, "video/webm", &name, &headers).await
+}
+
+/// Serves the composed video of a recording.
+async fn download_video(
+    State(state): State<AppState>,
+    m: TeamMember,
+    Path((_, recording_id)): Path<(i64, i64)>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    let (title, _) = state.store.composed_video(m.team.id, recording_id).await?.ok_or(Error::NotFound)?;
+    let path = state.recordings_dir.join(recording_id.to_string()).join(crate::recording::COMPOSED_FILE);
+    let name = format!("floo-{}-{recording_id}.mp4", ascii_name(&title));
+    serve_file(&path, "video/mp4", &name, &headers).await
+}
+
+/// Sends a file whole, or the byte range asked for, as an attachment named `name`.
+async fn serve_file(
+    path: &std::path::Path,
+    content_type: &'static str,
+    name: &str,
+    headers: &HeaderMap,
+) -> Result<Response, Error> {
+    let Ok(mut handle) = tokio::fs::File::open(path).await else { return Err(Error::NotFound) };
     let size = handle.metadata().await.map(|m| m.len()).map_err(|_| Error::NotFound)?;
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).map(|r| parse_range(r, size));
     let (status, start, end) = match range {
@@ -234,10 +305,9 @@ async fn download(
     let mut response = Response::new(Body::from_stream(chunks));
     *response.status_mut() = status;
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/webm"));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    let name = format!("floo-recording-{}-{}.webm", file.recording_id, ascii_name(&file.user_name));
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }

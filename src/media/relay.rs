@@ -523,12 +523,13 @@ async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx: mpsc::Unb
     }
 }
 
-/// Hands a publisher's frame to the recorder: audio, and the largest camera layer.
+/// Hands a publisher's frame to the recorder: audio, the largest camera layer and screen shares.
 fn record_frame(recorder: &Recorder, room: &Room, session: SessionId, track: u64, frame: &Bytes) {
     let Some(meta) = room.track_meta(session, track) else { return };
-    let kind = match meta.kind {
-        TrackKind::Audio => RecordedKind::Audio,
-        TrackKind::Camera if meta.layer == meta.best_layer => RecordedKind::Video,
+    let (kind, screen) = match meta.kind {
+        TrackKind::Audio => (RecordedKind::Audio, false),
+        TrackKind::Camera if meta.layer == meta.best_layer => (RecordedKind::Video, false),
+        TrackKind::Screen => (RecordedKind::Video, true),
         _ => return,
     };
     let Some((payload, info)) = frame_payload(frame) else { return };
@@ -540,6 +541,7 @@ fn record_frame(recorder: &Recorder, room: &Room, session: SessionId, track: u64
         session,
         user_id: meta.user_id,
         kind,
+        screen,
         size: size(&meta.config).unwrap_or((640, 360)),
         keyframe: info.keyframe,
         payload: frame.slice_ref(payload),

@@ -1,13 +1,18 @@
 //! Server-side recording. `file` writes one participant's tracks to a Matroska/WebM file
 //! as their frames arrive, without transcoding, so that a killed server leaves a file
 //! that plays up to its last packet; `repair` closes such a file properly after a crash.
-//! (Subscribing to a meeting like a participant, and composing one video of a whole
-//! meeting, build on these.)
+//! `compose` makes one MP4 of the whole meeting from those files, and `jobs` runs the
+//! compositions in the background.
 
+pub mod compose;
 pub mod file;
+mod glyphs;
+pub mod jobs;
 pub mod recorder;
 
+pub use compose::{ComposeError, Composed, Settings, Source, compose};
 pub use file::{ParticipantFile, RecordingError, TrackKind, repair};
+pub use jobs::{COMPOSED_FILE, Composer};
 pub use recorder::{FileOutcome, RecordedFrame, Recorder};
 
 use std::path::Path;
@@ -15,7 +20,8 @@ use std::path::Path;
 use crate::clock::now_ms;
 use crate::store::Store;
 
-/// The participant files found in a recording's directory (`USER-SESSION.webm`).
+/// The participant files found in a recording's directory (`USER-SESSION.webm`, and
+/// `USER-SESSION-screen.webm` for screen shares).
 pub async fn files_on_disk(dir: &Path) -> Vec<FileOutcome> {
     let mut out = Vec::new();
     let Ok(mut entries) = tokio::fs::read_dir(dir).await else { return out };
@@ -32,9 +38,10 @@ pub async fn files_on_disk(dir: &Path) -> Vec<FileOutcome> {
 }
 
 /// After a crash: recordings still marked as running are closed properly (each file is
-/// rewritten with its index and duration) and marked interrupted, with their files.
+/// rewritten with its index and duration) and marked interrupted, with their files; they
+/// are then composed like any other.
 pub async fn recover_interrupted(store: &Store, recordings_dir: &Path) -> Result<usize, crate::store::Error> {
-    let ids = store.unfinished_recordings().await?;
+    let ids = store.recordings_in_state("recording").await?;
     for id in &ids {
         let dir = recordings_dir.join(id.to_string());
         let mut files = Vec::new();
@@ -55,7 +62,8 @@ pub async fn recover_interrupted(store: &Store, recordings_dir: &Path) -> Result
             files.push((found.user_id, found.file_name, bytes));
         }
         let reason = "The server stopped while recording; the files were closed when it started again.";
-        store.finish_recording(*id, "interrupted", Some(reason), &files, now_ms()).await?;
+        let state = if files.is_empty() { "failed" } else { "composing" };
+        store.finish_recording(*id, state, Some(reason), true, &files, now_ms()).await?;
         tracing::info!(recording = id, files = files.len(), "interrupted recording recovered");
     }
     Ok(ids.len())

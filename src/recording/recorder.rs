@@ -19,7 +19,9 @@ pub struct RecordedFrame {
     pub session: u64,
     pub user_id: i64,
     pub kind: TrackKind,
-    /// The camera's size, for a participant's first video frame.
+    /// A screen share (video only, a file of its own) rather than the camera.
+    pub screen: bool,
+    /// The picture's size, for a file's first video frame.
     pub size: (u32, u32),
     pub keyframe: bool,
     pub payload: Bytes,
@@ -73,13 +75,17 @@ impl Recorder {
 fn record(dir: PathBuf, inbox: mpsc::Receiver<RecordedFrame>) -> Vec<FileOutcome> {
     // Time counts from the first frame of the whole recording: every file shares it.
     let mut origin: Option<Instant> = None;
-    let mut participants: HashMap<u64, Participant> = HashMap::new();
+    let mut participants: HashMap<(u64, bool), Participant> = HashMap::new();
     while let Ok(frame) = inbox.recv() {
         let started = *origin.get_or_insert_with(Instant::now);
         let at_us = i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX);
-        let p = participants.entry(frame.session).or_insert_with(|| Participant {
+        let p = participants.entry((frame.session, frame.screen)).or_insert_with(|| Participant {
             user_id: frame.user_id,
-            file_name: format!("{}-{}.webm", frame.user_id, frame.session),
+            file_name: if frame.screen {
+                format!("{}-{}-screen.webm", frame.user_id, frame.session)
+            } else {
+                format!("{}-{}.webm", frame.user_id, frame.session)
+            },
             file: None,
             have_keyframe: false,
             error: None,
@@ -98,7 +104,7 @@ fn record(dir: PathBuf, inbox: mpsc::Receiver<RecordedFrame>) -> Vec<FileOutcome
             if frame.kind == TrackKind::Audio && !p.have_keyframe && at_us < 2_000_000 {
                 continue;
             }
-            match ParticipantFile::create(&dir.join(&p.file_name), Some(frame.size), true) {
+            match ParticipantFile::create(&dir.join(&p.file_name), Some(frame.size), !frame.screen) {
                 Ok(file) => p.file = Some(file),
                 Err(e) => {
                     p.error = Some(e.to_string());

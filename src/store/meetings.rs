@@ -31,7 +31,7 @@ pub struct MeetingSummary {
     pub attendees: Vec<String>,
     /// Those in it now, by name.
     pub present: Vec<String>,
-    /// Recordings that can be downloaded (ready or interrupted).
+    /// Finished recordings (composing, ready or failed: their files can be downloaded).
     pub recordings: i64,
 }
 
@@ -128,12 +128,11 @@ impl Store {
                     present.push(stay.display_name.clone());
                 }
             }
-            let (recordings,): (i64,) = sqlx::query_as(
-                "SELECT COUNT(*) FROM recordings WHERE meeting_id = $1 AND state IN ('ready', 'interrupted')",
-            )
-            .bind(meeting.id)
-            .fetch_one(&self.pool)
-            .await?;
+            let (recordings,): (i64,) =
+                sqlx::query_as("SELECT COUNT(*) FROM recordings WHERE meeting_id = $1 AND state <> 'recording'")
+                    .bind(meeting.id)
+                    .fetch_one(&self.pool)
+                    .await?;
             out.push(MeetingSummary { meeting, team_name, attendees, present, recordings });
         }
         Ok(out)

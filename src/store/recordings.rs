@@ -10,9 +10,24 @@ pub struct Recording {
     pub started_by_name: String,
     pub started_at: i64,
     pub stopped_at: Option<i64>,
+    /// recording | composing | ready | failed
     pub state: String,
     pub reason: Option<String>,
+    /// Composition progress in percent, while composing.
+    pub progress: i64,
+    /// The server stopped while recording (the files were closed when it started again).
+    pub interrupted: bool,
+    /// Size of the composed video, once written.
+    pub composed_bytes: Option<i64>,
+    pub duration_ms: Option<i64>,
     pub files: Vec<RecordingFile>,
+}
+
+impl Recording {
+    /// Whether a composition or the recording itself is still under way.
+    pub fn in_progress(&self) -> bool {
+        self.state == "recording" || self.state == "composing"
+    }
 }
 
 /// One participant's file of a recording.
@@ -25,7 +40,7 @@ pub struct RecordingFile {
     pub bytes: i64,
 }
 
-type RecordingRow = (i64, i64, String, i64, Option<i64>, String, Option<String>);
+type RecordingRow = (i64, i64, String, i64, Option<i64>, String, Option<String>, i64, i64, Option<i64>, Option<i64>);
 
 impl Store {
     /// Records that a recording started; returns its id.
@@ -41,21 +56,25 @@ impl Store {
         Ok(id)
     }
 
-    /// Ends a recording in `state` (ready, interrupted, failed) with its files.
+    /// Ends the capture of a recording: `composing` with its files, or `failed` with a
+    /// reason; `interrupted` if the server had stopped while it ran.
     pub async fn finish_recording(
         &self,
         id: i64,
         state: &str,
         reason: Option<&str>,
+        interrupted: bool,
         files: &[(i64, String, i64)],
         now: i64,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "UPDATE recordings SET state = $1, reason = $2, stopped_at = COALESCE(stopped_at, $3) WHERE id = $4",
+            "UPDATE recordings SET state = $1, reason = $2, interrupted = $3, progress = 0,
+             stopped_at = COALESCE(stopped_at, $4) WHERE id = $5",
         )
         .bind(state)
         .bind(reason)
+        .bind(i64::from(interrupted))
         .bind(now)
         .bind(id)
         .execute(&mut *tx)
@@ -86,42 +105,122 @@ impl Store {
         Ok(row.map(|(id,)| id))
     }
 
-    /// Recordings still marked as in progress (after a crash, none really is).
-    pub async fn unfinished_recordings(&self) -> Result<Vec<i64>> {
-        let rows: Vec<(i64,)> =
-            sqlx::query_as("SELECT id FROM recordings WHERE state = 'recording'").fetch_all(&self.pool).await?;
+    /// Recordings in `state`, oldest first (after a crash, `recording` ones are not).
+    pub async fn recordings_in_state(&self, state: &str) -> Result<Vec<i64>> {
+        let rows: Vec<(i64,)> = sqlx::query_as("SELECT id FROM recordings WHERE state = $1 ORDER BY id")
+            .bind(state)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// Records how far a composition has come, in percent.
+    pub async fn set_composition_progress(&self, id: i64, percent: i64) -> Result<()> {
+        sqlx::query("UPDATE recordings SET progress = $1 WHERE id = $2 AND state = 'composing'")
+            .bind(percent)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends a composition: `ready` with the video's size and length, or `failed` with why.
+    pub async fn finish_composition(&self, id: i64, outcome: std::result::Result<(i64, i64), &str>) -> Result<()> {
+        let query = match outcome {
+            Ok((bytes, duration_ms)) => sqlx::query(
+                "UPDATE recordings SET state = 'ready', progress = 100, composed_bytes = $1, duration_ms = $2
+                 WHERE id = $3 AND state = 'composing'",
+            )
+            .bind(bytes)
+            .bind(duration_ms),
+            Err(reason) => sqlx::query(
+                "UPDATE recordings SET state = 'failed', reason = $1, composed_bytes = NULL
+                 WHERE id = $2 AND state = 'composing'",
+            )
+            .bind(reason),
+        };
+        query.bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The files a composition reads: (participant's name, file name), in the order written.
+    pub async fn composition_sources(&self, id: i64) -> Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT u.display_name, f.file_name FROM recording_files f JOIN users u ON u.id = f.user_id
+             WHERE f.recording_id = $1 ORDER BY f.id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// A team's recording with a composed video: (meeting title, video size).
+    pub async fn composed_video(&self, team_id: i64, recording_id: i64) -> Result<Option<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT m.title, r.composed_bytes FROM recordings r JOIN meetings m ON m.id = r.meeting_id
+             WHERE r.id = $1 AND m.team_id = $2 AND r.state = 'ready' AND r.composed_bytes IS NOT NULL",
+        )
+        .bind(recording_id)
+        .bind(team_id)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// A meeting's recordings with their files, oldest first.
     pub async fn meeting_recordings(&self, meeting_id: i64) -> Result<Vec<Recording>> {
         let rows: Vec<RecordingRow> = sqlx::query_as(
-            "SELECT r.id, r.meeting_id, u.display_name, r.started_at, r.stopped_at, r.state, r.reason
+            "SELECT r.id, r.meeting_id, u.display_name, r.started_at, r.stopped_at, r.state, r.reason,
+                    r.progress, r.interrupted, r.composed_bytes, r.duration_ms
              FROM recordings r JOIN users u ON u.id = r.started_by WHERE r.meeting_id = $1 ORDER BY r.id",
         )
         .bind(meeting_id)
         .fetch_all(&self.pool)
         .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for (id, meeting_id, started_by_name, started_at, stopped_at, state, reason) in rows {
-            let files: Vec<(i64, i64, String, String, i64)> = sqlx::query_as(
-                "SELECT f.id, f.recording_id, u.display_name, f.file_name, f.bytes
-                 FROM recording_files f JOIN users u ON u.id = f.user_id WHERE f.recording_id = $1 ORDER BY f.id",
-            )
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?;
-            let files = files
-                .into_iter()
-                .map(|(id, recording_id, user_name, file_name, bytes)| RecordingFile {
+        let files: Vec<(i64, i64, String, String, i64)> = sqlx::query_as(
+            "SELECT f.id, f.recording_id, u.display_name, f.file_name, f.bytes
+             FROM recording_files f JOIN users u ON u.id = f.user_id JOIN recordings r ON r.id = f.recording_id
+             WHERE r.meeting_id = $1 ORDER BY u.display_name, f.file_name",
+        )
+        .bind(meeting_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<Recording> = rows
+            .into_iter()
+            .map(
+                |(
                     id,
-                    recording_id,
-                    user_name,
-                    file_name,
-                    bytes,
-                })
-                .collect();
-            out.push(Recording { id, meeting_id, started_by_name, started_at, stopped_at, state, reason, files });
+                    meeting_id,
+                    started_by_name,
+                    started_at,
+                    stopped_at,
+                    state,
+                    reason,
+                    progress,
+                    interrupted,
+                    composed_bytes,
+                    duration_ms,
+                )| {
+                    Recording {
+                        id,
+                        meeting_id,
+                        started_by_name,
+                        started_at,
+                        stopped_at,
+                        state,
+                        reason,
+                        progress,
+                        interrupted: interrupted != 0,
+                        composed_bytes,
+                        duration_ms,
+                        files: Vec::new(),
+                    }
+                },
+            )
+            .collect();
+        for (id, recording_id, user_name, file_name, bytes) in files {
+            if let Some(r) = out.iter_mut().find(|r| r.id == recording_id) {
+                r.files.push(RecordingFile { id, recording_id, user_name, file_name, bytes });
+            }
         }
         Ok(out)
     }

@@ -58,17 +58,70 @@ async fn three_people_hold_a_video_call_with_mute_late_join_leave_and_reconnect(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_people_record_a_call_and_get_a_playable_file_each() {
+async fn two_people_record_a_call_and_get_a_playable_file_each_and_the_meeting_video() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     run_browser_script(&app, "record.mjs", "record").await;
+    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/artifacts/record");
+    let timing: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(artifacts.join("timing.json")).expect("timing.json")).expect("json");
+    let at = |key: &str| timing[key].as_f64().expect("a time") / 1000.0;
+    let (recorded, share_from, share_until, camera_off) =
+        (at("recorded"), at("shareFrom"), at("shareUntil"), at("cameraOffAt"));
+
     let dir = app.data_dir.join("recordings").join("1");
-    let files: Vec<_> =
+    let mut files: Vec<_> =
         std::fs::read_dir(&dir).expect("recording directory").filter_map(Result::ok).map(|e| e.path()).collect();
-    assert_eq!(files.len(), 2, "one file per participant: {files:?}");
-    for file in files {
-        let (codecs, duration) = crate::recording::probe(&file);
-        assert_eq!(codecs, vec!["vp8", "opus"], "{}", file.display());
-        assert!((duration - 5.0).abs() < 1.0, "{} lasts {duration} s of about 5", file.display());
+    files.sort();
+    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let names: Vec<String> = files.iter().map(|p| name(p)).collect();
+    assert_eq!(names.len(), 4, "two participants' tracks, a screen share and the meeting video: {names:?}");
+    for file in &files {
+        let file_name = name(file);
+        if file_name == "meeting.mp4" {
+            let streams = crate::recording::streams(file);
+            let codecs: Vec<&str> = streams.iter().map(|(c, _, _)| c.as_str()).collect();
+            assert_eq!(codecs, vec!["h264", "aac"], "the meeting video: {streams:?}");
+            for (codec, _, seconds) in &streams {
+                assert!(
+                    (seconds - recorded).abs() < 1.0,
+                    "the meeting video's {codec} lasts {seconds} s of {recorded}"
+                );
+            }
+            // The picture follows the meeting: Bob's camera, then (his camera off) his
+            // name card on grey; Alice's camera all along. Pictures of the moments go
+            // beside the screenshots for people to look at.
+            let bob_tile = (700, 200, 100, 60);
+            let alice_tile = (60, 200, 100, 60);
+            let before = share_from - 0.2;
+            let card = (camera_off + recorded) / 2.0 + 0.6;
+            assert!(crate::recording::luma(file, before, bob_tile) > 70.0, "Bob's camera at {before} s");
+            let grey = crate::recording::luma(file, card.min(recorded - 0.2), bob_tile);
+            assert!((40.0..65.0).contains(&grey), "Bob's name card (luma {grey}) once his camera is off");
+            assert!(crate::recording::luma(file, card.min(recorded - 0.2), alice_tile) > 70.0, "Alice's camera");
+            let moments = [("cameras", before), ("screen", (share_from + share_until) / 2.0 + 0.3), ("card", card)];
+            for (what, second) in moments {
+                let status = std::process::Command::new("ffmpeg")
+                    .args(["-v", "error", "-y", "-ss", &format!("{:.2}", second.min(recorded - 0.2)), "-i"])
+                    .arg(file)
+                    .args(["-frames:v", "1"])
+                    .arg(artifacts.join(format!("video-{what}.png")))
+                    .status()
+                    .expect("ffmpeg runs");
+                assert!(status.success(), "a picture of the meeting video at {second} s");
+            }
+        } else if file_name.ends_with("-screen.webm") {
+            // On the recording's clock: the file ends when sharing did.
+            let (codecs, duration) = crate::recording::probe(file);
+            assert_eq!(codecs, vec!["vp8"], "{file_name}");
+            assert!(
+                (duration - share_until).abs() < 1.0,
+                "{file_name}: sharing ended at {duration} s, not {share_until}"
+            );
+        } else {
+            let (codecs, duration) = crate::recording::probe(file);
+            assert_eq!(codecs, vec!["vp8", "opus"], "{file_name}");
+            assert!((duration - recorded).abs() < 1.0, "{file_name} lasts {duration} s of {recorded}");
+        }
     }
     app.finish().await;
 }

@@ -470,9 +470,10 @@ async fn publish_paced(peer: &Peer, packets: &[(bool, i64, bool, Vec<u8>)], seco
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_recorded_meeting_yields_a_playable_file_per_participant_that_members_download_in_ranges() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
+crate::on_both_backends!(a_recorded_meeting_yields_a_playable_file_per_participant_that_members_download_in_ranges);
+
+async fn a_recorded_meeting_yields_a_playable_file_per_participant_that_members_download_in_ranges(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let (clients, meeting) = meeting(&app, &["Alice", "Bob"]).await;
     let mut alice = join(&app, &clients[0], &meeting).await;
     let _bob = join(&app, &clients[1], &meeting).await;
@@ -504,9 +505,9 @@ async fn a_recorded_meeting_yields_a_playable_file_per_participant_that_members_
     publish_paced(&alice, &packets, 3.0).await;
 
     let page = clients[0].post_form(&format!("{meeting}/recordings/stop"), &[]).await;
-    page.expect_ok_with("ready")
-        .expect_ok_with("Alice stopped recording this meeting.")
-        .expect_ok_with("Alice's tracks");
+    page.expect_ok_with("Alice stopped recording this meeting.").expect_ok_with("Alice's tracks");
+    // The meeting video is composed in the background; the page shows the progress.
+    let page = composed(&clients[1], &meeting).await;
     let file_id = page.between("/recording-files/", "\"");
     let team = meeting.split('/').nth(2).expect("team id");
     let link = format!("/teams/{team}/recording-files/{file_id}");
@@ -517,11 +518,23 @@ async fn a_recorded_meeting_yields_a_playable_file_per_participant_that_members_
 
     // The file on disk: VP8 and Opus, about as long as what was sent.
     let recordings = app.data_dir.join("recordings");
-    let file =
-        std::fs::read_dir(recordings.join("1")).expect("recording dir").next().expect("a file").expect("entry").path();
+    let file = webm_in(&recordings.join("1"));
     let (codecs, duration) = crate::recording::probe(&file);
     assert_eq!(codecs, vec!["vp8", "opus"]);
     assert!((duration - 3.0).abs() < 1.0, "recorded {duration} s of 3");
+
+    // The meeting video: H.264 and AAC as long as the recording, for members only.
+    let video_link = format!("/teams/{team}/recordings/1/video");
+    assert!(page.body.contains(&video_link), "the page offers the meeting video");
+    let video = clients[1].http.get(clients[1].url(&video_link)).send().await.expect("download");
+    assert_eq!(video.status(), reqwest::StatusCode::OK);
+    assert_eq!(video.headers()["content-type"], "video/mp4");
+    let video_bytes = video.bytes().await.expect("body");
+    let mp4 = recordings.join("1").join("meeting.mp4");
+    assert_eq!(video_bytes.as_ref(), std::fs::read(&mp4).expect("mp4").as_slice());
+    let streams = crate::recording::streams(&mp4);
+    assert_eq!(streams.iter().map(|s| s.0.as_str()).collect::<Vec<_>>(), vec!["h264", "aac"]);
+    assert!(streams.iter().all(|s| (s.2 - 3.0).abs() < 1.0), "{streams:?}");
 
     // Members download it whole or in ranges; others get 404.
     let bytes = std::fs::read(&file).expect("read");
@@ -541,6 +554,8 @@ async fn a_recorded_meeting_yields_a_playable_file_per_participant_that_members_
     assert_eq!(part.bytes().await.expect("body").as_ref(), &bytes[100..200]);
     let eve = app.signed_in("Eve").await;
     assert_eq!(eve.get(&link).await.status, reqwest::StatusCode::NOT_FOUND);
+    assert_eq!(eve.get(&video_link).await.status, reqwest::StatusCode::NOT_FOUND);
+    assert_eq!(eve.get(&format!("{meeting}/recordings")).await.status, reqwest::StatusCode::NOT_FOUND);
 
     // Only an admin deletes it; then the files are gone.
     let delete = format!("/teams/{team}/recordings/1/delete");
@@ -551,6 +566,81 @@ async fn a_recorded_meeting_yields_a_playable_file_per_participant_that_members_
     assert!(!recordings.join("1").exists(), "the files are deleted");
     let _ = std::fs::remove_dir_all(dir);
     app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_the_composition_with_its_reason_and_keeps_the_tracks() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (clients, meeting) = meeting(&app, &["Alice"]).await;
+    let mut alice = join(&app, &clients[0], &meeting).await;
+    let video = serde_json::json!({ "codec": "vp8", "codedWidth": 320, "codedHeight": 240 });
+    alice
+        .send(&ClientMessage::Announce {
+            track: TrackAnnounce { id: 1, kind: TrackKind::Camera, layer: 0, config: video },
+        })
+        .await;
+    let audio = serde_json::json!({ "codec": "opus" });
+    alice
+        .send(&ClientMessage::Announce {
+            track: TrackAnnounce { id: 2, kind: TrackKind::Audio, layer: 0, config: audio },
+        })
+        .await;
+    let scratch = crate::recording::scratch();
+    let packets = source_packets(&crate::recording::source(&scratch));
+    clients[0].post_form(&format!("{meeting}/recordings"), &[]).await.expect_ok_with("Stop recording");
+    publish_paced(&alice, &packets, 2.0).await;
+    // The composed video will be written where every write fails with ENOSPC, as on a
+    // full disk: /dev/full, in place of the file the composer creates.
+    let dir = app.data_dir.join("recordings").join("1");
+    std::os::unix::fs::symlink("/dev/full", dir.join("meeting.mp4.part")).expect("symlink");
+    clients[0].post_form(&format!("{meeting}/recordings/stop"), &[]).await.expect_ok_with("Alice's tracks");
+    let mut page = clients[0].get(&meeting).await;
+    for _ in 0..300 {
+        if !page.body.contains("rec-composing") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        page = clients[0].get(&meeting).await;
+    }
+    page.expect_ok_with("rec-failed")
+        .expect_ok_with("Composing the meeting's video failed")
+        .expect_ok_with("No space left on device")
+        .expect_ok_with("Alice's tracks");
+    assert!(!page.body.contains("Meeting video (MP4)"));
+    assert!(
+        !dir.join("meeting.mp4").exists() && !dir.join("meeting.mp4.part").exists(),
+        "nothing half-written is left"
+    );
+    // Nothing else is affected: the call goes on and the team's pages work.
+    alice.send(&ClientMessage::Ping { nonce: 7 }).await;
+    alice.wait_for(|m| matches!(m, ServerMessage::Pong { nonce: 7 })).await;
+    let team = meeting.split('/').nth(2).expect("team id");
+    clients[0].get(&format!("/teams/{team}")).await.expect_ok_with("1 recording");
+    let _ = std::fs::remove_dir_all(scratch);
+    app.finish().await;
+}
+
+/// Waits for the meeting page to show a composed meeting video; returns the page.
+async fn composed(client: &Client, meeting: &str) -> crate::support::Page {
+    for _ in 0..300 {
+        let page = client.get(meeting).await;
+        if page.body.contains("Meeting video (MP4)") {
+            return page;
+        }
+        assert!(!page.body.contains("rec-failed"), "the composition failed: {}", page.body);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the meeting video was not composed within a minute");
+}
+
+/// The (first) participant file of a recording directory.
+fn webm_in(dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::read_dir(dir)
+        .expect("recording dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "webm"))
+        .expect("a participant file")
 }
 
 /// `floo serve` as a process of its own on a data directory, so the test can kill it.
@@ -623,8 +713,10 @@ async fn a_recording_survives_the_server_being_killed_and_is_marked_interrupted_
     alice.post_form("/login/dev", &[("name", "Alice")]).await.expect_ok_with("Hello, Alice");
     let page = alice.get(&meeting).await;
     page.expect_ok_with("interrupted").expect_ok_with("Alice's tracks");
+    // Closed properly, it is composed like any other.
+    composed(&alice, &meeting).await.expect_ok_with("interrupted");
     let dir = data_dir.join("recordings").join("1");
-    let file = std::fs::read_dir(&dir).expect("dir").next().expect("a file").expect("entry").path();
+    let file = webm_in(&dir);
     let (codecs, duration) = crate::recording::probe(&file);
     assert_eq!(codecs, vec!["vp8", "opus"]);
     assert!((duration - 3.0).abs() < 2.0, "the file plays {duration} s of the 3 recorded");

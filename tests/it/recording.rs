@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ffmpeg_next as ffmpeg;
-use floo::recording::{ParticipantFile, TrackKind, repair};
+use floo::recording::{ComposeError, ParticipantFile, Settings, Source, TrackKind, compose, repair};
 
 pub fn scratch() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("floo-rec-{}", crate::support::unique_suffix()));
@@ -49,6 +49,11 @@ pub fn probe(path: &Path) -> (Vec<String>, f64) {
 
 /// Feeds the source's packets (up to `seconds`) to a recording file, as the relay would.
 fn record(source: &Path, into: &Path, seconds: f64) -> ParticipantFile {
+    record_at(source, into, seconds, 0)
+}
+
+/// The same, as if the participant joined `offset_us` after the recording started.
+fn record_at(source: &Path, into: &Path, seconds: f64, offset_us: i64) -> ParticipantFile {
     ffmpeg::init().expect("ffmpeg");
     let mut input = ffmpeg::format::input(source).expect("source");
     let mut file = ParticipantFile::create(into, Some((320, 240)), true).expect("create");
@@ -64,7 +69,7 @@ fn record(source: &Path, into: &Path, seconds: f64) -> ParticipantFile {
             continue;
         }
         let kind = if video { TrackKind::Video } else { TrackKind::Audio };
-        file.write(kind, micros, packet.is_key(), packet.data().expect("data")).expect("write");
+        file.write(kind, micros.max(0) + offset_us, packet.is_key(), packet.data().expect("data")).expect("write");
     }
     file
 }
@@ -96,5 +101,104 @@ fn a_recording_cut_off_by_a_crash_still_plays_and_repairs_to_its_length() {
     let (codecs, duration) = probe(&fixed);
     assert_eq!(codecs, vec!["vp8", "opus"]);
     assert!((duration - 3.0).abs() < 2.0, "repaired file lasts {duration} s");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Every stream of a file: (codec, width, duration in seconds).
+pub fn streams(path: &Path) -> Vec<(String, u64, f64)> {
+    let output = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "stream=codec_name,width,duration", "-of", "json"])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs");
+    assert!(output.status.success(), "ffprobe reads {}", path.display());
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    json["streams"]
+        .as_array()
+        .expect("streams")
+        .iter()
+        .map(|s| {
+            (
+                s["codec_name"].as_str().unwrap_or("").to_owned(),
+                s["width"].as_u64().unwrap_or(0),
+                s["duration"].as_str().and_then(|d| d.parse().ok()).unwrap_or(0.0),
+            )
+        })
+        .collect()
+}
+
+/// The mean luma of the picture at `second` in `path`, over a region (x, y, w, h).
+pub fn luma(path: &Path, second: f64, region: (u32, u32, u32, u32)) -> f64 {
+    let (x, y, w, h) = region;
+    let output = Command::new("ffmpeg")
+        .args(["-v", "error", "-ss", &second.to_string()])
+        .arg("-i")
+        .arg(path)
+        .args(["-frames:v", "1", "-vf", &format!("crop={w}:{h}:{x}:{y},format=gray"), "-f", "rawvideo", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    assert!(output.status.success() && !output.stdout.is_empty(), "a frame at {second} s");
+    output.stdout.iter().map(|&b| f64::from(b)).sum::<f64>() / output.stdout.len() as f64
+}
+
+#[test]
+fn a_meeting_composes_into_one_h264_and_aac_video_that_follows_who_is_there() {
+    let dir = scratch();
+    let src = source(&dir);
+    // Alice is there from the start for 4 s; Bob joins at 2 s and stays 4 s: 6 s in all.
+    let alice = dir.join("1-1.webm");
+    let bob = dir.join("2-2.webm");
+    record(&src, &alice, 10.0).finish().expect("alice");
+    record_at(&src, &bob, 10.0, 2_000_000).finish().expect("bob");
+    let out = dir.join("meeting.mp4");
+    let mut seen = Vec::new();
+    let sources = vec![
+        Source { name: "Alice".into(), path: alice, screen: false },
+        Source { name: "Bob".into(), path: bob, screen: false },
+    ];
+    let composed = compose(&sources, &out, &Settings::default(), &mut |f| {
+        seen.push(f);
+        true
+    })
+    .expect("compose");
+    assert!((composed.duration_ms - 6_000).abs() < 500, "{} ms", composed.duration_ms);
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]) && *seen.last().expect("progress") > 0.9,
+        "progress rises to the end"
+    );
+    let found = streams(&out);
+    let codecs: Vec<&str> = found.iter().map(|(c, _, _)| c.as_str()).collect();
+    assert_eq!(codecs, vec!["h264", "aac"], "{found:?}");
+    assert_eq!(found[0].1, 1280);
+    for (codec, _, seconds) in &found {
+        assert!((seconds - 6.0).abs() < 0.5, "{codec} lasts {seconds} s of 6");
+    }
+    // Alone, Alice fills the middle of the picture; with Bob, the picture splits in two
+    // and the far right (empty while she is alone) shows his test pattern.
+    let right = (1100, 300, 100, 100);
+    assert!(luma(&out, 1.0, right) < 40.0, "the right edge is background while Alice is alone");
+    assert!(luma(&out, 3.0, right) > 40.0, "Bob's tile fills the right half once he joins");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_full_disk_fails_the_composition_with_a_readable_reason() {
+    let dir = scratch();
+    let src = source(&dir);
+    let alice = dir.join("1-1.webm");
+    record(&src, &alice, 10.0).finish().expect("alice");
+    let sources = vec![Source { name: "Alice".into(), path: alice, screen: false }];
+    // /dev/full takes the open and refuses every write with ENOSPC, as a full disk does.
+    let error = compose(&sources, Path::new("/dev/full"), &Settings::default(), &mut |_| true)
+        .expect_err("nothing can be written");
+    assert!(error.to_string().contains("No space left on device"), "{error}");
+
+    let broken = dir.join("2-2.webm");
+    std::fs::write(&broken, b"not a recording at all").expect("write");
+    let sources = vec![Source { name: "Bob".into(), path: broken, screen: false }];
+    match compose(&sources, &dir.join("out.mp4"), &Settings::default(), &mut |_| true) {
+        Err(e @ ComposeError::Input { .. }) => assert!(e.to_string().contains("Bob's file"), "{e}"),
+        other => panic!("a broken file is named: {other:?}"),
+    }
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -93,6 +93,11 @@ impl TestApp {
 
     /// Starts Floo with extra `floo serve` flags.
     pub async fn spawn_with(backend: Backend, extra: &[&str]) -> TestApp {
+        // The server's log, shown for failed tests: `RUST_LOG=floo=debug cargo test ...`.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let data_dir = std::env::temp_dir().join(format!("floo-test-{}", unique_suffix()));
         let mut args: Vec<String> = vec![
             "floo serve".into(),

@@ -1,0 +1,167 @@
+//! The composition queue: recordings whose capture ended are composed one after another
+//! (or `jobs` at a time) on blocking threads, with their progress in the store. A
+//! composition interrupted by a restart starts again when the server does; a deleted
+//! recording's composition stops.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, watch};
+
+use super::compose::{ComposeError, Settings, Source, compose};
+use crate::store::Store;
+
+/// The composed video's name in a recording's directory.
+pub const COMPOSED_FILE: &str = "meeting.mp4";
+
+/// Hands finished recordings to the composer. Cheap to clone.
+#[derive(Clone)]
+pub struct Composer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    dir: PathBuf,
+    settings: Settings,
+    permits: Semaphore,
+    cancelled: Mutex<HashSet<i64>>,
+}
+
+impl Composer {
+    pub fn new(store: Store, recordings_dir: PathBuf, jobs: usize, settings: Settings) -> Composer {
+        Composer {
+            inner: Arc::new(Inner {
+                store,
+                dir: recordings_dir,
+                settings,
+                permits: Semaphore::new(jobs.max(1)),
+                cancelled: Mutex::new(HashSet::new()),
+            }),
+        }
+    }
+
+    /// Queues every recording left `composing` (by a restart, or by a migration).
+    pub async fn resume(&self) -> Result<usize, crate::store::Error> {
+        let ids = self.inner.store.recordings_in_state("composing").await?;
+        for id in &ids {
+            self.enqueue(*id);
+        }
+        Ok(ids.len())
+    }
+
+    /// Composes recording `id` when a job slot is free. The recording must be `composing`.
+    pub fn enqueue(&self, id: i64) {
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let Ok(_permit) = inner.permits.acquire().await else { return };
+            if inner.take_cancelled(id) {
+                return;
+            }
+            if let Err(e) = inner.run(id).await {
+                tracing::error!(recording = id, error = %e, "composition could not be recorded in the store");
+            }
+        });
+    }
+
+    /// Stops the composition of `id` if it is queued or running (the recording is being
+    /// deleted); its output is discarded.
+    pub async fn cancel_if_composing(&self, store: &Store, id: i64) -> Result<(), crate::store::Error> {
+        if store.recordings_in_state("composing").await?.contains(&id)
+            && let Ok(mut cancelled) = self.inner.cancelled.lock()
+        {
+            cancelled.insert(id);
+        }
+        Ok(())
+    }
+}
+
+impl Inner {
+    fn is_cancelled(&self, id: i64) -> bool {
+        self.cancelled.lock().map(|c| c.contains(&id)).unwrap_or(false)
+    }
+
+    fn take_cancelled(&self, id: i64) -> bool {
+        self.cancelled.lock().map(|mut c| c.remove(&id)).unwrap_or(false)
+    }
+
+    async fn run(self: &Arc<Self>, id: i64) -> Result<(), crate::store::Error> {
+        let dir = self.dir.join(id.to_string());
+        let sources: Vec<Source> = self
+            .store
+            .composition_sources(id)
+            .await?
+            .into_iter()
+            .map(|(name, file)| Source { screen: file.ends_with("-screen.webm"), path: dir.join(&file), name })
+            .collect();
+        let started = Instant::now();
+        tracing::info!(recording = id, sources = sources.len(), "composition started");
+        let (progress_tx, mut progress_rx) = watch::channel(0i64);
+        let store = self.store.clone();
+        let reporter = tokio::spawn(async move {
+            while progress_rx.changed().await.is_ok() {
+                let percent = *progress_rx.borrow_and_update();
+                if let Err(e) = store.set_composition_progress(id, percent).await {
+                    tracing::warn!(recording = id, error = %e, "cannot record composition progress");
+                }
+                // At most one write a second, whatever the pace of the composition.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        let part = dir.join(format!("{COMPOSED_FILE}.part"));
+        let inner = self.clone();
+        let (job_part, job_settings) = (part.clone(), self.settings.clone());
+        let result = tokio::task::spawn_blocking(move || {
+            let mut last = 0;
+            let mut on_progress = |fraction: f64| {
+                let percent = (fraction * 100.0).clamp(0.0, 99.0) as i64;
+                if percent != last {
+                    last = percent;
+                    let _ = progress_tx.send(percent);
+                }
+                !inner.is_cancelled(id)
+            };
+            compose(&sources, &job_part, &job_settings, &mut on_progress)
+        })
+        .await;
+        reporter.abort();
+        let outcome = match result {
+            Ok(Ok(composed)) => {
+                let target = dir.join(COMPOSED_FILE);
+                match tokio::fs::rename(&part, &target).await {
+                    Ok(()) => {
+                        let bytes = tokio::fs::metadata(&target).await.map(|m| m.len() as i64).unwrap_or(0);
+                        Ok((bytes, composed.duration_ms))
+                    }
+                    Err(e) => Err(format!("Saving the composed video failed: {e}")),
+                }
+            }
+            Ok(Err(ComposeError::Cancelled)) => {
+                let _ = tokio::fs::remove_file(&part).await;
+                self.take_cancelled(id);
+                tracing::info!(recording = id, "composition cancelled");
+                return Ok(());
+            }
+            Ok(Err(e)) => {
+                Err(format!("Composing the meeting's video failed: {e}. Each participant's tracks are still here."))
+            }
+            Err(e) => Err(format!("Composing the meeting's video stopped unexpectedly ({e}).")),
+        };
+        if outcome.is_err() {
+            let _ = tokio::fs::remove_file(&part).await;
+        }
+        match &outcome {
+            Ok((bytes, ms)) => tracing::info!(
+                recording = id,
+                bytes,
+                seconds = ms / 1000,
+                took_ms = started.elapsed().as_millis() as u64,
+                "composition finished"
+            ),
+            Err(reason) => tracing::warn!(recording = id, reason, "composition failed"),
+        }
+        self.store.finish_composition(id, outcome.as_ref().map(|o| *o).map_err(String::as_str)).await
+    }
+}
