@@ -1,8 +1,10 @@
 //! The relay's driver: a QUIC endpoint serving WebTransport, one task per session (its
-//! control stream and incoming group streams) and one task per meeting that owns the
-//! sans-IO [`Room`] and carries out what it asks for (open, write, finish or abandon
-//! group streams; control messages; closes). Admission needs a token minted for the
-//! (meeting, user) by the meeting page; attendance and presence go to the store and bus.
+//! control stream and incoming group streams), one task per meeting that owns the
+//! sans-IO [`Room`] and decides, and one writer task per session that carries out the
+//! room's orders for that subscriber's group streams (open, write, finish, abandon), so
+//! that the writes to a hundred subscribers run side by side instead of one after the
+//! other on the room's task. Admission needs a token minted for the (meeting, user) by the
+//! meeting page; attendance and presence go to the store and bus.
 
 use std::collections::HashMap;
 use std::collections::VecDeque;
@@ -218,13 +220,21 @@ impl Relay {
     /// The room task of a meeting, started on first use. The caller holds the lock
     /// while sending, so a room never exits with an input in flight.
     fn send_to_room(&self, meeting_id: i64, team_id: i64, input: Input) {
+        let _ = self.room(meeting_id, team_id).send(input);
+    }
+
+    /// The meeting's room task (started if needed). A group reader keeps it, rather than
+    /// looking the room up for every frame.
+    fn room(&self, meeting_id: i64, team_id: i64) -> mpsc::UnboundedSender<Input> {
         let mut rooms = self.inner.rooms.lock().unwrap_or_else(|p| p.into_inner());
-        let room = rooms.entry(meeting_id).or_insert_with(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(run_room(self.clone(), meeting_id, team_id, rx));
-            tx
-        });
-        let _ = room.send(input);
+        rooms
+            .entry(meeting_id)
+            .or_insert_with(|| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                tokio::spawn(run_room(self.clone(), meeting_id, team_id, rx));
+                tx
+            })
+            .clone()
     }
 }
 
@@ -304,11 +314,32 @@ struct SessionHandle {
     session: Session,
     user_id: i64,
     control: mpsc::UnboundedSender<Bytes>,
+    /// The session's writer task (started when it is admitted).
+    writer: Option<mpsc::UnboundedSender<WriterOrder>>,
 }
 
-/// A group stream to one subscriber, owned by the room task. Frames are written straight
-/// from the room task while the stream has send credit; a stream without credit (or not
-/// yet open) waits in [`Outgoing::busy`] and comes back when it can take more.
+/// What the room asks of a subscriber's writer task.
+enum WriterOrder {
+    Open { send: SendId, header: Bytes, priority: i32 },
+    Write { send: SendId, frame: Bytes },
+    Finish { send: SendId },
+    Abandon { send: SendId },
+}
+
+/// A writer's report to the room: bytes still queued on a group stream, and whether the
+/// stream is done with (finished, abandoned or gone).
+struct WriterReport {
+    send: SendId,
+    queued: usize,
+    done: bool,
+}
+
+/// Reports of queued bytes are sent when they cross zero or move by this much.
+const REPORT_STEP: usize = 16 * 1024;
+
+/// A group stream to one subscriber, owned by its writer task. Frames are written at once
+/// while the stream has send credit; a stream without credit (or not yet open) waits in
+/// [`Outgoing::busy`] and comes back when it can take more.
 struct OutStream {
     stream: Option<web_transport_quinn::SendStream>,
     pending: VecDeque<Bytes>,
@@ -317,11 +348,13 @@ struct OutStream {
     in_flight: usize,
     finish: bool,
     abandoned: bool,
+    /// The queued bytes last reported to the room.
+    reported: usize,
 }
 
 type Busy = Pin<Box<dyn Future<Output = (SendId, Option<web_transport_quinn::SendStream>)> + Send>>;
 
-/// Every group stream of a room, and the ones waiting to open or for credit.
+/// Every group stream of a subscriber, and the ones waiting to open or for credit.
 #[derive(Default)]
 struct Outgoing {
     streams: HashMap<SendId, OutStream>,
@@ -340,6 +373,7 @@ impl Outgoing {
                 in_flight: 0,
                 finish: false,
                 abandoned: false,
+                reported: 0,
             },
         );
         self.busy.push(Box::pin(async move {
@@ -414,10 +448,73 @@ impl Outgoing {
     }
 }
 
+/// A subscriber's writer: carries out the room's orders on its group streams and tells
+/// the room how much stays queued (so it can give up groups for a slow subscriber).
+async fn run_writer(
+    session: Session,
+    mut orders: mpsc::UnboundedReceiver<WriterOrder>,
+    reports: mpsc::UnboundedSender<WriterReport>,
+) {
+    let mut outgoing = Outgoing::default();
+    let report = |outgoing: &mut Outgoing, send: SendId, left: Option<usize>| {
+        let (queued, done) = match left {
+            Some(queued) => (queued, false),
+            None => (0, true),
+        };
+        if let Some(out) = outgoing.streams.get_mut(&send) {
+            let moved = queued.abs_diff(out.reported) >= REPORT_STEP || (queued == 0) != (out.reported == 0);
+            if !moved {
+                return;
+            }
+            out.reported = queued;
+        }
+        let _ = reports.send(WriterReport { send, queued, done });
+    };
+    loop {
+        tokio::select! {
+            order = orders.recv() => match order {
+                Some(WriterOrder::Open { send, header, priority }) => outgoing.open(&session, send, header, priority),
+                Some(WriterOrder::Write { send, frame }) => {
+                    if let Some(out) = outgoing.streams.get_mut(&send) {
+                        out.pending_bytes += frame.len();
+                        out.pending.push_back(frame);
+                        let left = outgoing.pump(send);
+                        report(&mut outgoing, send, left);
+                    }
+                }
+                Some(WriterOrder::Finish { send }) => {
+                    if let Some(out) = outgoing.streams.get_mut(&send) {
+                        out.finish = true;
+                        let left = outgoing.pump(send);
+                        report(&mut outgoing, send, left);
+                    }
+                }
+                Some(WriterOrder::Abandon { send }) => {
+                    if let Some(out) = outgoing.streams.get_mut(&send) {
+                        out.abandoned = true;
+                        out.pending.clear();
+                        out.pending_bytes = 0;
+                        let left = outgoing.pump(send);
+                        report(&mut outgoing, send, left);
+                    }
+                }
+                // The room let the session go: its streams go with the writer.
+                None => break,
+            },
+            Some((send, stream)) = outgoing.busy.next(), if !outgoing.busy.is_empty() => {
+                let left = outgoing.returned(send, stream);
+                report(&mut outgoing, send, left);
+            }
+        }
+    }
+}
+
 async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx: mpsc::UnboundedReceiver<Input>) {
     let mut room = Room::new(relay.inner.limits.clone());
     let mut sessions: HashMap<SessionId, SessionHandle> = HashMap::new();
-    let mut outgoing = Outgoing::default();
+    // Which session each open group stream belongs to.
+    let mut owners: HashMap<SendId, SessionId> = HashMap::new();
+    let (reports_tx, mut reports) = mpsc::unbounded_channel::<WriterReport>();
     let mut recorder: Option<Recorder> = None;
     let (attendance, attendance_rx) = mpsc::unbounded_channel();
     tokio::spawn(record_attendance(
@@ -431,23 +528,28 @@ async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx: mpsc::Unb
         let timeout = room.poll_timeout();
         let input = tokio::select! {
             input = rx.recv() => input,
-            Some((send, stream)) = outgoing.busy.next(), if !outgoing.busy.is_empty() => {
-                let left = outgoing.returned(send, stream);
-                room.backlog(Instant::now(), send, left.unwrap_or(0));
-                dispatch(&mut room, &mut sessions, &mut outgoing);
+            Some(report) = reports.recv() => {
+                if report.done {
+                    owners.remove(&report.send);
+                }
+                room.backlog(Instant::now(), report.send, report.queued);
+                dispatch(&mut room, &mut sessions, &mut owners);
                 continue;
             }
             () = sleep_until(timeout) => {
                 room.handle_timeout(Instant::now());
-                dispatch(&mut room, &mut sessions, &mut outgoing);
+                dispatch(&mut room, &mut sessions, &mut owners);
                 continue;
             }
         };
         let now = Instant::now();
         match input {
-            Some(Input::Join { session, user_id, name, handle, admitted }) => {
+            Some(Input::Join { session, user_id, name, mut handle, admitted }) => {
                 let result = room.join(now, session, user_id, &name);
                 if result.is_ok() {
+                    let (writer, orders) = mpsc::unbounded_channel();
+                    tokio::spawn(run_writer(handle.session.clone(), orders, reports_tx.clone()));
+                    handle.writer = Some(writer);
                     sessions.insert(session, *handle);
                     let _ = attendance.send((true, user_id));
                 }
@@ -455,6 +557,7 @@ async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx: mpsc::Unb
             }
             Some(Input::Leave { session }) => {
                 room.leave(session);
+                owners.retain(|_, s| *s != session);
                 if let Some(handle) = sessions.remove(&session)
                     && !sessions.values().any(|h| h.user_id == handle.user_id)
                 {
@@ -495,6 +598,7 @@ async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx: mpsc::Unb
                     }
                 }
                 room.leave(session);
+                owners.retain(|_, s| *s != session);
             }
             Some(Input::End) => {
                 if let Some(recorder) = recorder.take() {
@@ -508,7 +612,7 @@ async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx: mpsc::Unb
             }
             None => break,
         }
-        dispatch(&mut room, &mut sessions, &mut outgoing);
+        dispatch(&mut room, &mut sessions, &mut owners);
         if room.is_empty() {
             let mut rooms = relay.inner.rooms.lock().unwrap_or_else(|p| p.into_inner());
             if rx.is_empty() {
@@ -555,38 +659,36 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// Carries out everything the room asked for.
-fn dispatch(room: &mut Room, sessions: &mut HashMap<SessionId, SessionHandle>, outgoing: &mut Outgoing) {
+/// Carries out everything the room asked for: group stream orders go to the subscribers'
+/// writer tasks, control messages to their control streams.
+fn dispatch(
+    room: &mut Room,
+    sessions: &mut HashMap<SessionId, SessionHandle>,
+    owners: &mut HashMap<SendId, SessionId>,
+) {
+    let order = |sessions: &HashMap<SessionId, SessionHandle>, session: Option<&SessionId>, order: WriterOrder| {
+        session.and_then(|s| sessions.get(s)).and_then(|h| h.writer.as_ref()).is_some_and(|w| w.send(order).is_ok())
+    };
     while let Some(output) = room.poll_output() {
         match output {
             Output::OpenGroup { session, send, header, priority } => {
-                if let Some(handle) = sessions.get(&session) {
-                    outgoing.open(&handle.session, send, header, priority);
+                if order(sessions, Some(&session), WriterOrder::Open { send, header, priority }) {
+                    owners.insert(send, session);
+                } else {
+                    room.backlog(Instant::now(), send, 0);
                 }
             }
             Output::Write { send, frame } => {
-                if let Some(out) = outgoing.streams.get_mut(&send) {
-                    out.pending_bytes += frame.len();
-                    out.pending.push_back(frame);
-                    let left = outgoing.pump(send);
-                    room.backlog(Instant::now(), send, left.unwrap_or(0));
-                }
+                order(sessions, owners.get(&send), WriterOrder::Write { send, frame });
             }
             Output::Finish { send } => {
-                if let Some(out) = outgoing.streams.get_mut(&send) {
-                    out.finish = true;
-                    if outgoing.pump(send).is_none() {
-                        room.backlog(Instant::now(), send, 0);
-                    }
+                if !order(sessions, owners.get(&send), WriterOrder::Finish { send }) {
+                    owners.remove(&send);
+                    room.backlog(Instant::now(), send, 0);
                 }
             }
             Output::Abandon { send } => {
-                if let Some(out) = outgoing.streams.get_mut(&send) {
-                    out.abandoned = true;
-                    out.pending.clear();
-                    out.pending_bytes = 0;
-                    outgoing.pump(send);
-                }
+                order(sessions, owners.get(&send), WriterOrder::Abandon { send });
             }
             Output::Control { session, message } => {
                 if let Some(handle) = sessions.get(&session) {
@@ -597,6 +699,7 @@ fn dispatch(room: &mut Room, sessions: &mut HashMap<SessionId, SessionHandle>, o
                 if let Some(handle) = sessions.remove(&session) {
                     handle.session.close(code, reason.as_bytes());
                 }
+                owners.retain(|_, s| *s != session);
             }
         }
     }
@@ -639,7 +742,7 @@ async fn run_session(relay: Relay, session: Session, id: SessionId, admission: A
         }
     });
     let (admitted, admission_result) = oneshot::channel();
-    let handle = Box::new(SessionHandle { session: session.clone(), user_id: admission.user_id, control });
+    let handle = Box::new(SessionHandle { session: session.clone(), user_id: admission.user_id, control, writer: None });
     relay.send_to_room(
         meeting,
         team_id,
@@ -702,7 +805,10 @@ async fn read_group(
     mut stream: web_transport_quinn::RecvStream,
     max_frame: usize,
 ) {
-    let to_room = |input: Input| relay.send_to_room(meeting, team_id, input);
+    let room = relay.room(meeting, team_id);
+    let to_room = |input: Input| {
+        let _ = room.send(input);
+    };
     let mut reader = GroupReader::new(max_frame);
     let mut started = None;
     loop {
