@@ -42,11 +42,6 @@ impl App {
             .await
             .context("recovering interrupted recordings")?;
         let settings = crate::recording::Settings { preset: config.compose_preset.clone(), ..Default::default() };
-        let composer = Composer::new(store.clone(), recordings_dir.clone(), config.compose_jobs, settings);
-        let resumed = composer.resume().await.context("queueing unfinished compositions")?;
-        if resumed > 0 {
-            tracing::info!(recordings = resumed, "compositions queued again");
-        }
         let listener = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("binding the HTTP address {}", config.http_addr))?;
@@ -67,6 +62,11 @@ impl App {
             Some(url) => Bus::redis(url).await.context("connecting to Redis")?,
             None => Bus::in_process(),
         };
+        let composer = Composer::new(store.clone(), bus.clone(), recordings_dir.clone(), config.compose_jobs, settings);
+        let resumed = composer.resume().await.context("queueing unfinished compositions")?;
+        if resumed > 0 {
+            tracing::info!(recordings = resumed, "compositions queued again");
+        }
         let (closing, closing_rx) = watch::channel(false);
         let media = MediaConfig {
             quic_addr: config.quic_addr,

@@ -50,10 +50,23 @@ pub fn meeting_list(meetings: &[MeetingSummary]) -> Markup {
                             @if let Some(ended) = m.ended_at {
                                 " · lasted " (format_duration(ended - m.started_at))
                             }
-                            @if s.recordings > 0 {
-                                " · "
-                                a href=(format!("/teams/{}/meetings/{}#recordings", m.team_id, m.id)) {
-                                    (s.recordings) @if s.recordings == 1 { " recording" } @else { " recordings" }
+                        }
+                        @if !s.recordings.is_empty() {
+                            ul.recording-briefs.small {
+                                @for r in &s.recordings {
+                                    li {
+                                        a href=(format!("/teams/{}/meetings/{}#recordings", m.team_id, m.id)) {
+                                            "Recording " (r.id)
+                                        }
+                                        " " span class=(format!("badge rec-{}", r.state)) {
+                                            (r.state) @if r.state == "composing" { " " (r.progress) "%" }
+                                        }
+                                        @if r.interrupted { " " span.badge.rec-interrupted { "interrupted" } }
+                                        span.muted {
+                                            @if let Some(ms) = r.duration_ms { " · " (format_duration(ms)) }
+                                            @if let Some(bytes) = r.composed_bytes { " · " (format!("{:.1} MB", bytes as f64 / 1e6)) }
+                                        }
+                                    }
                                 }
                             }
                         }

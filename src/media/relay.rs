@@ -742,7 +742,8 @@ async fn run_session(relay: Relay, session: Session, id: SessionId, admission: A
         }
     });
     let (admitted, admission_result) = oneshot::channel();
-    let handle = Box::new(SessionHandle { session: session.clone(), user_id: admission.user_id, control, writer: None });
+    let handle =
+        Box::new(SessionHandle { session: session.clone(), user_id: admission.user_id, control, writer: None });
     relay.send_to_room(
         meeting,
         team_id,

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, watch};
 
 use super::compose::{ComposeError, Settings, Source, compose};
+use crate::bus::{Bus, Event};
 use crate::store::Store;
 
 /// The composed video's name in a recording's directory.
@@ -24,6 +25,8 @@ pub struct Composer {
 
 struct Inner {
     store: Store,
+    /// Team pages list recordings with their state: they hear of changes.
+    bus: Bus,
     dir: PathBuf,
     settings: Settings,
     permits: Semaphore,
@@ -31,10 +34,11 @@ struct Inner {
 }
 
 impl Composer {
-    pub fn new(store: Store, recordings_dir: PathBuf, jobs: usize, settings: Settings) -> Composer {
+    pub fn new(store: Store, bus: Bus, recordings_dir: PathBuf, jobs: usize, settings: Settings) -> Composer {
         Composer {
             inner: Arc::new(Inner {
                 store,
+                bus,
                 dir: recordings_dir,
                 settings,
                 permits: Semaphore::new(jobs.max(1)),
@@ -98,13 +102,22 @@ impl Inner {
             .collect();
         let started = Instant::now();
         tracing::info!(recording = id, sources = sources.len(), "composition started");
+        let team = self.store.recording_team(id).await?;
         let (progress_tx, mut progress_rx) = watch::channel(0i64);
-        let store = self.store.clone();
+        let (store, bus) = (self.store.clone(), self.bus.clone());
         let reporter = tokio::spawn(async move {
+            let mut told = 0;
             while progress_rx.changed().await.is_ok() {
                 let percent = *progress_rx.borrow_and_update();
                 if let Err(e) = store.set_composition_progress(id, percent).await {
                     tracing::warn!(recording = id, error = %e, "cannot record composition progress");
+                }
+                // Team pages show the progress in steps of ten (the meeting page follows it closely).
+                if let Some(team_id) = team
+                    && percent / 10 != told / 10
+                {
+                    told = percent;
+                    bus.publish(Event::TeamChanged { team_id });
                 }
                 // At most one write a second, whatever the pace of the composition.
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -162,6 +175,10 @@ impl Inner {
             ),
             Err(reason) => tracing::warn!(recording = id, reason, "composition failed"),
         }
-        self.store.finish_composition(id, outcome.as_ref().map(|o| *o).map_err(String::as_str)).await
+        self.store.finish_composition(id, outcome.as_ref().map(|o| *o).map_err(String::as_str)).await?;
+        if let Some(team_id) = team {
+            self.bus.publish(Event::TeamChanged { team_id });
+        }
+        Ok(())
     }
 }

@@ -31,8 +31,20 @@ pub struct MeetingSummary {
     pub attendees: Vec<String>,
     /// Those in it now, by name.
     pub present: Vec<String>,
-    /// Finished recordings (composing, ready or failed: their files can be downloaded).
-    pub recordings: i64,
+    /// The meeting's recordings, oldest first.
+    pub recordings: Vec<RecordingBrief>,
+}
+
+/// A recording as a meeting list shows it.
+#[derive(Debug, Clone)]
+pub struct RecordingBrief {
+    pub id: i64,
+    /// recording | composing | ready | failed
+    pub state: String,
+    pub progress: i64,
+    pub interrupted: bool,
+    pub duration_ms: Option<i64>,
+    pub composed_bytes: Option<i64>,
 }
 
 /// One stay of one person in a meeting.
@@ -114,25 +126,50 @@ impl Store {
         self.summarize(meetings).await
     }
 
+    /// Attendance and recordings of a page of meetings: two queries, whatever the count.
     async fn summarize(&self, meetings: Vec<(Meeting, String)>) -> Result<Vec<MeetingSummary>> {
+        if meetings.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Ids are integers from the database: safe to spell out in the query.
+        let ids = meetings.iter().map(|(m, _)| m.id.to_string()).collect::<Vec<_>>().join(",");
+        let stays: Vec<(i64, String, Option<i64>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT a.meeting_id, u.display_name, a.left_at FROM attendance a JOIN users u ON u.id = a.user_id
+             WHERE a.meeting_id IN ({ids}) ORDER BY a.joined_at, a.id"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        let recordings: Vec<(i64, i64, String, i64, i64, Option<i64>, Option<i64>)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT meeting_id, id, state, progress, interrupted, duration_ms, composed_bytes FROM recordings
+                 WHERE meeting_id IN ({ids}) ORDER BY id"
+            )))
+            .fetch_all(&self.pool)
+            .await?;
         let mut out = Vec::with_capacity(meetings.len());
         for (meeting, team_name) in meetings {
-            let stays = self.attendance(meeting.id).await?;
             let mut attendees: Vec<String> = Vec::new();
             let mut present: Vec<String> = Vec::new();
-            for stay in &stays {
-                if !attendees.contains(&stay.display_name) {
-                    attendees.push(stay.display_name.clone());
+            for (_, name, left_at) in stays.iter().filter(|(m, _, _)| *m == meeting.id) {
+                if !attendees.contains(name) {
+                    attendees.push(name.clone());
                 }
-                if stay.left_at.is_none() && !present.contains(&stay.display_name) {
-                    present.push(stay.display_name.clone());
+                if left_at.is_none() && !present.contains(name) {
+                    present.push(name.clone());
                 }
             }
-            let (recordings,): (i64,) =
-                sqlx::query_as("SELECT COUNT(*) FROM recordings WHERE meeting_id = $1 AND state <> 'recording'")
-                    .bind(meeting.id)
-                    .fetch_one(&self.pool)
-                    .await?;
+            let recordings = recordings
+                .iter()
+                .filter(|r| r.0 == meeting.id)
+                .map(|(_, id, state, progress, interrupted, duration_ms, composed_bytes)| RecordingBrief {
+                    id: *id,
+                    state: state.clone(),
+                    progress: *progress,
+                    interrupted: *interrupted != 0,
+                    duration_ms: *duration_ms,
+                    composed_bytes: *composed_bytes,
+                })
+                .collect();
             out.push(MeetingSummary { meeting, team_name, attendees, present, recordings });
         }
         Ok(out)

@@ -143,6 +143,16 @@ impl Store {
         Ok(())
     }
 
+    /// The team a recording's meeting belongs to.
+    pub async fn recording_team(&self, id: i64) -> Result<Option<i64>> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT m.team_id FROM recordings r JOIN meetings m ON m.id = r.meeting_id WHERE r.id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(team,)| team))
+    }
+
     /// The files a composition reads: (participant's name, file name), in the order written.
     pub async fn composition_sources(&self, id: i64) -> Result<Vec<(String, String)>> {
         Ok(sqlx::query_as(

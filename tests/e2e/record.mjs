@@ -90,6 +90,13 @@ await withBrowser(artifacts, async (browser) => {
   check(played.width === 1280 && played.time > 0.5 && Math.abs(played.duration * 1000 - recorded) < 1500,
     `the meeting video plays in Chromium: ${JSON.stringify(played)}`);
 
+  // The team's meeting list shows the recording with its state, length and size.
+  await bob.goto(meetingUrl.replace(/\/meetings\/\d+$/, ''));
+  const brief = bob.locator('.recording-briefs li', { hasText: 'Recording 1' });
+  await brief.locator('.badge', { hasText: 'ready' }).waitFor();
+  check(/ · \d+ s · [\d.]+ MB/.test(await brief.textContent()), `length and size on the team page: ${await brief.textContent()}`);
+  await shot(bob, artifacts, '04-team-page');
+
   const eve = await signIn(browser, base, 'Eve');
   const refused = await eve.request.get(base + href);
   check(refused.status() === 404, `a non-member gets 404 (got ${refused.status()})`);

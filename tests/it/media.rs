@@ -512,7 +512,7 @@ async fn a_recorded_meeting_yields_a_playable_file_per_participant_that_members_
     let team = meeting.split('/').nth(2).expect("team id");
     let link = format!("/teams/{team}/recording-files/{file_id}");
     // The team page and the meeting's forum topic list it too.
-    clients[1].get(&format!("/teams/{team}")).await.expect_ok_with("1 recording");
+    clients[1].get(&format!("/teams/{team}")).await.expect_ok_with("Recording 1");
     let topic = page.between(&format!("/teams/{team}/topics/"), "/");
     clients[1].get(&format!("/teams/{team}/topics/{topic}")).await.expect_ok_with("Alice's tracks");
 
@@ -615,7 +615,7 @@ async fn a_full_disk_fails_the_composition_with_its_reason_and_keeps_the_tracks(
     alice.send(&ClientMessage::Ping { nonce: 7 }).await;
     alice.wait_for(|m| matches!(m, ServerMessage::Pong { nonce: 7 })).await;
     let team = meeting.split('/').nth(2).expect("team id");
-    clients[0].get(&format!("/teams/{team}")).await.expect_ok_with("1 recording");
+    clients[0].get(&format!("/teams/{team}")).await.expect_ok_with("Recording 1");
     let _ = std::fs::remove_dir_all(scratch);
     app.finish().await;
 }
