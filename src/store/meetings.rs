@@ -35,6 +35,9 @@ pub struct MeetingSummary {
     pub recordings: Vec<RecordingBrief>,
 }
 
+/// (meeting, id, state, progress, interrupted, duration, video size)
+type BriefRow = (i64, i64, String, i64, i64, Option<i64>, Option<i64>);
+
 /// A recording as a meeting list shows it.
 #[derive(Debug, Clone)]
 pub struct RecordingBrief {
@@ -139,13 +142,12 @@ impl Store {
         )))
         .fetch_all(&self.pool)
         .await?;
-        let recordings: Vec<(i64, i64, String, i64, i64, Option<i64>, Option<i64>)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT meeting_id, id, state, progress, interrupted, duration_ms, composed_bytes FROM recordings
+        let recordings: Vec<BriefRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT meeting_id, id, state, progress, interrupted, duration_ms, composed_bytes FROM recordings
                  WHERE meeting_id IN ({ids}) ORDER BY id"
-            )))
-            .fetch_all(&self.pool)
-            .await?;
+        )))
+        .fetch_all(&self.pool)
+        .await?;
         let mut out = Vec::with_capacity(meetings.len());
         for (meeting, team_name) in meetings {
             let mut attendees: Vec<String> = Vec::new();
