@@ -27,7 +27,7 @@ use web_transport_quinn::Session;
 
 use super::close;
 use super::room::{Limits, Output, Refusal, Room, SendId, SessionId};
-use super::tls::{self, DEV_RENEW_BEFORE};
+use super::tls;
 use super::token::{Admission, TokenKey};
 use super::wire::{
     ClientMessage, ControlReader, FrameInfo, GroupReader, TrackKind, WireError, encode_control, frame_payload,
@@ -142,6 +142,18 @@ impl Relay {
         *self.inner.cert_hash.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Makes a new development certificate and serves it from now on, without a restart:
+    /// sessions already open keep the old one, new tickets carry the new hash. Returns
+    /// when the new certificate expires (Unix seconds).
+    pub fn renew_dev_certificate(&self) -> Result<i64, tls::TlsError> {
+        let identity = tls::dev_identity()?;
+        let config = tls::server_config(&identity)?;
+        self.inner.endpoint.set_server_config(Some(config));
+        *self.inner.cert_hash.write().unwrap_or_else(|p| p.into_inner()) = identity.dev_hash;
+        tracing::info!("development certificate renewed");
+        Ok(identity.dev_expires.unwrap_or(0))
+    }
+
     /// A token admitting `user_id` to `meeting_id` for the next minute.
     pub fn mint_token(&self, meeting_id: i64, user_id: i64) -> String {
         self.inner.key.mint(Admission { meeting_id, user_id }, now_ms())
@@ -244,20 +256,15 @@ fn bind_dual_stack(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     Ok(socket)
 }
 
+/// Checks the development certificate every hour and renews it when it is near its end.
 async fn renew_dev_certificate(relay: Relay, mut expires: i64) {
     loop {
         tokio::time::sleep(Duration::from_secs(3600)).await;
-        let left = expires - time::OffsetDateTime::now_utc().unix_timestamp();
-        if left > DEV_RENEW_BEFORE.as_secs() as i64 {
+        if !tls::needs_renewal(expires, time::OffsetDateTime::now_utc().unix_timestamp()) {
             continue;
         }
-        match tls::dev_identity().and_then(|identity| Ok((tls::server_config(&identity)?, identity))) {
-            Ok((config, identity)) => {
-                relay.inner.endpoint.set_server_config(Some(config));
-                *relay.inner.cert_hash.write().unwrap_or_else(|p| p.into_inner()) = identity.dev_hash;
-                expires = identity.dev_expires.unwrap_or(0);
-                tracing::info!("development certificate renewed");
-            }
+        match relay.renew_dev_certificate() {
+            Ok(until) => expires = until,
             Err(e) => tracing::error!(error = %e, "cannot renew the development certificate"),
         }
     }

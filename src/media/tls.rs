@@ -16,6 +16,11 @@ pub const DEV_VALIDITY: Duration = Duration::from_secs(13 * 24 * 3600);
 /// Renew a dev certificate when less than this is left.
 pub const DEV_RENEW_BEFORE: Duration = Duration::from_secs(3 * 24 * 3600);
 
+/// Whether a dev certificate expiring at `expires` should be renewed at `now` (Unix seconds).
+pub fn needs_renewal(expires: i64, now: i64) -> bool {
+    expires - now <= DEV_RENEW_BEFORE.as_secs() as i64
+}
+
 /// A certificate chain with its key.
 pub struct Identity {
     pub chain: Vec<CertificateDer<'static>>,
@@ -107,5 +112,18 @@ mod tests {
         assert!(expires - now > 12 * 24 * 3600);
         assert_eq!(identity.dev_hash.unwrap(), <[u8; 32]>::from(Sha256::digest(&identity.chain[0])));
         server_config(&identity).unwrap();
+    }
+
+    #[test]
+    fn a_dev_certificate_is_renewed_three_days_before_it_expires_and_not_sooner() {
+        let identity = dev_identity().unwrap();
+        let (made, expires) = (time::OffsetDateTime::now_utc().unix_timestamp(), identity.dev_expires.unwrap());
+        let day = 24 * 3600;
+        assert!(!needs_renewal(expires, made), "a fresh certificate is kept");
+        assert!(!needs_renewal(expires, made + 9 * day), "four days left: kept");
+        assert!(needs_renewal(expires, made + 10 * day), "under three days left: renewed");
+        assert!(needs_renewal(expires, expires + 1), "expired: renewed");
+        // The hourly check leaves a renewed certificate at least 2 days 23 hours before its end.
+        assert!(DEV_RENEW_BEFORE.as_secs() > 3600);
     }
 }

@@ -620,6 +620,39 @@ async fn a_full_disk_fails_the_composition_with_its_reason_and_keeps_the_tracks(
     app.finish().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_dev_certificate_serves_new_sessions_while_open_ones_go_on() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (clients, meeting) = meeting(&app, &["Alice", "Bob"]).await;
+    let mut alice = join(&app, &clients[0], &meeting).await;
+    let old: serde_json::Value =
+        serde_json::from_str(&clients[1].post_form(&format!("{meeting}/media"), &[]).await.body).expect("ticket");
+
+    app.relay.renew_dev_certificate().expect("renew");
+
+    // New tickets carry the new certificate's hash, and it admits.
+    let fresh: serde_json::Value =
+        serde_json::from_str(&clients[1].post_form(&format!("{meeting}/media"), &[]).await.body).expect("ticket");
+    assert_ne!(fresh["certHash"], old["certHash"], "the hash changed");
+    let hash = |t: &serde_json::Value| -> Vec<u8> {
+        t["certHash"].as_array().expect("hash").iter().map(|b| b.as_u64().unwrap_or(0) as u8).collect()
+    };
+    let port = fresh["port"].as_u64().expect("port") as u16;
+    let _bob = open_peer(connect_to(port, hash(&fresh), fresh["token"].as_str().expect("token")).await).await;
+    alice.wait_for(|m| matches!(m, ServerMessage::Joined { .. })).await;
+
+    // The old hash no longer matches what the relay presents.
+    let client =
+        web_transport_quinn::ClientBuilder::new().with_server_certificate_hashes(vec![hash(&old)]).expect("client");
+    let url = format!("https://127.0.0.1:{port}/meeting?token={}", old["token"].as_str().expect("token"));
+    assert!(client.connect(url::Url::parse(&url).expect("url")).await.is_err(), "the old certificate is gone");
+
+    // Alice's session, opened under the old certificate, goes on.
+    alice.send(&ClientMessage::Ping { nonce: 9 }).await;
+    alice.wait_for(|m| matches!(m, ServerMessage::Pong { nonce: 9 })).await;
+    app.finish().await;
+}
+
 /// Waits for the meeting page to show a composed meeting video; returns the page.
 async fn composed(client: &Client, meeting: &str) -> crate::support::Page {
     for _ in 0..300 {

@@ -83,6 +83,7 @@ pub struct TestApp {
     postgres_db: Option<String>,
     pub quic_addr: std::net::SocketAddr,
     pub cert_hash: Option<[u8; 32]>,
+    pub relay: floo::media::relay::Relay,
 }
 
 impl TestApp {
@@ -121,9 +122,10 @@ impl TestApp {
         let base = app.public_url().to_owned();
         let quic_addr = app.quic_addr();
         let cert_hash = app.cert_hash();
+        let relay = app.relay();
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(app.run(stopped));
-        TestApp { base, data_dir, stop, task, postgres_db, quic_addr, cert_hash }
+        TestApp { base, data_dir, stop, task, postgres_db, quic_addr, cert_hash, relay }
     }
 
     /// A new browser-like client (its own cookies) for this app.
