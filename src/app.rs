@@ -13,6 +13,7 @@ use crate::bus::Bus;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::http::{self, AppState, PostRate, Shared, StreamCap};
+use crate::media::placement::Placement;
 use crate::media::relay::{MediaConfig, Relay};
 use crate::media::room::Limits;
 use crate::recording::Composer;
@@ -77,7 +78,20 @@ impl App {
         let relay = Relay::start(media, store.clone(), bus.clone(), closing_rx.clone())
             .await
             .context("starting the media relay")?;
+        let placement = match &config.redis_url {
+            Some(url) => {
+                Placement::redis(url, relay.deployment()).await.context("connecting to Redis for meeting placement")?
+            }
+            None => Placement::local(),
+        };
+        {
+            let (hosted, address) = (relay.clone(), relay.clone());
+            let host = config.media_host.clone();
+            placement.renew_forever(move || hosted.hosted_meetings(), move || address.address(host.clone()));
+        }
         let state = AppState::new(Shared {
+            placement,
+            media_host: config.media_host.clone(),
             closing: closing_rx,
             relay,
             recordings_dir,

@@ -71,6 +71,12 @@ pub struct Config {
     #[arg(long, env = "FLOO_RECORDINGS_DIR")]
     pub recordings_dir: Option<PathBuf>,
 
+    /// The host name browsers use to reach this node's media relay (default: the host of
+    /// the page). Set it on each node when several nodes share Redis: a meeting's call is
+    /// hosted by one node and browsers are sent to it.
+    #[arg(long, env = "FLOO_MEDIA_HOST")]
+    pub media_host: Option<String>,
+
     /// How many recordings are composed into a meeting video at the same time (each
     /// composition takes about one core while it runs).
     #[arg(long, env = "FLOO_COMPOSE_JOBS", default_value_t = 1)]

@@ -279,12 +279,15 @@ async fn media_ticket(State(state): State<AppState>, mt: MeetingInTeam) -> Resul
     if !mt.meeting.is_live() {
         return Err(Error::Conflict("This meeting has ended.".into()));
     }
-    let hash = state.relay.cert_hash().map(|h| h.to_vec());
+    // The call is on the node that hosts the meeting (this one unless several share Redis);
+    // every node signs tokens with the same secret.
+    let at = state.placement.locate(mt.meeting.id, &state.relay.address(state.media_host.clone())).await;
     Ok(axum::Json(serde_json::json!({
-        "port": state.relay.addr().port(),
+        "host": at.host,
+        "port": at.port,
         "path": "/meeting",
         "token": state.relay.mint_token(mt.meeting.id, mt.member.user_id()),
-        "certHash": hash,
+        "certHash": at.cert_hash,
         "you": { "userId": mt.member.user_id(), "name": mt.member.viewer.user.display_name },
     }))
     .into_response())

@@ -49,6 +49,10 @@ pub struct Shared {
     pub composer: crate::recording::Composer,
     /// The media relay (WebTransport over QUIC).
     pub relay: crate::media::relay::Relay,
+    /// Which node hosts each meeting's call.
+    pub placement: crate::media::placement::Placement,
+    /// The host browsers use for this node's relay (None: the page's host).
+    pub media_host: Option<String>,
     /// Turns true when the server shuts down: live streams end so connections drain.
     pub closing: tokio::sync::watch::Receiver<bool>,
     pub streams: StreamCap,

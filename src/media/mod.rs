@@ -3,6 +3,7 @@
 //! priorities, drop decisions) that tests drive without sockets. See
 //! `src/media/PROTOCOL.md`.
 
+pub mod placement;
 pub mod relay;
 pub mod room;
 pub mod tls;

@@ -78,6 +78,9 @@ impl Relay {
         bus: Bus,
         mut closing: watch::Receiver<bool>,
     ) -> anyhow::Result<Relay> {
+        let fresh = TokenKey::random().to_hex();
+        let kept = store.media_secret(&fresh).await.context("reading the media token secret")?;
+        let key = TokenKey::from_hex(&kept).context("the media token secret in the database is damaged")?;
         let (identity, dev) = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => (tls::load_identity(cert, key)?, false),
             (None, None) => (tls::dev_identity()?, true),
@@ -98,7 +101,7 @@ impl Relay {
             inner: Arc::new(Inner {
                 endpoint: endpoint.clone(),
                 addr,
-                key: TokenKey::random(),
+                key,
                 cert_hash: RwLock::new(identity.dev_hash),
                 rooms: Mutex::new(HashMap::new()),
                 store,
@@ -140,6 +143,26 @@ impl Relay {
     /// SHA-256 of the dev certificate, for `serverCertificateHashes` (None with a real one).
     pub fn cert_hash(&self) -> Option<[u8; 32]> {
         *self.inner.cert_hash.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Where browsers reach this relay (`host`: None for the page's own host).
+    pub fn address(&self, host: Option<String>) -> super::placement::RelayAddress {
+        super::placement::RelayAddress {
+            host,
+            port: self.inner.addr.port(),
+            cert_hash: self.cert_hash().map(|h| h.to_vec()),
+        }
+    }
+
+    /// The same for every node of one deployment (nodes sharing a database), and different
+    /// between deployments: it keeps their meetings apart in a shared Redis.
+    pub fn deployment(&self) -> String {
+        self.inner.key.fingerprint()
+    }
+
+    /// The meetings whose call this relay hosts now.
+    pub fn hosted_meetings(&self) -> Vec<i64> {
+        self.inner.rooms.lock().unwrap_or_else(|p| p.into_inner()).keys().copied().collect()
     }
 
     /// Makes a new development certificate and serves it from now on, without a restart:

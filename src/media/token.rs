@@ -1,6 +1,8 @@
 //! Admission tokens: the meeting page asks for one, the relay admits a WebTransport
 //! session only with a valid one. A token names the meeting and the user, expires
-//! after a minute, and carries an HMAC-SHA-256 over both made with the node's secret.
+//! after a minute, and carries an HMAC-SHA-256 over both made with a secret that every
+//! node on the same database shares (kept in the database), so that any node's relay
+//! admits a token minted by any node's page.
 
 use sha2::{Digest, Sha256};
 
@@ -24,6 +26,31 @@ impl TokenKey {
         // The OS generator failing leaves no secure way to admit anyone.
         getrandom::fill(&mut key).unwrap_or_else(|e| panic!("the operating system's random generator failed: {e}"));
         TokenKey(key)
+    }
+
+    /// A short public name of the key (a digest, not the key): nodes sharing the key are
+    /// one deployment.
+    pub fn fingerprint(&self) -> String {
+        hex(&Sha256::digest(self.0)[..8])
+    }
+
+    /// The key as hex, to keep it (see [`TokenKey::from_hex`]).
+    pub fn to_hex(&self) -> String {
+        hex(&self.0)
+    }
+
+    /// A key kept with [`TokenKey::to_hex`]; None unless it is 64 hex digits.
+    pub fn from_hex(text: &str) -> Option<TokenKey> {
+        let bytes = text.as_bytes();
+        if bytes.len() != 64 {
+            return None;
+        }
+        let mut key = [0u8; 32];
+        for (i, pair) in bytes.chunks(2).enumerate() {
+            let digits = std::str::from_utf8(pair).ok()?;
+            key[i] = u8::from_str_radix(digits, 16).ok()?;
+        }
+        Some(TokenKey(key))
     }
 
     /// `meeting.user.expires.mac`
@@ -95,5 +122,15 @@ mod tests {
         assert_eq!(key.verify(&token.replacen("4.", "5.", 1), 1_000), None, "another meeting");
         assert_eq!(TokenKey::random().verify(&token, 1_000), None, "another key");
         assert_eq!(key.verify("garbage", 1_000), None);
+    }
+
+    #[test]
+    fn a_kept_key_admits_what_the_original_minted() {
+        let key = TokenKey::random();
+        let kept = TokenKey::from_hex(&key.to_hex()).expect("round trip");
+        let token = key.mint(Admission { meeting_id: 1, user_id: 2 }, 0);
+        assert_eq!(kept.verify(&token, 0), Some(Admission { meeting_id: 1, user_id: 2 }));
+        assert!(TokenKey::from_hex("abc").is_none());
+        assert!(TokenKey::from_hex(&"zz".repeat(32)).is_none());
     }
 }

@@ -101,6 +101,18 @@ impl Store {
         Ok(())
     }
 
+    /// The secret shared by every node on this database for media admission tokens: the
+    /// first node to ask keeps `candidate`, the others get what it kept.
+    pub async fn media_secret(&self, candidate: &str) -> Result<String> {
+        sqlx::query("INSERT INTO media_secret (id, secret) VALUES (1, $1) ON CONFLICT (id) DO NOTHING")
+            .bind(candidate)
+            .execute(&self.pool)
+            .await?;
+        let (secret,): (String,) =
+            sqlx::query_as("SELECT secret FROM media_secret WHERE id = 1").fetch_one(&self.pool).await?;
+        Ok(secret)
+    }
+
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
         self.pool.close().await;

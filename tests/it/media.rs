@@ -17,7 +17,7 @@ use crate::support::{Backend, Client, TestApp};
 const DEADLINE: Duration = Duration::from_secs(10);
 
 /// A participant's connection, as the browser client makes it.
-struct Peer {
+pub struct Peer {
     session: Session,
     control: web_transport_quinn::SendStream,
     incoming: web_transport_quinn::RecvStream,
@@ -38,7 +38,7 @@ async fn connect_with_token(app: &TestApp, token: &str) -> Peer {
 }
 
 /// Opens the control stream and waits for the welcome.
-async fn open_peer(session: Session) -> Peer {
+pub async fn open_peer(session: Session) -> Peer {
     let (mut control, incoming) = session.open_bi().await.expect("control stream");
     // The stream reaches the relay with its first message.
     control.write_all(&encode_control(&ClientMessage::Ping { nonce: 1 })).await.expect("ping");
@@ -51,14 +51,14 @@ async fn connect(app: &TestApp, token: &str) -> Session {
     connect_to(app.quic_addr.port(), app.cert_hash.expect("a dev certificate").to_vec(), token).await
 }
 
-async fn connect_to(port: u16, hash: Vec<u8>, token: &str) -> Session {
+pub async fn connect_to(port: u16, hash: Vec<u8>, token: &str) -> Session {
     let client = web_transport_quinn::ClientBuilder::new().with_server_certificate_hashes(vec![hash]).expect("client");
     let url = format!("https://127.0.0.1:{port}/meeting?token={token}");
     client.connect(url::Url::parse(&url).expect("url")).await.expect("connect")
 }
 
 impl Peer {
-    async fn send(&mut self, message: &ClientMessage) {
+    pub async fn send(&mut self, message: &ClientMessage) {
         self.control.write_all(&encode_control(message)).await.expect("send control");
     }
 
@@ -77,7 +77,7 @@ impl Peer {
     }
 
     /// Waits for a message matching `want`, skipping others.
-    async fn wait_for(&mut self, want: impl Fn(&ServerMessage) -> bool) -> ServerMessage {
+    pub async fn wait_for(&mut self, want: impl Fn(&ServerMessage) -> bool) -> ServerMessage {
         loop {
             let message = self.next_message().await;
             if want(&message) {

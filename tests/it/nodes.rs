@@ -185,3 +185,42 @@ async fn no_message_is_lost_while_redis_restarts() {
     assert_eq!(event.id.as_deref(), Some("4"));
     assert!(event.data.contains("after"));
 }
+
+/// A media ticket for `meeting`, as the meeting page asks for it.
+async fn media_ticket(client: &Client, meeting: &str) -> serde_json::Value {
+    let page = client.post_form(&format!("{meeting}/media"), &[]).await;
+    serde_json::from_str(&page.body).expect("ticket")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_is_hosted_by_one_node_whichever_node_people_ask() {
+    use floo::media::wire::ServerMessage;
+    let (database, _) = create_postgres_database().await;
+    let a = Node::start(&database, &redis_url()).await;
+    let b = Node::start(&database, &redis_url()).await;
+    let (alice, bob, topic) = team_across(&a, &b).await;
+    let team = topic.split("/topics/").next().expect("team path").to_owned();
+    let meeting = alice.post_form(&format!("{team}/meetings"), &[("title", "Spread call")]).await;
+    let meeting = meeting.url.trim_start_matches(&a.base).to_owned();
+
+    // Alice asks node A first, so A hosts the call; Bob asks node B and is sent to A.
+    let for_alice = media_ticket(&alice, &meeting).await;
+    let for_bob = media_ticket(&bob, &meeting).await;
+    assert_eq!(for_alice["port"], for_bob["port"], "both are sent to the same relay");
+    assert_eq!(for_alice["certHash"], for_bob["certHash"]);
+    let hash = |t: &serde_json::Value| -> Vec<u8> {
+        t["certHash"].as_array().expect("hash").iter().map(|b| b.as_u64().unwrap_or(0) as u8).collect()
+    };
+    let connect = |t: &serde_json::Value| {
+        let (port, hash, token) =
+            (t["port"].as_u64().expect("port") as u16, hash(t), t["token"].as_str().expect("token").to_owned());
+        async move { crate::media::open_peer(crate::media::connect_to(port, hash, &token).await).await }
+    };
+    let mut alice_call = connect(&for_alice).await;
+    // Bob's token was minted by node B; node A's relay admits it (one secret per deployment).
+    let _bob_call = connect(&for_bob).await;
+    alice_call.wait_for(|m| matches!(m, ServerMessage::Joined { .. })).await;
+
+    // Asking again, either node still points at A.
+    assert_eq!(media_ticket(&bob, &meeting).await["port"], for_alice["port"]);
+}
