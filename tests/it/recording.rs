@@ -193,6 +193,13 @@ fn a_full_disk_fails_the_composition_with_a_readable_reason() {
         .expect_err("nothing can be written");
     assert!(error.to_string().contains("No space left on device"), "{error}");
 
+    // The recorder's own files meet a full disk the same way: the error says so, and the
+    // relay marks the recording failed with it.
+    let refused = ParticipantFile::create(Path::new("/dev/full"), Some((320, 240)), true)
+        .and_then(|mut f| f.write(TrackKind::Audio, 0, true, &[0u8; 200]));
+    let error = refused.expect_err("nothing can be written").to_string();
+    assert!(error.contains("No space left on device"), "{error}");
+
     let broken = dir.join("2-2.webm");
     std::fs::write(&broken, b"not a recording at all").expect("write");
     let sources = vec![Source { name: "Bob".into(), path: broken, screen: false }];
@@ -200,5 +207,88 @@ fn a_full_disk_fails_the_composition_with_a_readable_reason() {
         Err(e @ ComposeError::Input { .. }) => assert!(e.to_string().contains("Bob's file"), "{e}"),
         other => panic!("a broken file is named: {other:?}"),
     }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Four seconds of black and silence with a white flash and a 1 kHz beep together from
+/// 2.0 to 2.5 s: a clap, to see where sound and picture end up.
+fn clap(dir: &Path) -> PathBuf {
+    let path = dir.join("clap.webm");
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "color=c=black:s=320x240:r=30:d=4"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000:duration=4"])
+        .args(["-vf", "drawbox=c=white:t=fill:enable='between(t,2,2.5)'"])
+        .args(["-af", "volume=0:enable='lt(t,2)+gt(t,2.5)'"])
+        .args(["-c:v", "libvpx", "-g", "30", "-b:v", "300k", "-c:a", "libopus", "-ac", "1", "-ar", "48000"])
+        .arg(&path)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(status.success());
+    path
+}
+
+/// When the picture in `region` (x, y, w, h) first turns bright after `from` seconds, and
+/// when the sound first turns loud, in seconds.
+fn clap_times(path: &Path, region: (u32, u32, u32, u32), from: f64) -> (f64, f64) {
+    let (x, y, w, h) = region;
+    let frames = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-vf", &format!("crop={w}:{h}:{x}:{y},format=gray"), "-r", "25", "-f", "rawvideo", "-"])
+        .output()
+        .expect("ffmpeg");
+    let skip = (from * 25.0) as usize;
+    let flash = frames
+        .stdout
+        .chunks((w * h) as usize)
+        .skip(skip)
+        .position(|f| f.iter().map(|&b| f64::from(b)).sum::<f64>() / f.len() as f64 > 128.0)
+        .map(|i| i + skip);
+    let audio = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-vn", "-ac", "1", "-ar", "48000", "-f", "f32le", "-"])
+        .output()
+        .expect("ffmpeg");
+    let samples: Vec<f32> =
+        audio.stdout.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let beep = samples.iter().position(|s| s.abs() > 0.1);
+    (flash.expect("a flash") as f64 / 25.0, beep.expect("a beep") as f64 / 48_000.0)
+}
+
+#[test]
+fn sound_and_picture_stay_together_for_someone_who_joins_late() {
+    let dir = scratch();
+    let clap = clap(&dir);
+    let src = source(&dir);
+    // Alice is there from the start; Bob joins 1.5 s in and claps 2 s after that.
+    let alice = dir.join("1-1.webm");
+    let bob = dir.join("2-2.webm");
+    // Alice's own test tone would hide the clap's beep: she is muted (video only).
+    let mut file = ParticipantFile::create(&alice, Some((320, 240)), true).expect("alice");
+    let mut input = ffmpeg::format::input(&src).expect("source");
+    for (stream, packet) in input.packets() {
+        if stream.parameters().medium() != ffmpeg::media::Type::Video {
+            continue;
+        }
+        let base = stream.time_base();
+        let us =
+            packet.pts().unwrap_or(0).max(0) * 1_000_000 * i64::from(base.numerator()) / i64::from(base.denominator());
+        file.write(TrackKind::Video, us, packet.is_key(), packet.data().expect("data")).expect("write");
+    }
+    file.finish().expect("alice");
+    record_at(&clap, &bob, 10.0, 1_500_000).finish().expect("bob");
+    let out = dir.join("meeting.mp4");
+    let sources = vec![
+        Source { name: "Alice".into(), path: alice, screen: false },
+        Source { name: "Bob".into(), path: bob, screen: false },
+    ];
+    compose(&sources, &out, &Settings { width: 640, height: 360, ..Settings::default() }, &mut |_| true)
+        .expect("compose");
+    // Bob's tile is the right half (people are in name order); look above his name label.
+    let (flash, beep) = clap_times(&out, (400, 110, 160, 60), 1.6);
+    assert!((flash - 3.5).abs() < 0.1, "the flash is at {flash} s, not 3.5");
+    assert!((beep - 3.5).abs() < 0.1, "the beep is at {beep} s, not 3.5");
+    assert!((flash - beep).abs() < 0.08, "sound and picture drift apart: flash {flash} s, beep {beep} s");
     let _ = std::fs::remove_dir_all(dir);
 }
