@@ -235,13 +235,17 @@ impl Track {
                 }
             }
             let index = packet.stream();
-            if let Some((stream, base, decoder)) = self.video.as_mut()
+            let base = match (&self.video, &self.audio) {
+                (Some((stream, base, _)), _) if *stream == index => *base,
+                (_, Some((stream, base, _))) if *stream == index => *base,
+                _ => continue,
+            };
+            if let Some(pts) = packet.pts() {
+                self.read_ms = self.read_ms.max(to_ms(pts, base));
+            }
+            if let Some((stream, _, decoder)) = self.video.as_mut()
                 && *stream == index
             {
-                let base = *base;
-                if let Some(pts) = packet.pts() {
-                    self.read_ms = self.read_ms.max(to_ms(pts, base));
-                }
                 // A damaged packet costs its picture, not the composition.
                 if decoder.send_packet(&packet).is_err() {
                     continue;
@@ -254,13 +258,7 @@ impl Track {
                     }
                     self.pending.push_back((at, std::mem::replace(&mut decoded, frame::Video::empty())));
                 }
-            } else if let Some((stream, base, decoder)) = self.audio.as_mut()
-                && *stream == index
-            {
-                let base = *base;
-                if let Some(pts) = packet.pts() {
-                    self.read_ms = self.read_ms.max(to_ms(pts, base));
-                }
+            } else if let Some((_, _, decoder)) = self.audio.as_mut() {
                 if decoder.send_packet(&packet).is_err() {
                     continue;
                 }

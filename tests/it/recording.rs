@@ -170,6 +170,11 @@ fn a_meeting_composes_into_one_h264_and_aac_video_that_follows_who_is_there() {
     let codecs: Vec<&str> = found.iter().map(|(c, _, _)| c.as_str()).collect();
     assert_eq!(codecs, vec!["h264", "aac"], "{found:?}");
     assert_eq!(found[0].1, 1280);
+    // faststart: the index (moov) comes before the media (mdat), so playback and seeking
+    // start before the download ends.
+    let bytes = std::fs::read(&out).expect("mp4");
+    let at = |atom: &[u8]| bytes.windows(4).position(|w| w == atom).expect("atom");
+    assert!(at(b"moov") < at(b"mdat"), "moov before mdat");
     for (codec, _, seconds) in &found {
         assert!((seconds - 6.0).abs() < 0.5, "{codec} lasts {seconds} s of 6");
     }
