@@ -167,6 +167,10 @@ ensure_test_packages() {
     fi
     have node || pkgs+=(nodejs)
     have npm || pkgs+=(npm)
+    # The slow-link browser test shapes one connection's traffic with tc and finds it
+    # with ss (both iproute2).
+    have tc || pkgs+=(iproute2)
+    have ss || pkgs+=(iproute2)
     ensure_apt_packages "${pkgs[@]}"
 }
 

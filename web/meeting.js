@@ -131,6 +131,7 @@ function start(root) {
     if (!response.ok) throw new Error(response.status === 409 ? 'This meeting has ended.' : `The server refused (${response.status}).`);
     const ticket = await response.json();
     call.you = ticket.you;
+    stats.relayPort = ticket.port;
     const url = `https://${ticket.host || location.hostname}:${ticket.port}${ticket.path}?token=${encodeURIComponent(ticket.token)}`;
     const options = ticket.certHash ? { serverCertificateHashes: [{ algorithm: 'sha-256', value: new Uint8Array(ticket.certHash) }] } : {};
     const transport = new WebTransport(url, options);

@@ -377,6 +377,10 @@ struct OutStream {
     /// Bytes handed to a write that is waiting for credit.
     in_flight: usize,
     finish: bool,
+    /// The stream is finished on the wire; it is kept until the subscriber has acknowledged
+    /// all of it, so that the room can still give it up (a reset drops what quinn has not
+    /// sent yet) if it arrives too late.
+    finish_sent: bool,
     abandoned: bool,
     /// The queued bytes last reported to the room.
     reported: usize,
@@ -402,6 +406,7 @@ impl Outgoing {
                 pending_bytes: 0,
                 in_flight: 0,
                 finish: false,
+                finish_sent: false,
                 abandoned: false,
                 reported: 0,
             },
@@ -455,12 +460,38 @@ impl Outgoing {
             }
         }
         if out.finish {
-            let _ = stream.finish();
-            self.streams.remove(&send);
-            return None;
+            if !out.finish_sent {
+                let _ = stream.finish();
+                out.finish_sent = true;
+            }
+            out.stream = Some(stream);
+            // Written, not yet delivered: it stays the room's until acknowledged.
+            return Some(0);
         }
         out.stream = Some(stream);
         Some(0)
+    }
+
+    /// Finished streams the subscriber has now received whole (or stopped): they are done
+    /// with and forgotten.
+    fn delivered(&mut self) -> Vec<SendId> {
+        let mut waker = std::task::Context::from_waker(std::task::Waker::noop());
+        let done: Vec<SendId> = self
+            .streams
+            .iter()
+            .filter(|(_, out)| out.finish_sent)
+            .filter(|(_, out)| {
+                out.stream.as_ref().is_none_or(|stream| {
+                    let stopped = std::pin::pin!(stream.stopped());
+                    stopped.poll(&mut waker).is_ready()
+                })
+            })
+            .map(|(send, _)| *send)
+            .collect();
+        for send in &done {
+            self.streams.remove(send);
+        }
+        done
     }
 
     /// A stream came back from waiting (opened, or took its chunk).
@@ -486,6 +517,9 @@ async fn run_writer(
     reports: mpsc::UnboundedSender<WriterReport>,
 ) {
     let mut outgoing = Outgoing::default();
+    // How often finished streams are checked for delivery.
+    let mut delivery = tokio::time::interval(Duration::from_millis(20));
+    delivery.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let report = |outgoing: &mut Outgoing, send: SendId, left: Option<usize>| {
         let (queued, done) = match left {
             Some(queued) => (queued, false),
@@ -534,6 +568,11 @@ async fn run_writer(
             Some((send, stream)) = outgoing.busy.next(), if !outgoing.busy.is_empty() => {
                 let left = outgoing.returned(send, stream);
                 report(&mut outgoing, send, left);
+            }
+            _ = delivery.tick(), if outgoing.streams.values().any(|out| out.finish_sent) => {
+                for send in outgoing.delivered() {
+                    report(&mut outgoing, send, None);
+                }
             }
         }
     }

@@ -429,13 +429,13 @@ impl Room {
         send
     }
 
+    /// The publisher finished the group: so does each subscriber's stream. The group stays
+    /// the room's (and can still be abandoned if it is late) until the driver reports it
+    /// delivered, with a backlog of 0 after the finish.
     fn finish(&mut self, send: SendId) {
         if let Some(g) = self.groups.get_mut(&send) {
             g.finished = true;
             self.outputs.push_back(Output::Finish { send });
-            if g.backlog == 0 {
-                self.forget(send);
-            }
         }
     }
 
@@ -557,7 +557,8 @@ impl Room {
         }
     }
 
-    /// The driver's report of bytes still queued on a group stream.
+    /// The driver's report of bytes still queued on a group stream; 0 after the finish means
+    /// the subscriber has it all.
     pub fn backlog(&mut self, _now: Instant, send: SendId, queued: usize) {
         let Some(g) = self.groups.get_mut(&send) else { return };
         g.backlog = queued;

@@ -125,3 +125,10 @@ async fn two_people_record_a_call_and_get_a_playable_file_each_and_the_meeting_v
     }
     app.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_on_a_slow_link_switches_to_the_small_layer_and_keeps_a_moving_picture() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    run_browser_script(&app, "slowlink.mjs", "slowlink").await;
+    app.finish().await;
+}
