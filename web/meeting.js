@@ -347,8 +347,15 @@ function start(root) {
       call.congestedAt = now;
       stats.layerDowns = (stats.layerDowns || 0) + 1;
       for (const id of call.participants.keys()) chooseSubscriptions(id);
+      const slow = 'Your connection is slow: showing smaller video.';
+      $('#call-status').textContent = slow;
       // Try the larger layers again once the link has been calm for a while.
-      setTimeout(() => { for (const id of call.participants.keys()) chooseSubscriptions(id); }, 15500);
+      setTimeout(() => {
+        for (const id of call.participants.keys()) chooseSubscriptions(id);
+        if ($('#call-status').textContent === slow && performance.now() - call.congestedAt >= 15000) {
+          $('#call-status').textContent = '';
+        }
+      }, 15500);
     }
   }
 

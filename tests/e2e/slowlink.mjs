@@ -68,6 +68,7 @@ await withBrowser(artifacts, async (browser) => {
     const t0 = Date.now();
     await bob.waitForFunction(() => (window.__floo.stats.layerDowns || 0) >= 1, null, { timeout: 30000 });
     console.log(`Bob switched down ${Date.now() - t0} ms after his link was cut`);
+    await bob.locator('#call-status', { hasText: 'Your connection is slow' }).waitFor({ timeout: 5000 });
     for (let i = 0; i < 30 && (await ofAlice(bob)).size[0] !== 320; i++) await bob.waitForTimeout(500);
     check((await ofAlice(bob)).size[0] === 320, `Bob gets Alice's small layer (${(await ofAlice(bob)).size})`);
     const [b0, c0] = [await ofAlice(bob), await ofAlice(carol)];
