@@ -37,11 +37,14 @@ pub struct Settings {
     pub preset: String,
     /// Threads the encoder may use; 1 keeps a composition to one core.
     pub threads: u32,
+    /// The longest video to make, whatever timestamps the files claim (a damaged file
+    /// must not turn a minute of meeting into hours of video).
+    pub max_duration_ms: Option<i64>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { width: 1280, height: 720, fps: 25, preset: "superfast".into(), threads: 1 }
+        Settings { width: 1280, height: 720, fps: 25, preset: "superfast".into(), threads: 1, max_duration_ms: None }
     }
 }
 
@@ -101,7 +104,8 @@ pub fn compose(
         }
     }
     let end_ms = tracks.iter().map(|t| t.last_ms).max().ok_or(ComposeError::Empty)?;
-    let duration_ms = end_ms + 1000 / i64::from(settings.fps.max(1));
+    let duration_ms =
+        (end_ms + 1000 / i64::from(settings.fps.max(1))).min(settings.max_duration_ms.unwrap_or(i64::MAX));
 
     let mut out = Output::create(output, settings)?;
     let mut canvas = Canvas::new(settings.width, settings.height);

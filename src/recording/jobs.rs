@@ -125,7 +125,10 @@ impl Inner {
         });
         let part = dir.join(format!("{COMPOSED_FILE}.part"));
         let inner = self.clone();
-        let (job_part, job_settings) = (part.clone(), self.settings.clone());
+        let mut job_settings = self.settings.clone();
+        // Never longer than the recording ran, with a little room for the last frames.
+        job_settings.max_duration_ms = self.store.recording_length(id).await?.map(|ms| ms + 10_000);
+        let job_part = part.clone();
         let result = tokio::task::spawn_blocking(move || {
             let mut last = 0;
             let mut on_progress = |fraction: f64| {

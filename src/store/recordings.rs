@@ -143,6 +143,16 @@ impl Store {
         Ok(())
     }
 
+    /// How long a recording ran (from start to stop), in milliseconds.
+    pub async fn recording_length(&self, id: i64) -> Result<Option<i64>> {
+        let row: Option<(i64, Option<i64>)> =
+            sqlx::query_as("SELECT started_at, stopped_at FROM recordings WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.and_then(|(started, stopped)| stopped.map(|s| s - started)))
+    }
+
     /// The team a recording's meeting belongs to.
     pub async fn recording_team(&self, id: i64) -> Result<Option<i64>> {
         let row: Option<(i64,)> =

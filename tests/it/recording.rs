@@ -205,6 +205,14 @@ fn a_full_disk_fails_the_composition_with_a_readable_reason() {
     let error = refused.expect_err("nothing can be written").to_string();
     assert!(error.contains("No space left on device"), "{error}");
 
+    // Whatever the files claim, the video is no longer than the recording ran.
+    let sources = vec![Source { name: "Alice".into(), path: dir.join("1-1.webm"), screen: false }];
+    let capped = Settings { max_duration_ms: Some(2_000), ..Settings::default() };
+    let composed = compose(&sources, &dir.join("capped.mp4"), &capped, &mut |_| true).expect("compose");
+    assert_eq!(composed.duration_ms, 2_000);
+    let (_, seconds) = probe(&dir.join("capped.mp4"));
+    assert!((seconds - 2.0).abs() < 0.2, "capped video lasts {seconds} s");
+
     let broken = dir.join("2-2.webm");
     std::fs::write(&broken, b"not a recording at all").expect("write");
     let sources = vec![Source { name: "Bob".into(), path: broken, screen: false }];
