@@ -362,6 +362,8 @@ struct WriterReport {
     send: SendId,
     queued: usize,
     done: bool,
+    /// The connection's round-trip time now.
+    rtt: Duration,
 }
 
 /// Reports of queued bytes are sent when they cross zero or move by this much.
@@ -532,7 +534,7 @@ async fn run_writer(
             }
             out.reported = queued;
         }
-        let _ = reports.send(WriterReport { send, queued, done });
+        let _ = reports.send(WriterReport { send, queued, done, rtt: session.rtt() });
     };
     loop {
         tokio::select! {
@@ -598,6 +600,9 @@ async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx: mpsc::Unb
         let input = tokio::select! {
             input = rx.recv() => input,
             Some(report) = reports.recv() => {
+                if let Some(&owner) = owners.get(&report.send) {
+                    room.set_rtt(owner, report.rtt);
+                }
                 if report.done {
                     owners.remove(&report.send);
                 }

@@ -111,6 +111,8 @@ struct Participant {
     loudest_recent: Option<(u8, Instant)>,
     /// Groups received for tracks not (or no longer) announced.
     stray_groups: u32,
+    /// The transport's round-trip time to this participant, as the driver last said.
+    rtt: Duration,
 }
 
 struct CachedGroup {
@@ -251,6 +253,7 @@ impl Room {
                 control_at: now,
                 loudest_recent: None,
                 stray_groups: 0,
+                rtt: DEFAULT_RTT,
             },
         );
         let mut ids: Vec<SessionId> = self.participants.keys().copied().collect();
@@ -595,13 +598,29 @@ impl Room {
     }
 
     fn is_late(&self, g: &OutGroup, now: Instant) -> bool {
-        match g.kind {
-            TrackKind::Audio => {
-                g.superseded.is_some() && now.saturating_duration_since(g.opened) > self.limits.audio_deadline
-            }
-            TrackKind::Camera | TrackKind::Screen => {
-                g.superseded.is_some_and(|at| now.saturating_duration_since(at) > self.limits.video_deadline)
-            }
+        self.deadline(g).is_some_and(|deadline| now > deadline)
+    }
+
+    /// When a superseded group stops being worth delivering. Once it is finished (all of
+    /// it handed to the transport) it is delivered when the subscriber acknowledges it,
+    /// which takes a round trip: two, and a little, are added before giving it up, so that
+    /// a distant subscriber is not mistaken for a slow one.
+    fn deadline(&self, g: &OutGroup) -> Option<Instant> {
+        let deadline = match g.kind {
+            TrackKind::Audio => g.superseded.map(|_| g.opened + self.limits.audio_deadline),
+            TrackKind::Camera | TrackKind::Screen => g.superseded.map(|at| at + self.limits.video_deadline),
+        }?;
+        if !g.finished {
+            return Some(deadline);
+        }
+        let rtt = self.participants.get(&g.session).map_or(DEFAULT_RTT, |p| p.rtt);
+        Some(deadline + rtt * 2 + ACK_GRACE)
+    }
+
+    /// The driver's measure of the round-trip time to a participant.
+    pub fn set_rtt(&mut self, session: SessionId, rtt: Duration) {
+        if let Some(p) = self.participants.get_mut(&session) {
+            p.rtt = rtt.min(Duration::from_secs(5));
         }
     }
 
@@ -664,13 +683,7 @@ impl Room {
 
     /// When the room next needs `handle_timeout`.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.groups
-            .values()
-            .filter_map(|g| match g.kind {
-                TrackKind::Audio => g.superseded.map(|_| g.opened + self.limits.audio_deadline),
-                _ => g.superseded.map(|at| at + self.limits.video_deadline),
-            })
-            .min()
+        self.groups.values().filter_map(|g| self.deadline(g)).min()
     }
 
     /// The next thing for the driver to do.
@@ -678,6 +691,11 @@ impl Room {
         self.outputs.pop_front()
     }
 }
+
+/// The round-trip time assumed until the driver measures one.
+const DEFAULT_RTT: Duration = Duration::from_millis(100);
+/// Time allowed beyond two round trips for a finished group's acknowledgement.
+const ACK_GRACE: Duration = Duration::from_millis(50);
 
 /// How loud counts as speaking (RFC 6464 level: -dBov; 50 is fairly quiet speech).
 const SPEAKING_LEVEL: u8 = 50;
@@ -827,6 +845,43 @@ mod tests {
         let priorities: Vec<i32> = opens(&h.outputs()).into_iter().map(|(_, _, p)| p).collect();
         let (camera10, screen10, audio10, camera11) = (priorities[0], priorities[1], priorities[2], priorities[3]);
         assert!(audio10 > screen10 && screen10 > camera11 && camera11 > camera10);
+    }
+
+    #[test]
+    fn a_finished_group_waits_for_its_acknowledgement_a_round_trip_longer() {
+        let mut h = Harness::new(Limits::default());
+        h.join(1);
+        h.join(2);
+        h.join(3);
+        let track = h.announce(1, 1, TrackKind::Camera);
+        h.subscribe(2, track);
+        h.subscribe(3, track);
+        h.room.set_rtt(2, Duration::from_millis(300));
+        h.room.set_rtt(3, Duration::from_millis(10));
+        h.outputs();
+        h.room.group_start(h.now, 1, 1, 0);
+        h.frame(1, 1, 0, true, &[0; 1000]);
+        let first = opens(&h.outputs());
+        let send_to =
+            |s: SessionId| first.iter().find(|(who, _, _)| *who == s).map(|(_, send, _)| *send).expect("open");
+        let (far, near) = (send_to(2), send_to(3));
+        // The publisher finishes the group and starts the next: both streams are written
+        // whole, neither acknowledged yet.
+        h.room.group_end(1, 1, 0);
+        h.room.group_start(h.now, 1, 1, 1);
+        h.outputs();
+        let deadline = Limits::default().video_deadline.as_millis() as u64;
+        h.advance(deadline + 2 * 10 + 50 + 1);
+        let out = h.outputs();
+        assert!(
+            out.contains(&Output::Abandon { send: near }),
+            "near and still unacknowledged: it is stuck behind a slow link"
+        );
+        assert!(!out.contains(&Output::Abandon { send: far }), "far: its acknowledgement is still on the way");
+        // Acknowledged: done with, never abandoned.
+        h.room.backlog(h.now, far, 0);
+        h.advance(2 * 300);
+        assert!(!h.outputs().contains(&Output::Abandon { send: far }));
     }
 
     #[test]
