@@ -603,8 +603,8 @@ impl Room {
 
     /// When a superseded group stops being worth delivering. Once it is finished (all of
     /// it handed to the transport) it is delivered when the subscriber acknowledges it,
-    /// which takes a round trip: two, and a little, are added before giving it up, so that
-    /// a distant subscriber is not mistaken for a slow one.
+    /// which takes a round trip: two, and a grace, are added before giving it up, so that a
+    /// distant or busy subscriber is not mistaken for a slow one.
     fn deadline(&self, g: &OutGroup) -> Option<Instant> {
         let deadline = match g.kind {
             TrackKind::Audio => g.superseded.map(|_| g.opened + self.limits.audio_deadline),
@@ -694,8 +694,10 @@ impl Room {
 
 /// The round-trip time assumed until the driver measures one.
 const DEFAULT_RTT: Duration = Duration::from_millis(100);
-/// Time allowed beyond two round trips for a finished group's acknowledgement.
-const ACK_GRACE: Duration = Duration::from_millis(50);
+/// Time allowed beyond two round trips for a finished group's acknowledgement: a busy
+/// receiver acknowledges late, and data really stuck behind a slow link is still given
+/// up within a second or so.
+const ACK_GRACE: Duration = Duration::from_millis(300);
 
 /// How loud counts as speaking (RFC 6464 level: -dBov; 50 is fairly quiet speech).
 const SPEAKING_LEVEL: u8 = 50;
@@ -871,7 +873,7 @@ mod tests {
         h.room.group_start(h.now, 1, 1, 1);
         h.outputs();
         let deadline = Limits::default().video_deadline.as_millis() as u64;
-        h.advance(deadline + 2 * 10 + 50 + 1);
+        h.advance(deadline + 2 * 10 + ACK_GRACE.as_millis() as u64 + 1);
         let out = h.outputs();
         assert!(
             out.contains(&Output::Abandon { send: near }),

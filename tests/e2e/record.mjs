@@ -4,7 +4,7 @@
 // meeting page shows the composition's progress until the meeting video is ready; the
 // video downloads whole and by range, plays in Chromium, and is refused to a non-member.
 // The Rust side checks every file with ffprobe afterwards.
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { args, withBrowser, teamWith, signIn, shot, check } from './lib.mjs';
 
@@ -46,6 +46,7 @@ await withBrowser(artifacts, async (browser) => {
   await alice.waitForTimeout(2500);
   await alice.getByRole('button', { name: '■ Stop recording' }).click();
   const recorded = Date.now() - started;
+  mkdirSync(artifacts, { recursive: true });
   writeFileSync(join(artifacts, 'timing.json'), JSON.stringify({ shareFrom, shareUntil, cameraOffAt, recorded }));
   await bob.locator('#recording-indicator').waitFor({ state: 'hidden', timeout: 10000 });
   check(alice.url() === meetingUrl, 'recording did not navigate away from the call');
