@@ -64,7 +64,7 @@ pub fn meeting_list(meetings: &[MeetingSummary]) -> Markup {
                                         @if r.interrupted { " " span.badge.rec-interrupted { "interrupted" } }
                                         span.muted {
                                             @if let Some(ms) = r.duration_ms { " · " (format_duration(ms)) }
-                                            @if let Some(bytes) = r.composed_bytes { " · " (format!("{:.1} MB", bytes as f64 / 1e6)) }
+                                            @if let Some(bytes) = r.composed_bytes { " · " (views::megabytes(bytes)) }
                                         }
                                     }
                                 }

@@ -99,7 +99,7 @@ pub fn recordings_panel_for(
                                             a href=(format!("/teams/{}/recordings/{}/video", meeting.team_id, r.id)) download {
                                                 "Meeting video (MP4)"
                                             }
-                                            span.muted.small { " · " (megabytes(bytes)) }
+                                            span.muted.small { " · " (views::megabytes(bytes)) }
                                         }
                                     }
                                     @for f in &r.files {
@@ -109,7 +109,7 @@ pub fn recordings_panel_for(
                                                 @if f.file_name.ends_with("-screen.webm") { "'s screen share (WebM)" }
                                                 @else { "'s tracks (WebM)" }
                                             }
-                                            span.muted.small { " · " (megabytes(f.bytes)) }
+                                            span.muted.small { " · " (views::megabytes(f.bytes)) }
                                         }
                                     }
                                 }
@@ -120,10 +120,6 @@ pub fn recordings_panel_for(
             }
         }
     }
-}
-
-fn megabytes(bytes: i64) -> String {
-    format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
 /// The panel as this member sees it (for htmx).

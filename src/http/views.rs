@@ -81,6 +81,11 @@ pub fn empty_state(title: &str, hint: Markup) -> Markup {
     }
 }
 
+/// A file size for people: megabytes with one decimal.
+pub fn megabytes(bytes: i64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
 /// A point in time, readable and machine-readable.
 pub fn time(ms: i64) -> Markup {
     html! { time datetime=(ms) { (format_utc(ms)) } }

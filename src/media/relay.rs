@@ -395,6 +395,8 @@ type Busy = Pin<Box<dyn Future<Output = (SendId, Option<web_transport_quinn::Sen
 struct Outgoing {
     streams: HashMap<SendId, OutStream>,
     busy: FuturesUnordered<Busy>,
+    /// Streams finished on the wire and waiting for the subscriber's acknowledgement.
+    finishing: usize,
 }
 
 impl Outgoing {
@@ -429,7 +431,7 @@ impl Outgoing {
         out.in_flight = 0;
         if out.abandoned {
             let _ = stream.reset(ABANDONED);
-            self.streams.remove(&send);
+            self.remove(send);
             return None;
         }
         while let Some(front) = out.pending.front_mut() {
@@ -445,7 +447,7 @@ impl Outgoing {
                 }
                 std::task::Poll::Ready(_) => {
                     // The subscriber went away or stopped the stream.
-                    self.streams.remove(&send);
+                    self.remove(send);
                     return None;
                 }
                 std::task::Poll::Pending => {
@@ -461,17 +463,21 @@ impl Outgoing {
                 }
             }
         }
-        if out.finish {
-            if !out.finish_sent {
-                let _ = stream.finish();
-                out.finish_sent = true;
-            }
-            out.stream = Some(stream);
-            // Written, not yet delivered: it stays the room's until acknowledged.
-            return Some(0);
+        if out.finish && !out.finish_sent {
+            // Written, not yet delivered: it stays until the subscriber acknowledges it.
+            let _ = stream.finish();
+            out.finish_sent = true;
+            self.finishing += 1;
         }
         out.stream = Some(stream);
         Some(0)
+    }
+
+    /// Drops a stream the writer is done with.
+    fn remove(&mut self, send: SendId) {
+        if self.streams.remove(&send).is_some_and(|out| out.finish_sent) {
+            self.finishing -= 1;
+        }
     }
 
     /// Finished streams the subscriber has now received whole (or stopped): they are done
@@ -491,7 +497,7 @@ impl Outgoing {
             .map(|(send, _)| *send)
             .collect();
         for send in &done {
-            self.streams.remove(send);
+            self.remove(*send);
         }
         done
     }
@@ -504,7 +510,7 @@ impl Outgoing {
                 self.pump(send)
             }
             _ => {
-                self.streams.remove(&send);
+                self.remove(send);
                 None
             }
         }
@@ -571,7 +577,7 @@ async fn run_writer(
                 let left = outgoing.returned(send, stream);
                 report(&mut outgoing, send, left);
             }
-            _ = delivery.tick(), if outgoing.streams.values().any(|out| out.finish_sent) => {
+            _ = delivery.tick(), if outgoing.finishing > 0 => {
                 for send in outgoing.delivered() {
                     report(&mut outgoing, send, None);
                 }

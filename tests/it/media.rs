@@ -32,13 +32,26 @@ async fn join(app: &TestApp, client: &Client, meeting: &str) -> Peer {
     connect_with_token(app, token).await
 }
 
+/// The relay address a media ticket names: (port, certificate hash, token).
+pub fn ticket_parts(ticket: &serde_json::Value) -> (u16, Vec<u8>, String) {
+    let hash = ticket["certHash"].as_array().expect("hash").iter().map(|b| b.as_u64().unwrap_or(0) as u8).collect();
+    let port = ticket["port"].as_u64().expect("port") as u16;
+    (port, hash, ticket["token"].as_str().expect("token").to_owned())
+}
+
+/// Joins the call with a media ticket, wherever it points.
+pub async fn join_with_ticket(ticket: &serde_json::Value) -> Peer {
+    let (port, hash, token) = ticket_parts(ticket);
+    open_peer(connect_to(port, hash, &token).await).await
+}
+
 async fn connect_with_token(app: &TestApp, token: &str) -> Peer {
     let hash = app.cert_hash.expect("a dev certificate").to_vec();
     open_peer(connect_to(app.quic_addr.port(), hash, token).await).await
 }
 
 /// Opens the control stream and waits for the welcome.
-pub async fn open_peer(session: Session) -> Peer {
+async fn open_peer(session: Session) -> Peer {
     let (mut control, incoming) = session.open_bi().await.expect("control stream");
     // The stream reaches the relay with its first message.
     control.write_all(&encode_control(&ClientMessage::Ping { nonce: 1 })).await.expect("ping");
@@ -51,14 +64,28 @@ async fn connect(app: &TestApp, token: &str) -> Session {
     connect_to(app.quic_addr.port(), app.cert_hash.expect("a dev certificate").to_vec(), token).await
 }
 
-pub async fn connect_to(port: u16, hash: Vec<u8>, token: &str) -> Session {
+async fn connect_to(port: u16, hash: Vec<u8>, token: &str) -> Session {
     let client = web_transport_quinn::ClientBuilder::new().with_server_certificate_hashes(vec![hash]).expect("client");
     let url = format!("https://127.0.0.1:{port}/meeting?token={token}");
     client.connect(url::Url::parse(&url).expect("url")).await.expect("connect")
 }
 
 impl Peer {
-    pub async fn send(&mut self, message: &ClientMessage) {
+    /// Announces a 320x240 VP8 camera (track 1, at `layer`) and an Opus microphone (track 2).
+    async fn announce_camera_and_microphone(&mut self, layer: u8) {
+        let video = serde_json::json!({ "codec": "vp8", "codedWidth": 320, "codedHeight": 240 });
+        self.send(&ClientMessage::Announce {
+            track: TrackAnnounce { id: 1, kind: TrackKind::Camera, layer, config: video },
+        })
+        .await;
+        let audio = serde_json::json!({ "codec": "opus" });
+        self.send(&ClientMessage::Announce {
+            track: TrackAnnounce { id: 2, kind: TrackKind::Audio, layer: 0, config: audio },
+        })
+        .await;
+    }
+
+    async fn send(&mut self, message: &ClientMessage) {
         self.control.write_all(&encode_control(message)).await.expect("send control");
     }
 
@@ -477,22 +504,7 @@ async fn a_recorded_meeting_yields_a_playable_file_per_participant_that_members_
     let (clients, meeting) = meeting(&app, &["Alice", "Bob"]).await;
     let mut alice = join(&app, &clients[0], &meeting).await;
     let _bob = join(&app, &clients[1], &meeting).await;
-    let video = serde_json::json!({ "codec": "vp8", "codedWidth": 320, "codedHeight": 240 });
-    alice
-        .send(&ClientMessage::Announce {
-            track: TrackAnnounce { id: 1, kind: TrackKind::Camera, layer: 1, config: video },
-        })
-        .await;
-    alice
-        .send(&ClientMessage::Announce {
-            track: TrackAnnounce {
-                id: 2,
-                kind: TrackKind::Audio,
-                layer: 0,
-                config: serde_json::json!({ "codec": "opus" }),
-            },
-        })
-        .await;
+    alice.announce_camera_and_microphone(1).await;
 
     // Bob, a plain member, may not start a recording; Alice, the host, may.
     let refused = clients[1].post_form(&format!("{meeting}/recordings"), &[]).await;
@@ -573,18 +585,7 @@ async fn a_full_disk_fails_the_composition_with_its_reason_and_keeps_the_tracks(
     let app = TestApp::spawn(Backend::Sqlite).await;
     let (clients, meeting) = meeting(&app, &["Alice"]).await;
     let mut alice = join(&app, &clients[0], &meeting).await;
-    let video = serde_json::json!({ "codec": "vp8", "codedWidth": 320, "codedHeight": 240 });
-    alice
-        .send(&ClientMessage::Announce {
-            track: TrackAnnounce { id: 1, kind: TrackKind::Camera, layer: 0, config: video },
-        })
-        .await;
-    let audio = serde_json::json!({ "codec": "opus" });
-    alice
-        .send(&ClientMessage::Announce {
-            track: TrackAnnounce { id: 2, kind: TrackKind::Audio, layer: 0, config: audio },
-        })
-        .await;
+    alice.announce_camera_and_microphone(0).await;
     let scratch = crate::recording::scratch();
     let packets = source_packets(&crate::recording::source(&scratch));
     clients[0].post_form(&format!("{meeting}/recordings"), &[]).await.expect_ok_with("Stop recording");
@@ -634,17 +635,14 @@ async fn a_renewed_dev_certificate_serves_new_sessions_while_open_ones_go_on() {
     let fresh: serde_json::Value =
         serde_json::from_str(&clients[1].post_form(&format!("{meeting}/media"), &[]).await.body).expect("ticket");
     assert_ne!(fresh["certHash"], old["certHash"], "the hash changed");
-    let hash = |t: &serde_json::Value| -> Vec<u8> {
-        t["certHash"].as_array().expect("hash").iter().map(|b| b.as_u64().unwrap_or(0) as u8).collect()
-    };
-    let port = fresh["port"].as_u64().expect("port") as u16;
-    let _bob = open_peer(connect_to(port, hash(&fresh), fresh["token"].as_str().expect("token")).await).await;
+    let _bob = join_with_ticket(&fresh).await;
     alice.wait_for(|m| matches!(m, ServerMessage::Joined { .. })).await;
 
     // The old hash no longer matches what the relay presents.
+    let (port, old_hash, old_token) = ticket_parts(&old);
     let client =
-        web_transport_quinn::ClientBuilder::new().with_server_certificate_hashes(vec![hash(&old)]).expect("client");
-    let url = format!("https://127.0.0.1:{port}/meeting?token={}", old["token"].as_str().expect("token"));
+        web_transport_quinn::ClientBuilder::new().with_server_certificate_hashes(vec![old_hash]).expect("client");
+    let url = format!("https://127.0.0.1:{port}/meeting?token={old_token}");
     assert!(client.connect(url::Url::parse(&url).expect("url")).await.is_err(), "the old certificate is gone");
 
     // Alice's session, opened under the old certificate, goes on.
@@ -714,24 +712,8 @@ async fn a_recording_survives_the_server_being_killed_and_is_marked_interrupted_
     let meeting = meeting.url.trim_start_matches(&base).to_owned();
     let ticket: serde_json::Value =
         serde_json::from_str(&alice.post_form(&format!("{meeting}/media"), &[]).await.body).expect("ticket");
-    let hash: Vec<u8> =
-        ticket["certHash"].as_array().expect("hash").iter().map(|b| b.as_u64().unwrap_or(0) as u8).collect();
-    let port = ticket["port"].as_u64().expect("port") as u16;
-    let mut peer = open_peer(connect_to(port, hash, ticket["token"].as_str().expect("token")).await).await;
-    let video = serde_json::json!({ "codec": "vp8", "codedWidth": 320, "codedHeight": 240 });
-    peer.send(&ClientMessage::Announce {
-        track: TrackAnnounce { id: 1, kind: TrackKind::Camera, layer: 0, config: video },
-    })
-    .await;
-    peer.send(&ClientMessage::Announce {
-        track: TrackAnnounce {
-            id: 2,
-            kind: TrackKind::Audio,
-            layer: 0,
-            config: serde_json::json!({ "codec": "opus" }),
-        },
-    })
-    .await;
+    let mut peer = join_with_ticket(&ticket).await;
+    peer.announce_camera_and_microphone(0).await;
     let scratch = crate::recording::scratch();
     let packets = source_packets(&crate::recording::source(&scratch));
     alice.post_form(&format!("{meeting}/recordings"), &[]).await.expect_ok_with("Stop recording");

@@ -208,17 +208,9 @@ async fn a_call_is_hosted_by_one_node_whichever_node_people_ask() {
     let for_bob = media_ticket(&bob, &meeting).await;
     assert_eq!(for_alice["port"], for_bob["port"], "both are sent to the same relay");
     assert_eq!(for_alice["certHash"], for_bob["certHash"]);
-    let hash = |t: &serde_json::Value| -> Vec<u8> {
-        t["certHash"].as_array().expect("hash").iter().map(|b| b.as_u64().unwrap_or(0) as u8).collect()
-    };
-    let connect = |t: &serde_json::Value| {
-        let (port, hash, token) =
-            (t["port"].as_u64().expect("port") as u16, hash(t), t["token"].as_str().expect("token").to_owned());
-        async move { crate::media::open_peer(crate::media::connect_to(port, hash, &token).await).await }
-    };
-    let mut alice_call = connect(&for_alice).await;
+    let mut alice_call = crate::media::join_with_ticket(&for_alice).await;
     // Bob's token was minted by node B; node A's relay admits it (one secret per deployment).
-    let _bob_call = connect(&for_bob).await;
+    let _bob_call = crate::media::join_with_ticket(&for_bob).await;
     alice_call.wait_for(|m| matches!(m, ServerMessage::Joined { .. })).await;
 
     // Asking again, either node still points at A.
