@@ -2,9 +2,11 @@
 //! ~500 kbit/s each, every frame stamped with its send time) to S subscribers that each
 //! subscribe to every publisher, all over real QUIC. The same load then goes through a
 //! plain forwarder with no relay logic (copy every publisher stream to every subscriber):
-//! the ceiling. Both servers are processes of their own, measured from /proc.
+//! the ceiling. Both servers are processes of their own, measured from /proc, and both
+//! get the same schedule: publishers' frames spread over the frame interval, as
+//! independent cameras are, or all at the same instant with `--aligned`.
 //!
-//! cargo bench --bench relay -- --publishers 10 --subscribers 100 --seconds 10
+//! cargo bench --bench relay -- --publishers 10 --subscribers 100 --seconds 10 [--aligned]
 
 #[path = "support/mod.rs"]
 mod support;
@@ -28,6 +30,7 @@ struct Options {
     seconds: u64,
     kbits: u64,
     forwarder: bool,
+    aligned: bool,
 }
 
 fn options() -> Options {
@@ -38,6 +41,7 @@ fn options() -> Options {
         seconds: number("--seconds", 10),
         kbits: number("--kbits", 500),
         forwarder: support::flag("--plain-forwarder"),
+        aligned: support::flag("--aligned"),
     }
 }
 
@@ -58,49 +62,47 @@ struct Tally {
     latencies: Mutex<Vec<u32>>,
 }
 
-/// Reads group streams until the session ends; records latency of every frame.
-async fn subscribe_loop(
-    session: Session,
-    tally: Arc<Tally>,
-    recording: Arc<std::sync::atomic::AtomicBool>,
-    plain: bool,
-) {
+/// Reads group streams until the session ends. While `recording`, counts the bytes that
+/// arrive, every frame's latency and every group that ends (whole or given up).
+async fn subscribe_loop(session: Session, tally: Arc<Tally>, recording: Arc<std::sync::atomic::AtomicBool>) {
     while let Ok(mut stream) = session.accept_uni().await {
         let tally = tally.clone();
         let recording = recording.clone();
         tokio::spawn(async move {
             let mut reader = GroupReader::new(1 << 20);
             let mut samples = Vec::new();
-            let mut bytes = 0u64;
             let ok = loop {
                 match stream.read_chunk(1 << 16, true).await {
                     Ok(Some(chunk)) => {
-                        bytes += chunk.bytes.len() as u64;
+                        let counted = recording.load(Ordering::Relaxed);
+                        if counted {
+                            tally.bytes.fetch_add(chunk.bytes.len() as u64, Ordering::Relaxed);
+                        }
                         reader.push(&chunk.bytes);
                         while let Ok(Some((_, info))) = reader.next_frame() {
-                            samples.push(now_us().saturating_sub(info.timestamp_us) as u32);
+                            if counted {
+                                samples.push(now_us().saturating_sub(info.timestamp_us) as u32);
+                            }
                         }
                     }
                     Ok(None) => break true,
                     Err(_) => break false,
                 }
             };
-            let _ = plain;
             if recording.load(Ordering::Relaxed) {
-                tally.bytes.fetch_add(bytes, Ordering::Relaxed);
                 if ok { &tally.groups_done } else { &tally.groups_dropped }.fetch_add(1, Ordering::Relaxed);
-                tally.latencies.lock().expect("lock").extend(samples);
             }
+            tally.latencies.lock().expect("lock").extend(samples);
         });
     }
 }
 
 /// Publishes one track: a group per second of 30 frames of `kbits` kbit/s, each
-/// frame stamped with its send time.
-async fn publish_loop(session: Session, track: u64, kbits: u64, until: Instant) {
+/// frame stamped with its send time. The first frame goes at `start`.
+async fn publish_loop(session: Session, track: u64, kbits: u64, start: Instant, until: Instant) {
     let frame_bytes = (kbits * 1000 / 8 / 30) as usize;
     let payload = vec![0x5a; frame_bytes.saturating_sub(12)];
-    let mut tick = tokio::time::interval(Duration::from_millis(33));
+    let mut tick = tokio::time::interval_at(start.into(), FRAME_INTERVAL);
     let mut sequence = 0u64;
     while Instant::now() < until {
         let Ok(mut stream) = session.open_uni().await else { return };
@@ -114,6 +116,19 @@ async fn publish_loop(session: Session, track: u64, kbits: u64, until: Instant) 
         }
         let _ = stream.finish();
         sequence += 1;
+    }
+}
+
+const FRAME_INTERVAL: Duration = Duration::from_millis(33);
+
+/// Starts every publisher on the same schedule whichever server is measured: the first
+/// frames go 100 ms from now, publisher i's a fraction i/P of a frame interval later (as
+/// independent cameras would be), or all at once with `--aligned` (the worst burst).
+fn start_publishers(sessions: &[(Session, u64)], o: &Options, until: Instant) {
+    let start = Instant::now() + Duration::from_millis(100);
+    for (i, (session, track)) in sessions.iter().enumerate() {
+        let offset = if o.aligned { Duration::ZERO } else { FRAME_INTERVAL * i as u32 / sessions.len() as u32 };
+        tokio::spawn(publish_loop(session.clone(), *track, o.kbits, start + offset, until));
     }
 }
 
@@ -250,15 +265,14 @@ async fn run_floo(o: &Options) -> Figures {
         for id in &track_ids {
             send.write_all(&encode_control(&ClientMessage::Subscribe { track: *id })).await.expect("subscribe");
         }
-        tokio::spawn(subscribe_loop(session.clone(), tally.clone(), recording.clone(), false));
+        tokio::spawn(subscribe_loop(session.clone(), tally.clone(), recording.clone()));
         subscribers.push((session, send, recv));
     }
     let rss_connected = rss_kib(server.pid);
     let warmup = Duration::from_secs(2);
     let until = Instant::now() + warmup + Duration::from_secs(o.seconds) + Duration::from_secs(1);
-    for (session, _, _) in &publishers {
-        tokio::spawn(publish_loop(session.clone(), 1, o.kbits, until));
-    }
+    let sessions: Vec<(Session, u64)> = publishers.iter().map(|(session, _, _)| (session.clone(), 1)).collect();
+    start_publishers(&sessions, o, until);
     tokio::time::sleep(warmup).await;
     recording.store(true, Ordering::Relaxed);
     let cpu0 = cpu_seconds(server.pid);
@@ -267,6 +281,8 @@ async fn run_floo(o: &Options) -> Figures {
     let cpu = cpu_seconds(server.pid) - cpu0;
     let secs = t0.elapsed().as_secs_f64();
     recording.store(false, Ordering::Relaxed);
+    // Groups under way hand in their latency samples when they end.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     let rss = rss_kib(server.pid).max(rss_connected);
     let _ = std::fs::remove_dir_all(&data_dir);
     figures(&tally, cpu, secs, rss.saturating_sub(rss0), o.subscribers)
@@ -342,19 +358,21 @@ async fn run_forwarder(o: &Options) -> Figures {
         let session = connect(&url, &hash).await;
         let (mut send, recv) = session.open_bi().await.expect("bi");
         send.write_all(b"S").await.expect("role");
-        tokio::spawn(subscribe_loop(session.clone(), tally.clone(), recording.clone(), true));
+        tokio::spawn(subscribe_loop(session.clone(), tally.clone(), recording.clone()));
         keep.push((session, send, recv));
     }
     let rss_connected = rss_kib(pid);
     let warmup = Duration::from_secs(2);
-    let until = Instant::now() + warmup + Duration::from_secs(o.seconds) + Duration::from_secs(1);
+    let mut sessions = Vec::new();
     for i in 0..o.publishers {
         let session = connect(&url, &hash).await;
         let (mut send, recv) = session.open_bi().await.expect("bi");
         send.write_all(b"P").await.expect("role");
-        tokio::spawn(publish_loop(session.clone(), i as u64, o.kbits, until));
+        sessions.push((session.clone(), i as u64));
         keep.push((session, send, recv));
     }
+    let until = Instant::now() + warmup + Duration::from_secs(o.seconds) + Duration::from_secs(1);
+    start_publishers(&sessions, o, until);
     tokio::time::sleep(warmup).await;
     recording.store(true, Ordering::Relaxed);
     let cpu0 = cpu_seconds(pid);
@@ -363,6 +381,8 @@ async fn run_forwarder(o: &Options) -> Figures {
     let cpu = cpu_seconds(pid) - cpu0;
     let secs = t0.elapsed().as_secs_f64();
     recording.store(false, Ordering::Relaxed);
+    // Groups under way hand in their latency samples when they end.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     let rss = rss_kib(pid).max(rss_connected);
     figures(&tally, cpu, secs, rss.saturating_sub(rss0), o.subscribers)
 }
@@ -388,11 +408,12 @@ async fn main() {
         return plain_forwarder().await;
     }
     println!(
-        "relay load: {} publishers x {} subscribers, {} kbit/s per track, {} s (cpu {:.0} MHz)",
+        "relay load: {} publishers x {} subscribers, {} kbit/s per track, {} s, frames {} (cpu {:.0} MHz)",
         o.publishers,
         o.subscribers,
         o.kbits,
         o.seconds,
+        if o.aligned { "aligned" } else { "spread over the frame interval" },
         cpu_mhz()
     );
     println!(
