@@ -68,7 +68,7 @@ function start(root) {
   const $ = (sel) => root.querySelector(sel);
   const ticketUrl = root.dataset.ticketUrl;
   const csrf = root.dataset.csrf;
-  const stats = { decoded: {}, sizes: {}, firstFrameAt: {}, joinedAt: 0, reconnects: 0, closes: [] };
+  const stats = { decoded: {}, sizes: {}, firstFrameAt: {}, joinedAt: 0, reconnects: 0, closes: [], resets: {} };
   const call = {
     stream: null, transport: null, writer: null, leaving: false, state: { muted: false, camera_off: false, screen: false, hand: false },
     you: null, participants: new Map(), tracks: new Map(), tiles: new Map(), subscribed: new Set(),
@@ -222,6 +222,7 @@ function start(root) {
       case 'speaker':
         for (const tile of call.tiles.values()) tile.el.classList.toggle('speaking', Number(tile.el.dataset.participant) === m.participant);
         break;
+      case 'dropped': slowLink(); break;
     }
   }
 
@@ -332,14 +333,26 @@ function start(root) {
       for (;;) {
         const { value, done } = await streams.read();
         if (done) return;
-        readGroup(value).catch(() => groupLost());
+        readGroup(value).catch((e) => groupLost(e));
       }
     } catch (e) { /* closed */ }
   }
 
-  /** A group the relay gave up on the way to us: our link is short of throughput. */
-  function groupLost() {
+  /**
+   * A group the relay gave up on its way to us; the reset code says why (0x40: our
+   * link could not take it in time; otherwise the publisher's uplink was late, the track
+   * ended or we unsubscribed). Counted for the record: the relay says the same on the
+   * control stream (`dropped`), which arrives even when the reset does not surface here.
+   */
+  function groupLost(error) {
     if (!call.transport) return; // the whole transport went, not one group
+    const code = error?.streamErrorCode ?? 'none';
+    stats.resets[code] = (stats.resets[code] || 0) + 1;
+  }
+
+  /** The relay gave up a group because our link could not take it: step down if it keeps happening. */
+  function slowLink() {
+    stats.dropped = (stats.dropped || 0) + 1;
     const now = performance.now();
     call.losses = (call.losses || []).filter((t) => now - t < 5000);
     call.losses.push(now);

@@ -26,7 +26,7 @@ use tracing::Instrument;
 use web_transport_quinn::Session;
 
 use super::close;
-use super::room::{Limits, Output, Refusal, Room, SendId, SessionId};
+use super::room::{Cause, Limits, Output, Refusal, Room, SendId, SessionId};
 use super::tls;
 use super::token::{Admission, TokenKey};
 use super::wire::{
@@ -49,8 +49,19 @@ pub struct MediaConfig {
 
 /// Group streams a session may be receiving at once.
 const MAX_INCOMING_GROUPS: usize = 64;
-/// Stream reset code for a group the relay gave up.
-const ABANDONED: u32 = 0x40;
+/// Stream reset code for a group the relay gave up because the subscriber could not
+/// receive it in time.
+const ABANDONED_SLOW_LINK: u32 = 0x40;
+/// Stream reset code for a group given up for another reason (late from its publisher,
+/// track ended, unsubscribed): the subscriber's link is not to blame.
+const ABANDONED_ELSEWHERE: u32 = 0x41;
+
+fn reset_code(cause: Cause) -> u32 {
+    match cause {
+        Cause::SlowLink => ABANDONED_SLOW_LINK,
+        Cause::Elsewhere => ABANDONED_ELSEWHERE,
+    }
+}
 
 /// The running relay; cheap to clone.
 #[derive(Clone)]
@@ -353,7 +364,7 @@ enum WriterOrder {
     Open { send: SendId, header: Bytes, priority: i32 },
     Write { send: SendId, frame: Bytes },
     Finish { send: SendId },
-    Abandon { send: SendId },
+    Abandon { send: SendId, code: u32 },
 }
 
 /// A writer's report to the room: bytes still queued on a group stream, and whether the
@@ -362,7 +373,8 @@ struct WriterReport {
     send: SendId,
     queued: usize,
     done: bool,
-    /// The connection's round-trip time now.
+    /// The connection's shortest round trip: its distance, without the queue that a slow
+    /// link builds up (that queue must not buy its groups more time).
     rtt: Duration,
 }
 
@@ -383,7 +395,8 @@ struct OutStream {
     /// all of it, so that the room can still give it up (a reset drops what quinn has not
     /// sent yet) if it arrives too late.
     finish_sent: bool,
-    abandoned: bool,
+    /// Given up: the stream is reset with this code.
+    abandoned: Option<u32>,
     /// The queued bytes last reported to the room.
     reported: usize,
 }
@@ -411,7 +424,7 @@ impl Outgoing {
                 in_flight: 0,
                 finish: false,
                 finish_sent: false,
-                abandoned: false,
+                abandoned: None,
                 reported: 0,
             },
         );
@@ -429,8 +442,8 @@ impl Outgoing {
         let out = self.streams.get_mut(&send)?;
         let Some(mut stream) = out.stream.take() else { return Some(out.pending_bytes + out.in_flight) };
         out.in_flight = 0;
-        if out.abandoned {
-            let _ = stream.reset(ABANDONED);
+        if let Some(code) = out.abandoned {
+            let _ = stream.reset(code);
             self.remove(send);
             return None;
         }
@@ -517,6 +530,25 @@ impl Outgoing {
     }
 }
 
+/// A connection's shortest round trip, read from quinn's statistics at most twice a second.
+#[derive(Default)]
+struct Distance {
+    read: Option<(Instant, Duration)>,
+}
+
+impl Distance {
+    fn of(&mut self, session: &Session) -> Duration {
+        match self.read {
+            Some((at, rtt)) if at.elapsed() < Duration::from_millis(500) => rtt,
+            _ => {
+                let rtt = quinn::Connection::stats(session).path.min_rtt;
+                self.read = Some((Instant::now(), rtt));
+                rtt
+            }
+        }
+    }
+}
+
 /// A subscriber's writer: carries out the room's orders on its group streams and tells
 /// the room how much stays queued (so it can give up groups for a slow subscriber).
 async fn run_writer(
@@ -528,7 +560,8 @@ async fn run_writer(
     // How often finished streams are checked for delivery.
     let mut delivery = tokio::time::interval(Duration::from_millis(20));
     delivery.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let report = |outgoing: &mut Outgoing, send: SendId, left: Option<usize>| {
+    let mut distance = Distance::default();
+    let report = |outgoing: &mut Outgoing, distance: &mut Distance, send: SendId, left: Option<usize>| {
         let (queued, done) = match left {
             Some(queued) => (queued, false),
             None => (0, true),
@@ -540,7 +573,7 @@ async fn run_writer(
             }
             out.reported = queued;
         }
-        let _ = reports.send(WriterReport { send, queued, done, rtt: session.rtt() });
+        let _ = reports.send(WriterReport { send, queued, done, rtt: distance.of(&session) });
     };
     loop {
         tokio::select! {
@@ -551,23 +584,23 @@ async fn run_writer(
                         out.pending_bytes += frame.len();
                         out.pending.push_back(frame);
                         let left = outgoing.pump(send);
-                        report(&mut outgoing, send, left);
+                        report(&mut outgoing, &mut distance, send, left);
                     }
                 }
                 Some(WriterOrder::Finish { send }) => {
                     if let Some(out) = outgoing.streams.get_mut(&send) {
                         out.finish = true;
                         let left = outgoing.pump(send);
-                        report(&mut outgoing, send, left);
+                        report(&mut outgoing, &mut distance, send, left);
                     }
                 }
-                Some(WriterOrder::Abandon { send }) => {
+                Some(WriterOrder::Abandon { send, code }) => {
                     if let Some(out) = outgoing.streams.get_mut(&send) {
-                        out.abandoned = true;
+                        out.abandoned = Some(code);
                         out.pending.clear();
                         out.pending_bytes = 0;
                         let left = outgoing.pump(send);
-                        report(&mut outgoing, send, left);
+                        report(&mut outgoing, &mut distance, send, left);
                     }
                 }
                 // The room let the session go: its streams go with the writer.
@@ -575,11 +608,11 @@ async fn run_writer(
             },
             Some((send, stream)) = outgoing.busy.next(), if !outgoing.busy.is_empty() => {
                 let left = outgoing.returned(send, stream);
-                report(&mut outgoing, send, left);
+                report(&mut outgoing, &mut distance, send, left);
             }
             _ = delivery.tick(), if outgoing.finishing > 0 => {
                 for send in outgoing.delivered() {
-                    report(&mut outgoing, send, None);
+                    report(&mut outgoing, &mut distance, send, None);
                 }
             }
         }
@@ -767,8 +800,8 @@ fn dispatch(
                     room.backlog(Instant::now(), send, 0);
                 }
             }
-            Output::Abandon { send } => {
-                order(sessions, owners.get(&send), WriterOrder::Abandon { send });
+            Output::Abandon { send, cause } => {
+                order(sessions, owners.get(&send), WriterOrder::Abandon { send, code: reset_code(cause) });
             }
             Output::Control { session, message } => {
                 if let Some(handle) = sessions.get(&session) {
@@ -813,6 +846,9 @@ async fn run_session(relay: Relay, session: Session, id: SessionId, admission: A
             Ok(Ok(streams)) => streams,
             _ => return session.close(close::PROTOCOL, b"no control stream"),
         };
+    // Control messages are few and small, and some are urgent (a slow link is told its
+    // groups are being dropped): they go before any media.
+    let _ = control_send.set_priority(i32::MAX);
     let (control, mut outgoing) = mpsc::unbounded_channel::<Bytes>();
     tokio::spawn(async move {
         while let Some(bytes) = outgoing.recv().await {

@@ -76,12 +76,24 @@ pub enum Output {
     Write { send: SendId, frame: Bytes },
     /// The group is complete: finish the stream.
     Finish { send: SendId },
-    /// Give the group up (reset the stream): the subscriber could not receive it in time.
-    Abandon { send: SendId },
+    /// Give the group up (reset the stream, with a code that says why).
+    Abandon { send: SendId, cause: Cause },
     /// Send a control message to a session.
     Control { session: SessionId, message: ServerMessage },
     /// End a session with a close code and a reason.
     Close { session: SessionId, code: u32, reason: String },
+}
+
+/// Why a group is given up on its way to a subscriber. The subscriber learns it from the
+/// stream's reset code, so that only its own slow link makes it step down a layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The subscriber could not receive it in time: bytes stayed queued for it, or it did
+    /// not acknowledge a finished group.
+    SlowLink,
+    /// Not the subscriber's link: the publisher's data came late, the track ended, or the
+    /// subscriber unsubscribed.
+    Elsewhere,
 }
 
 /// Why the room refused something; the session is closed with `code`.
@@ -111,7 +123,7 @@ struct Participant {
     loudest_recent: Option<(u8, Instant)>,
     /// Groups received for tracks not (or no longer) announced.
     stray_groups: u32,
-    /// The transport's round-trip time to this participant, as the driver last said.
+    /// The transport's shortest round trip to this participant, as the driver last said.
     rtt: Duration,
 }
 
@@ -299,7 +311,7 @@ impl Room {
     fn end_track(&mut self, id: u64) {
         let Some(track) = self.tracks.remove(&id) else { return };
         for send in self.sends_by_track.get(&id).cloned().unwrap_or_default() {
-            self.abandon(send);
+            self.abandon(send, Cause::Elsewhere);
         }
         for subscriber in track.subscribers {
             if let Some(p) = self.participants.get_mut(&subscriber) {
@@ -388,7 +400,7 @@ impl Room {
                     .map(|(s, _)| *s)
                     .collect();
                 for send in open {
-                    self.abandon(send);
+                    self.abandon(send, Cause::Elsewhere);
                 }
             }
             ClientMessage::State { state } => {
@@ -442,9 +454,15 @@ impl Room {
         }
     }
 
-    fn abandon(&mut self, send: SendId) {
-        if self.groups.contains_key(&send) {
-            self.outputs.push_back(Output::Abandon { send });
+    fn abandon(&mut self, send: SendId, cause: Cause) {
+        if let Some(g) = self.groups.get(&send) {
+            self.outputs.push_back(Output::Abandon { send, cause });
+            if cause == Cause::SlowLink {
+                // Said on the control stream too: a reset may never surface at the
+                // subscriber (the data it cuts short can still arrive whole).
+                let message = ServerMessage::Dropped { track: g.track };
+                self.outputs.push_back(Output::Control { session: g.session, message });
+            }
             self.forget(send);
         }
     }
@@ -583,17 +601,24 @@ impl Room {
                     break;
                 }
                 excess = excess.saturating_sub(self.groups.get(&victim).map(|g| g.backlog).unwrap_or(0));
-                self.abandon(victim);
+                self.abandon(victim, Cause::SlowLink);
             }
         }
     }
 
     /// Abandons groups past their deadline: video once superseded for too long, audio
     /// once too old.
+    /// A group still coming from its publisher, with nothing queued for this subscriber, is
+    /// late at its source; otherwise the subscriber is the one that could not keep up.
     fn expire(&mut self, now: Instant) {
-        let late: Vec<SendId> = self.groups.iter().filter(|(_, g)| self.is_late(g, now)).map(|(s, _)| *s).collect();
-        for send in late {
-            self.abandon(send);
+        let late: Vec<(SendId, Cause)> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| self.is_late(g, now))
+            .map(|(s, g)| (*s, if g.finished || g.backlog > 0 { Cause::SlowLink } else { Cause::Elsewhere }))
+            .collect();
+        for (send, cause) in late {
+            self.abandon(send, cause);
         }
     }
 
@@ -617,7 +642,8 @@ impl Room {
         Some(deadline + rtt * 2 + ACK_GRACE)
     }
 
-    /// The driver's measure of the round-trip time to a participant.
+    /// The driver's measure of the distance to a participant: its shortest round trip
+    /// (not the smoothed one, which grows with the very queue a slow link builds).
     pub fn set_rtt(&mut self, session: SessionId, rtt: Duration) {
         if let Some(p) = self.participants.get_mut(&session) {
             p.rtt = rtt.min(Duration::from_secs(5));
@@ -772,6 +798,28 @@ mod tests {
             .collect()
     }
 
+    /// The groups given up, and why.
+    fn abandoned(outputs: &[Output]) -> Vec<(SendId, Cause)> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Abandon { send, cause } => Some((*send, *cause)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Who was told a group of which track was dropped for its slow link.
+    fn told_dropped(outputs: &[Output]) -> Vec<(SessionId, u64)> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Control { session, message: ServerMessage::Dropped { track } } => Some((*session, *track)),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn writes_to(outputs: &[Output], to: SendId) -> Vec<Bytes> {
         outputs
             .iter()
@@ -875,15 +923,15 @@ mod tests {
         let deadline = Limits::default().video_deadline.as_millis() as u64;
         h.advance(deadline + 2 * 10 + ACK_GRACE.as_millis() as u64 + 1);
         let out = h.outputs();
-        assert!(
-            out.contains(&Output::Abandon { send: near }),
-            "near and still unacknowledged: it is stuck behind a slow link"
+        assert_eq!(
+            abandoned(&out),
+            vec![(near, Cause::SlowLink)],
+            "near and still unacknowledged: it is stuck behind a slow link; far: its acknowledgement is still on the way"
         );
-        assert!(!out.contains(&Output::Abandon { send: far }), "far: its acknowledgement is still on the way");
         // Acknowledged: done with, never abandoned.
         h.room.backlog(h.now, far, 0);
         h.advance(2 * 300);
-        assert!(!h.outputs().contains(&Output::Abandon { send: far }));
+        assert!(abandoned(&h.outputs()).is_empty());
     }
 
     #[test]
@@ -902,19 +950,50 @@ mod tests {
         h.advance(100);
         h.room.group_start(h.now, 1, 1, 1);
         let out = h.outputs();
-        assert!(!out.contains(&Output::Abandon { send: old }), "a superseded group gets a grace period");
+        assert!(abandoned(&out).is_empty(), "a superseded group gets a grace period");
         let (_, new, _) = opens(&out)[0];
         assert!(h.room.poll_timeout().is_some());
         h.advance(Limits::default().video_deadline.as_millis() as u64 + 1);
         let out = h.outputs();
-        assert!(out.contains(&Output::Abandon { send: old }), "the old group is dropped, not delay built up");
-        assert!(!out.contains(&Output::Abandon { send: new }));
+        assert_eq!(
+            abandoned(&out),
+            vec![(old, Cause::SlowLink)],
+            "the old group is dropped (bytes stayed queued for the subscriber), not delay built up"
+        );
+        assert_eq!(told_dropped(&out), vec![(2, track)], "and the subscriber is told its link is short");
         // Frames of the abandoned group are no longer forwarded; the new group's are.
         h.frame(1, 1, 0, false, b"late");
         let f = h.frame(1, 1, 1, true, b"new");
         let out = h.outputs();
         assert!(writes_to(&out, old).is_empty());
         assert_eq!(writes_to(&out, new), vec![f]);
+    }
+
+    #[test]
+    fn a_group_late_from_its_publisher_is_abandoned_without_blaming_the_subscriber() {
+        let mut h = Harness::new(Limits::default());
+        h.join(1);
+        h.join(2);
+        let track = h.announce(1, 1, TrackKind::Camera);
+        h.subscribe(2, track);
+        h.outputs();
+        h.room.group_start(h.now, 1, 1, 0);
+        h.frame(1, 1, 0, true, &[0; 1000]);
+        let (_, old, _) = opens(&h.outputs())[0];
+        // The subscriber took everything so far; the publisher's uplink is what is slow:
+        // the group is not finished when the next one starts.
+        h.room.backlog(h.now, old, 0);
+        h.room.group_start(h.now, 1, 1, 1);
+        let (_, new, _) = opens(&h.outputs())[0];
+        h.advance(Limits::default().video_deadline.as_millis() as u64 + 1);
+        let out = h.outputs();
+        assert_eq!(abandoned(&out), vec![(old, Cause::Elsewhere)]);
+        assert!(told_dropped(&out).is_empty());
+        // A track that ends, or a subscriber that unsubscribes, is not a slow link either.
+        h.room.control(h.now, 2, ClientMessage::Unsubscribe { track });
+        let out = h.outputs();
+        assert_eq!(abandoned(&out), vec![(new, Cause::Elsewhere)]);
+        assert!(told_dropped(&out).is_empty());
     }
 
     #[test]
@@ -936,8 +1015,7 @@ mod tests {
         h.room.backlog(h.now, audio_send, 2_000);
         h.room.backlog(h.now, camera_send, 9_000);
         let out = h.outputs();
-        assert!(out.contains(&Output::Abandon { send: camera_send }));
-        assert!(!out.contains(&Output::Abandon { send: audio_send }));
+        assert_eq!(abandoned(&out), vec![(camera_send, Cause::SlowLink)]);
     }
 
     #[test]

@@ -280,6 +280,11 @@ pub enum ServerMessage {
     Recording {
         on: bool,
     },
+    /// A group of this track was given up on its way to you because your link could not
+    /// take it in time (a hint to ask for a smaller layer).
+    Dropped {
+        track: u64,
+    },
 }
 
 /// Encodes a control message: varint length, then JSON.

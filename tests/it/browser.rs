@@ -34,6 +34,8 @@ pub async fn run_browser_script(app: &TestApp, script: &str, artifact_dir: &str)
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{script} failed ({}):\n{stdout}\n{stderr}", output.status);
+    // What the walk measured, for `--nocapture`.
+    print!("{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
