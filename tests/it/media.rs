@@ -18,6 +18,8 @@ const DEADLINE: Duration = Duration::from_secs(10);
 
 /// A participant's connection, as the browser client makes it.
 pub struct Peer {
+    /// The relay's id for this participant (from its welcome).
+    you: u64,
     session: Session,
     control: web_transport_quinn::SendStream,
     incoming: web_transport_quinn::RecvStream,
@@ -55,8 +57,11 @@ async fn open_peer(session: Session) -> Peer {
     let (mut control, incoming) = session.open_bi().await.expect("control stream");
     // The stream reaches the relay with its first message.
     control.write_all(&encode_control(&ClientMessage::Ping { nonce: 1 })).await.expect("ping");
-    let mut peer = Peer { session, control, incoming, reader: ControlReader::new(1 << 20) };
-    assert!(matches!(peer.next_message().await, ServerMessage::Welcome { .. }));
+    let mut peer = Peer { you: 0, session, control, incoming, reader: ControlReader::new(1 << 20) };
+    let ServerMessage::Welcome { you, .. } = peer.next_message().await else {
+        panic!("the first message is the welcome")
+    };
+    peer.you = you;
     peer
 }
 
@@ -243,6 +248,78 @@ async fn published_groups_reach_subscribers_byte_for_byte_and_late_joiners_get_t
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_five_people_each_receive_everyone_elses_camera_and_voice_and_a_twenty_sixth_is_told_it_is_full() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let names: Vec<String> = (1..=26).map(|i| format!("Person {i:02}")).collect();
+    let (clients, meeting) = meeting(&app, &names.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let mut peers = Vec::new();
+    for client in &clients[..25] {
+        peers.push(join(&app, client, &meeting).await);
+    }
+    for peer in &mut peers {
+        peer.announce_camera_and_microphone(0).await;
+    }
+    // Everyone learns of all 50 tracks (its own two included) and subscribes to the 48 of
+    // the 24 others.
+    let ids: Vec<u64> = peers.iter().map(|p| p.you).collect();
+    let owner_of = |participant: u64| ids.iter().position(|id| *id == participant).expect("a participant we know");
+    let mut tracks = std::collections::HashMap::new(); // relay track id -> (owner, kind)
+    for i in 0..peers.len() {
+        for _ in 0..50 {
+            if let ServerMessage::Track { track } =
+                peers[i].wait_for(|m| matches!(m, ServerMessage::Track { .. })).await
+            {
+                let owner = owner_of(track.participant);
+                tracks.insert(track.id, (owner, track.kind));
+                if owner != i {
+                    peers[i].send(&ClientMessage::Subscribe { track: track.id }).await;
+                }
+            }
+        }
+        peers[i].send(&ClientMessage::Ping { nonce: 7 }).await;
+        peers[i].wait_for(|m| matches!(m, ServerMessage::Pong { nonce: 7 })).await;
+    }
+    assert_eq!(tracks.len(), 50, "two tracks from each of 25 people");
+
+    // Everyone publishes one camera group and one audio group of their own bytes.
+    let group_of = |owner: usize, kind: TrackKind| -> Vec<Bytes> {
+        let n = if kind == TrackKind::Audio { 2 } else { 3 };
+        (0..n)
+            .map(|i| {
+                let info = FrameInfo { keyframe: i == 0, timestamp_us: i as u64 * 20_000, level: 127 };
+                encode_frame(&info, &vec![owner as u8; 300 + i * 50 + usize::from(kind == TrackKind::Audio)])
+            })
+            .collect()
+    };
+    for (i, peer) in peers.iter().enumerate() {
+        peer.publish_group(1, 0, &group_of(i, TrackKind::Camera)).await;
+        peer.publish_group(2, 0, &group_of(i, TrackKind::Audio)).await;
+    }
+    for (i, peer) in peers.iter().enumerate() {
+        let mut from = std::collections::HashSet::new();
+        for _ in 0..48 {
+            let (header, frames) = peer.receive_group().await;
+            let (owner, kind) = tracks[&header.track];
+            assert_ne!(owner, i, "nobody receives their own media");
+            assert_eq!(frames, group_of(owner, kind), "identical bytes from person {owner}");
+            from.insert(header.track);
+        }
+        assert_eq!(from.len(), 48, "person {i} got every other camera and microphone once");
+    }
+
+    // The 26th is refused with a clear reason; the 25 carry on.
+    let ticket = clients[25].post_form(&format!("{meeting}/media"), &[]).await;
+    let ticket: serde_json::Value = serde_json::from_str(&ticket.body).expect("ticket JSON");
+    let late = connect(&app, ticket["token"].as_str().expect("token")).await;
+    let (_control, _incoming) = late.open_bi().await.expect("control stream");
+    let error = tokio::time::timeout(DEADLINE, late.closed()).await.expect("refused in time");
+    assert_eq!(close_of(error), (close::ROOM_FULL, "this meeting is full (25 people)".to_owned()));
+    peers[0].send(&ClientMessage::Ping { nonce: 8 }).await;
+    peers[0].wait_for(|m| matches!(m, ServerMessage::Pong { nonce: 8 })).await;
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_input_and_bad_tokens_close_only_the_offending_session() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let (clients, meeting) = meeting(&app, &["Alice", "Bob", "Mallory"]).await;
@@ -399,8 +476,11 @@ async fn join_with_small_windows(app: &TestApp, client: &Client, meeting: &str) 
         .expect("connect");
     let (mut control, incoming) = session.open_bi().await.expect("control stream");
     control.write_all(&encode_control(&ClientMessage::Ping { nonce: 1 })).await.expect("ping");
-    let mut peer = Peer { session, control, incoming, reader: ControlReader::new(1 << 20) };
-    assert!(matches!(peer.next_message().await, ServerMessage::Welcome { .. }));
+    let mut peer = Peer { you: 0, session, control, incoming, reader: ControlReader::new(1 << 20) };
+    let ServerMessage::Welcome { you, .. } = peer.next_message().await else {
+        panic!("the first message is the welcome")
+    };
+    peer.you = you;
     peer
 }
 
