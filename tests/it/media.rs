@@ -264,20 +264,18 @@ async fn twenty_five_people_each_receive_everyone_elses_camera_and_voice_and_a_t
     let ids: Vec<u64> = peers.iter().map(|p| p.you).collect();
     let owner_of = |participant: u64| ids.iter().position(|id| *id == participant).expect("a participant we know");
     let mut tracks = std::collections::HashMap::new(); // relay track id -> (owner, kind)
-    for i in 0..peers.len() {
+    for (i, peer) in peers.iter_mut().enumerate() {
         for _ in 0..50 {
-            if let ServerMessage::Track { track } =
-                peers[i].wait_for(|m| matches!(m, ServerMessage::Track { .. })).await
-            {
+            if let ServerMessage::Track { track } = peer.wait_for(|m| matches!(m, ServerMessage::Track { .. })).await {
                 let owner = owner_of(track.participant);
                 tracks.insert(track.id, (owner, track.kind));
                 if owner != i {
-                    peers[i].send(&ClientMessage::Subscribe { track: track.id }).await;
+                    peer.send(&ClientMessage::Subscribe { track: track.id }).await;
                 }
             }
         }
-        peers[i].send(&ClientMessage::Ping { nonce: 7 }).await;
-        peers[i].wait_for(|m| matches!(m, ServerMessage::Pong { nonce: 7 })).await;
+        peer.send(&ClientMessage::Ping { nonce: 7 }).await;
+        peer.wait_for(|m| matches!(m, ServerMessage::Pong { nonce: 7 })).await;
     }
     assert_eq!(tracks.len(), 50, "two tracks from each of 25 people");
 
