@@ -107,6 +107,15 @@ impl App {
             session_hours: config.session_hours.max(1),
             http_client,
         });
+        {
+            // Other nodes ask this one to act on the calls it hosts.
+            let acting = state.clone();
+            let me = state.relay.address(state.media_host.clone());
+            state.placement.serve(me, move |command| {
+                let state = acting.clone();
+                async move { crate::http::calls::carry_out(&state, command).await }
+            });
+        }
         Ok(App { listener, closing, http_addr, state })
     }
 

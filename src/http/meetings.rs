@@ -267,7 +267,7 @@ async fn leave(State(state): State<AppState>, mt: MeetingInTeam) -> Result<Respo
 async fn end(State(state): State<AppState>, mt: MeetingInTeam) -> Result<Response, Error> {
     mt.require_host_or_admin()?;
     state.store.end_meeting(mt.meeting.id, mt.member.user_id(), now_ms()).await?;
-    state.relay.end_meeting(mt.meeting.id);
+    super::calls::end(&state, mt.meeting.id).await;
     state.bus.publish(Event::TeamChanged { team_id: mt.member.team.id });
     tracing::info!(meeting_id = mt.meeting.id, by = mt.member.user_id(), "meeting ended");
     Ok(Redirect::to(&format!("/teams/{}/meetings/{}", mt.member.team.id, mt.meeting.id)).into_response())

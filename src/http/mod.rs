@@ -2,6 +2,7 @@
 //! sharing one [`AppState`], one [`Error`] and one page layout.
 
 mod access;
+pub(crate) mod calls;
 mod chat;
 mod error;
 mod forum;

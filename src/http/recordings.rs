@@ -18,7 +18,6 @@ use super::views::{self, csrf_field};
 use super::{AppState, Error, MeetingInTeam, TeamMember};
 use crate::bus::{Event, LiveMessage};
 use crate::clock::{format_duration, now_ms};
-use crate::recording::FileOutcome;
 use crate::store::{Meeting, Recording};
 
 pub fn router() -> Router<AppState> {
@@ -165,8 +164,7 @@ async fn start(State(state): State<AppState>, mt: MeetingInTeam, headers: Header
         return Err(Error::Conflict("This meeting is already being recorded.".into()));
     }
     let id = state.store.start_recording(mt.meeting.id, mt.member.user_id(), now_ms()).await?;
-    let dir = state.recordings_dir.join(id.to_string());
-    if let Err(reason) = state.relay.start_recording(mt.meeting.id, dir).await {
+    if let Err(reason) = super::calls::start_recording(&state, mt.meeting.id, id).await {
         state.store.finish_recording(id, "failed", Some(&reason), false, &[], now_ms()).await?;
         return Err(Error::Conflict(format!("The recording could not start: {reason}.")));
     }
@@ -180,32 +178,11 @@ async fn stop(State(state): State<AppState>, mt: MeetingInTeam, headers: HeaderM
     let Some(id) = state.store.active_recording(mt.meeting.id).await? else {
         return Err(Error::Conflict("This meeting is not being recorded.".into()));
     };
-    let outcomes = match state.relay.stop_recording(mt.meeting.id).await {
-        Some(outcomes) => outcomes,
-        // The call emptied while recording: its files were finished then; find them.
-        None => crate::recording::files_on_disk(&state.recordings_dir.join(id.to_string())).await,
-    };
-    finish(&state, id, &outcomes).await?;
+    super::calls::stop_recording(&state, mt.meeting.id, id)
+        .await
+        .map_err(|reason| Error::Conflict(format!("The recording could not be stopped: {reason}.")))?;
     chat_line(&state, &mt, &format!("{} stopped recording this meeting.", mt.member.viewer.user.display_name)).await?;
     answer(&state, &mt, &headers).await
-}
-
-/// Records the outcome: its files, to be composed into the meeting video, or failed with
-/// the reason (disk full...).
-async fn finish(state: &AppState, id: i64, outcomes: &[FileOutcome]) -> Result<(), Error> {
-    let files: Vec<(i64, String, i64)> =
-        outcomes.iter().filter(|o| o.bytes > 0).map(|o| (o.user_id, o.file_name.clone(), o.bytes)).collect();
-    let errors: Vec<&str> = outcomes.iter().filter_map(|o| o.error.as_deref()).collect();
-    let (status, reason) = match (files.is_empty(), errors.first()) {
-        (_, Some(e)) => ("failed", Some(format!("Writing a file failed: {e}"))),
-        (true, None) => ("failed", Some("Nothing was recorded: nobody sent audio or video.".to_owned())),
-        (false, None) => ("composing", None),
-    };
-    state.store.finish_recording(id, status, reason.as_deref(), false, &files, now_ms()).await?;
-    if status == "composing" {
-        state.composer.enqueue(id);
-    }
-    Ok(())
 }
 
 /// Deletes a finished recording with its files (admins).

@@ -4,6 +4,11 @@
 //! lives; tickets minted on any node send the browser to the claiming node's relay (its
 //! host, port and certificate hash). A node that dies loses its claims when they expire,
 //! and the next ticket places the meeting again. (`SET … NX GET` needs Redis 7.)
+//!
+//! What acts on a call — start or stop recording it, end it — is carried out by the node
+//! hosting it, whichever node the request reached: the asking node pushes a
+//! [`CallCommand`] onto the host's inbox (a Redis list) and waits for the answer on a
+//! list of its own.
 
 use std::time::Duration;
 
@@ -13,6 +18,8 @@ use serde::{Deserialize, Serialize};
 const CLAIM_TTL_SECONDS: u64 = 30;
 /// How often a node renews the claims of the meetings it hosts.
 const RENEW_EVERY: Duration = Duration::from_secs(10);
+/// How long a node waits for the host of a call to answer a command.
+const ANSWER_WITHIN_SECONDS: f64 = 15.0;
 
 /// Where a node's relay is reached.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,10 +31,34 @@ pub struct RelayAddress {
     pub cert_hash: Option<Vec<u8>>,
 }
 
+impl RelayAddress {
+    /// Names the node in Redis keys.
+    fn node(&self) -> String {
+        format!("{}:{}", self.host.as_deref().unwrap_or("-"), self.port)
+    }
+}
+
+/// Something only the node hosting a call can do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CallCommand {
+    StartRecording { meeting_id: i64, recording_id: i64 },
+    StopRecording { meeting_id: i64, recording_id: i64 },
+    End { meeting_id: i64 },
+}
+
+/// A command on its way, with the list its answer goes to.
+#[derive(Serialize, Deserialize)]
+struct Request {
+    command: CallCommand,
+    answer_to: String,
+}
+
 /// Places meetings on nodes.
 #[derive(Clone)]
 pub struct Placement {
     redis: Option<redis::aio::ConnectionManager>,
+    /// For the blocking list reads (each gets a connection of its own).
+    client: Option<redis::Client>,
     /// Keeps the meetings of deployments sharing one Redis apart.
     deployment: String,
 }
@@ -36,18 +67,23 @@ impl Placement {
     fn key(&self, meeting_id: i64) -> String {
         format!("floo:{}:meeting:{meeting_id}:relay", self.deployment)
     }
+
+    fn inbox(&self, node: &RelayAddress) -> String {
+        format!("floo:{}:node:{}:inbox", self.deployment, node.node())
+    }
 }
 
 impl Placement {
     /// Every meeting on this node.
     pub fn local() -> Placement {
-        Placement { redis: None, deployment: String::new() }
+        Placement { redis: None, client: None, deployment: String::new() }
     }
 
     /// Meetings of `deployment` placed through the Redis at `url`.
     pub async fn redis(url: &str, deployment: String) -> redis::RedisResult<Placement> {
         let client = redis::Client::open(url)?;
-        Ok(Placement { redis: Some(redis::aio::ConnectionManager::new(client).await?), deployment })
+        let redis = redis::aio::ConnectionManager::new(client.clone()).await?;
+        Ok(Placement { redis: Some(redis), client: Some(client), deployment })
     }
 
     /// The relay that hosts `meeting_id`, claiming it for `me` if nobody does. If Redis
@@ -104,4 +140,107 @@ impl Placement {
             }
         });
     }
+    /// The relay hosting `meeting_id` if it is not `me` (None: here, or nowhere yet).
+    pub async fn elsewhere(&self, meeting_id: i64, me: &RelayAddress) -> Option<RelayAddress> {
+        let mut redis = self.redis.clone()?;
+        let holder: Option<String> = match redis::cmd("GET").arg(self.key(meeting_id)).query_async(&mut redis).await {
+            Ok(holder) => holder,
+            Err(e) => {
+                tracing::warn!(error = %e, meeting_id, "cannot find the meeting's host through Redis; acting here");
+                return None;
+            }
+        };
+        let host: RelayAddress = serde_json::from_str(&holder?).ok()?;
+        (host.node() != me.node()).then_some(host)
+    }
+
+    /// Has the node at `host` carry out `command`, and returns its answer.
+    pub async fn ask(&self, host: &RelayAddress, command: CallCommand) -> Result<(), String> {
+        let unreachable = |e: redis::RedisError| format!("the server hosting this call cannot be reached ({e})");
+        let client = self.client.as_ref().ok_or("no other server hosts calls")?;
+        let mut redis = blocking_connection(client).await.map_err(unreachable)?;
+        let answer_to = format!("floo:{}:answer:{}", self.deployment, crate::media::token::TokenKey::random().to_hex());
+        let request = serde_json::to_string(&Request { command, answer_to: answer_to.clone() }).unwrap_or_default();
+        let () = redis::cmd("RPUSH")
+            .arg(self.inbox(host))
+            .arg(&request)
+            .query_async(&mut redis)
+            .await
+            .map_err(unreachable)?;
+        let answer: Option<(String, String)> = redis::cmd("BLPOP")
+            .arg(&answer_to)
+            .arg(ANSWER_WITHIN_SECONDS)
+            .query_async(&mut redis)
+            .await
+            .map_err(unreachable)?;
+        match answer {
+            Some((_, answer)) => serde_json::from_str::<Result<(), String>>(&answer).map_err(|e| e.to_string())?,
+            None => Err("the server hosting this call did not answer".into()),
+        }
+    }
+
+    /// Carries out the commands other nodes send to `me()`, with `act`, until the process
+    /// ends. Each runs in a task of its own; its answer waits a minute to be collected.
+    pub fn serve<F, Fut>(&self, me: RelayAddress, act: F)
+    where
+        F: Fn(CallCommand) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+    {
+        let (Some(client), Some(replies)) = (self.client.clone(), self.redis.clone()) else { return };
+        let inbox = self.inbox(&me);
+        let act = std::sync::Arc::new(act);
+        tokio::spawn(async move {
+            loop {
+                let mut redis = match blocking_connection(&client).await {
+                    Ok(redis) => redis,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot reach Redis for call commands; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                loop {
+                    let next: redis::RedisResult<Option<(String, String)>> =
+                        redis::cmd("BLPOP").arg(&inbox).arg(5).query_async(&mut redis).await;
+                    let request = match next {
+                        Ok(Some((_, request))) => request,
+                        Ok(None) => continue,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "lost Redis while waiting for call commands; reconnecting");
+                            break;
+                        }
+                    };
+                    let Ok(request) = serde_json::from_str::<Request>(&request) else {
+                        tracing::warn!("ignoring a malformed call command");
+                        continue;
+                    };
+                    let (act, mut replies) = (act.clone(), replies.clone());
+                    tokio::spawn(async move {
+                        let answer = serde_json::to_string(&act(request.command).await).unwrap_or_default();
+                        let sent: redis::RedisResult<()> = redis::pipe()
+                            .cmd("RPUSH")
+                            .arg(&request.answer_to)
+                            .arg(answer)
+                            .ignore()
+                            .cmd("EXPIRE")
+                            .arg(&request.answer_to)
+                            .arg(60)
+                            .ignore()
+                            .query_async(&mut replies)
+                            .await;
+                        if let Err(e) = sent {
+                            tracing::warn!(error = %e, "cannot answer a call command");
+                        }
+                    });
+                }
+            }
+        });
+    }
+}
+
+/// A connection of its own for `BLPOP`, which waits longer than the default response
+/// timeout allows.
+async fn blocking_connection(client: &redis::Client) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+    client.get_multiplexed_async_connection_with_config(&config).await
 }

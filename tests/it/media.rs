@@ -77,7 +77,7 @@ async fn connect_to(port: u16, hash: Vec<u8>, token: &str) -> Session {
 
 impl Peer {
     /// Announces a 320x240 VP8 camera (track 1, at `layer`) and an Opus microphone (track 2).
-    async fn announce_camera_and_microphone(&mut self, layer: u8) {
+    pub async fn announce_camera_and_microphone(&mut self, layer: u8) {
         let video = serde_json::json!({ "codec": "vp8", "codedWidth": 320, "codedHeight": 240 });
         self.send(&ClientMessage::Announce {
             track: TrackAnnounce { id: 1, kind: TrackKind::Camera, layer, config: video },
@@ -146,7 +146,7 @@ impl Peer {
         .expect("a group in time")
     }
 
-    async fn close_code(&self) -> (u32, String) {
+    pub async fn close_code(&self) -> (u32, String) {
         let error = tokio::time::timeout(DEADLINE, self.session.closed()).await.expect("closed in time");
         close_of(error)
     }
@@ -522,7 +522,7 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
 }
 
 /// The source's packets in file order: (video?, pts in µs, keyframe, data).
-fn source_packets(path: &std::path::Path) -> Vec<(bool, i64, bool, Vec<u8>)> {
+pub fn source_packets(path: &std::path::Path) -> Vec<(bool, i64, bool, Vec<u8>)> {
     use ffmpeg_next as ffmpeg;
     ffmpeg::init().expect("ffmpeg");
     let mut input = ffmpeg::format::input(path).expect("source");
@@ -540,7 +540,7 @@ fn source_packets(path: &std::path::Path) -> Vec<(bool, i64, bool, Vec<u8>)> {
 }
 
 /// Publishes the packets in real time: a video group per keyframe, audio groups of ten.
-async fn publish_paced(peer: &Peer, packets: &[(bool, i64, bool, Vec<u8>)], seconds: f64) {
+pub async fn publish_paced(peer: &Peer, packets: &[(bool, i64, bool, Vec<u8>)], seconds: f64) {
     let started = tokio::time::Instant::now();
     let (mut video, mut audio): (Option<web_transport_quinn::SendStream>, Option<web_transport_quinn::SendStream>) =
         (None, None);
@@ -730,7 +730,7 @@ async fn a_renewed_dev_certificate_serves_new_sessions_while_open_ones_go_on() {
 }
 
 /// Waits for the meeting page to show a composed meeting video; returns the page.
-async fn composed(client: &Client, meeting: &str) -> crate::support::Page {
+pub async fn composed(client: &Client, meeting: &str) -> crate::support::Page {
     for _ in 0..300 {
         let page = client.get(meeting).await;
         if page.body.contains("Meeting video (MP4)") {

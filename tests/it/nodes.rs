@@ -1,5 +1,6 @@
 //! Several Floo processes sharing PostgreSQL and Redis: a message posted on one node
-//! reaches live readers on another, and none is lost while Redis restarts.
+//! reaches live readers on another, and none is lost while Redis restarts; a call is
+//! hosted by one node, and recorded and ended through either.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -17,12 +18,17 @@ struct Node {
 
 impl Node {
     async fn start(database_url: &str, redis_url: &str) -> Node {
+        Node::start_with(database_url, redis_url, &[]).await
+    }
+
+    async fn start_with(database_url: &str, redis_url: &str, extra: &[&str]) -> Node {
         let data_dir = std::env::temp_dir().join(format!("floo-node-{}", crate::support::unique_suffix()));
         std::fs::create_dir_all(&data_dir).expect("data dir");
         let log = std::fs::File::create(data_dir.join("node.log")).expect("log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_floo"))
             .args(["serve", "--http-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0", "--database-url", database_url])
             .args(["--redis-url", redis_url])
+            .args(extra)
             .arg("--data-dir")
             .arg(&data_dir)
             .stdout(Stdio::piped())
@@ -215,4 +221,49 @@ async fn a_call_is_hosted_by_one_node_whichever_node_people_ask() {
 
     // Asking again, either node still points at A.
     assert_eq!(media_ticket(&bob, &meeting).await["port"], for_alice["port"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_hosted_on_one_node_is_recorded_and_ended_through_the_other() {
+    use floo::media::wire::ServerMessage;
+    let (database, _) = create_postgres_database().await;
+    // The nodes share the recordings directory, as a deployment shares storage for them.
+    let shared = std::env::temp_dir().join(format!("floo-shared-recordings-{}", crate::support::unique_suffix()));
+    let recordings = ["--recordings-dir", shared.to_str().expect("path")];
+    let a = Node::start_with(&database, &redis_url(), &recordings).await;
+    let b = Node::start_with(&database, &redis_url(), &recordings).await;
+    let (alice, bob, topic) = team_across(&a, &b).await;
+    let team = topic.split("/topics/").next().expect("team path").to_owned();
+    let meeting = alice.post_form(&format!("{team}/meetings"), &[("title", "Spread call")]).await;
+    let meeting = meeting.url.trim_start_matches(&a.base).to_owned();
+    // Node A hosts the call (Alice asked it first); Bob is sent there by node B.
+    let mut alice_call = crate::media::join_with_ticket(&media_ticket(&alice, &meeting).await).await;
+    let _bob_call = crate::media::join_with_ticket(&media_ticket(&bob, &meeting).await).await;
+    alice_call.announce_camera_and_microphone(1).await;
+
+    // Alice now works through node B, which does not host the call.
+    let alice_on_b = Client { base: b.base.clone(), http: alice.http.clone() };
+    let page = alice_on_b.post_form(&format!("{meeting}/recordings"), &[]).await;
+    page.expect_ok_with("Stop recording");
+    alice_call.wait_for(|m| matches!(m, ServerMessage::Recording { on: true })).await;
+    let dir = crate::recording::scratch();
+    let packets = crate::media::source_packets(&crate::recording::source(&dir));
+    crate::media::publish_paced(&alice_call, &packets, 2.0).await;
+    let page = alice_on_b.post_form(&format!("{meeting}/recordings/stop"), &[]).await;
+    page.expect_ok_with("Alice stopped recording this meeting.").expect_ok_with("Alice's tracks");
+    alice_call.wait_for(|m| matches!(m, ServerMessage::Recording { on: false })).await;
+    // Composed by the host, downloadable through either node.
+    let page = crate::media::composed(&alice_on_b, &meeting).await;
+    let video = page.body.split('"').find(|part| part.ends_with("/video")).expect("a link to the video").to_owned();
+    for node in [&alice, &alice_on_b] {
+        let response = node.http.get(format!("{}{video}", node.base)).send().await.expect("download");
+        assert_eq!(response.status(), reqwest::StatusCode::OK);
+        assert!(response.bytes().await.expect("body").len() > 10_000, "a real video");
+    }
+
+    // Ending the meeting on node B disconnects the call on node A.
+    alice_on_b.post_form(&format!("{meeting}/end"), &[]).await;
+    assert_eq!(alice_call.close_code().await.0, floo::media::close::ENDED);
+    let _ = std::fs::remove_dir_all(&shared);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,0 +1,92 @@
+//! Acting on a call — start or stop recording it, end it — on the node that hosts it,
+//! whichever node the request reached (see `media::placement`). With one node, or when
+//! this node hosts the call, it is done here at once.
+
+use super::AppState;
+use crate::clock::now_ms;
+use crate::media::placement::{CallCommand, RelayAddress};
+use crate::recording::FileOutcome;
+
+/// This node's relay, as placements name it.
+fn me(state: &AppState) -> RelayAddress {
+    state.relay.address(state.media_host.clone())
+}
+
+/// Carries `command` out where the call is hosted.
+async fn act(state: &AppState, meeting_id: i64, command: CallCommand) -> Result<(), String> {
+    match state.placement.elsewhere(meeting_id, &me(state)).await {
+        Some(host) => state.placement.ask(&host, command).await,
+        None => carry_out(state, command).await,
+    }
+}
+
+/// Starts recording the call of `meeting_id` as recording `recording_id`.
+pub async fn start_recording(state: &AppState, meeting_id: i64, recording_id: i64) -> Result<(), String> {
+    act(state, meeting_id, CallCommand::StartRecording { meeting_id, recording_id }).await
+}
+
+/// Stops the recording and records its outcome (its files, queued for composition, or
+/// why it failed). If the call's host cannot be reached, the recording is finished here
+/// with whatever files this node can see, so that it does not stay "recording" forever.
+pub async fn stop_recording(state: &AppState, meeting_id: i64, recording_id: i64) -> Result<(), String> {
+    let command = CallCommand::StopRecording { meeting_id, recording_id };
+    if let Err(reason) = act(state, meeting_id, command).await {
+        tracing::warn!(meeting_id, recording_id, %reason, "stopping the recording on the call's host failed; finishing it here");
+        let files = crate::recording::files_on_disk(&state.recordings_dir.join(recording_id.to_string())).await;
+        return finish(state, recording_id, &files).await;
+    }
+    Ok(())
+}
+
+/// Disconnects everyone in the call of a meeting that has ended (here, and on the node
+/// hosting it if that is another).
+pub async fn end(state: &AppState, meeting_id: i64) {
+    state.relay.end_meeting(meeting_id);
+    if let Err(reason) = act(state, meeting_id, CallCommand::End { meeting_id }).await {
+        tracing::warn!(meeting_id, %reason, "the call's host could not be told that the meeting ended");
+    }
+}
+
+/// Does what `command` asks, on this node (which hosts the call, or nobody does).
+pub async fn carry_out(state: &AppState, command: CallCommand) -> Result<(), String> {
+    match command {
+        CallCommand::StartRecording { meeting_id, recording_id } => {
+            let dir = state.recordings_dir.join(recording_id.to_string());
+            state.relay.start_recording(meeting_id, dir).await
+        }
+        CallCommand::StopRecording { meeting_id, recording_id } => {
+            let outcomes = match state.relay.stop_recording(meeting_id).await {
+                Some(outcomes) => outcomes,
+                // The call emptied while recording: its files were finished then; find them.
+                None => crate::recording::files_on_disk(&state.recordings_dir.join(recording_id.to_string())).await,
+            };
+            finish(state, recording_id, &outcomes).await
+        }
+        CallCommand::End { meeting_id } => {
+            state.relay.end_meeting(meeting_id);
+            Ok(())
+        }
+    }
+}
+
+/// Records the outcome: its files, to be composed into the meeting video, or failed with
+/// the reason (disk full...).
+async fn finish(state: &AppState, id: i64, outcomes: &[FileOutcome]) -> Result<(), String> {
+    let files: Vec<(i64, String, i64)> =
+        outcomes.iter().filter(|o| o.bytes > 0).map(|o| (o.user_id, o.file_name.clone(), o.bytes)).collect();
+    let errors: Vec<&str> = outcomes.iter().filter_map(|o| o.error.as_deref()).collect();
+    let (status, reason) = match (files.is_empty(), errors.first()) {
+        (_, Some(e)) => ("failed", Some(format!("Writing a file failed: {e}"))),
+        (true, None) => ("failed", Some("Nothing was recorded: nobody sent audio or video.".to_owned())),
+        (false, None) => ("composing", None),
+    };
+    state
+        .store
+        .finish_recording(id, status, reason.as_deref(), false, &files, now_ms())
+        .await
+        .map_err(|e| format!("the recording's outcome could not be saved ({e})"))?;
+    if status == "composing" {
+        state.composer.enqueue(id);
+    }
+    Ok(())
+}
