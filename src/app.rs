@@ -39,9 +39,6 @@ impl App {
             .await
             .context("connecting to the database")?;
         let recordings_dir = config.recordings_dir.clone().unwrap_or_else(|| config.data_dir.join("recordings"));
-        crate::recording::recover_interrupted(&store, &recordings_dir)
-            .await
-            .context("recovering interrupted recordings")?;
         let settings = crate::recording::Settings { preset: config.compose_preset.clone(), ..Default::default() };
         let listener = TcpListener::bind(config.http_addr)
             .await
@@ -63,11 +60,6 @@ impl App {
             Some(url) => Bus::redis(url).await.context("connecting to Redis")?,
             None => Bus::in_process(),
         };
-        let composer = Composer::new(store.clone(), bus.clone(), recordings_dir.clone(), config.compose_jobs, settings);
-        let resumed = composer.resume().await.context("queueing unfinished compositions")?;
-        if resumed > 0 {
-            tracing::info!(recordings = resumed, "compositions queued again");
-        }
         let (closing, closing_rx) = watch::channel(false);
         let media = MediaConfig {
             quic_addr: config.quic_addr,
@@ -88,6 +80,22 @@ impl App {
             let (hosted, address) = (relay.clone(), relay.clone());
             let host = config.media_host.clone();
             placement.renew_forever(move || hosted.hosted_meetings(), move || address.address(host.clone()));
+        }
+        let me = relay.address(config.media_host.clone());
+        crate::recording::recover_interrupted(&store, &recordings_dir, &placement, &me)
+            .await
+            .context("recovering interrupted recordings")?;
+        let composer = Composer::new(
+            store.clone(),
+            bus.clone(),
+            placement.clone(),
+            recordings_dir.clone(),
+            config.compose_jobs,
+            settings,
+        );
+        let resumed = composer.resume().await.context("queueing unfinished compositions")?;
+        if resumed > 0 {
+            tracing::info!(recordings = resumed, "compositions queued again");
         }
         let state = AppState::new(Shared {
             placement,
@@ -110,7 +118,6 @@ impl App {
         {
             // Other nodes ask this one to act on the calls it hosts.
             let acting = state.clone();
-            let me = state.relay.address(state.media_host.clone());
             state.placement.serve(me, move |command| {
                 let state = acting.clone();
                 async move { crate::http::calls::carry_out(&state, command).await }

@@ -238,6 +238,62 @@ impl Placement {
     }
 }
 
+/// Work that one node of a deployment does at a time (composing a recording): held while
+/// this value lives, renewed every 10 s; left to expire when dropped or when its node dies.
+pub struct Lease {
+    renewing: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(task) = self.renewing.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Placement {
+    /// Takes the lease on `what`, unless another node holds it (None). With one node, or
+    /// when Redis cannot be reached, it is always this node's.
+    pub async fn lease(&self, what: &str) -> Option<Lease> {
+        let Some(mut redis) = self.redis.clone() else { return Some(Lease { renewing: None }) };
+        let key = format!("floo:{}:lease:{what}", self.deployment);
+        let mine = crate::media::token::TokenKey::random().to_hex();
+        let taken: redis::RedisResult<Option<String>> = redis::cmd("SET")
+            .arg(&key)
+            .arg(&mine)
+            .arg("NX")
+            .arg("EX")
+            .arg(CLAIM_TTL_SECONDS)
+            .query_async(&mut redis)
+            .await;
+        match taken {
+            Ok(Some(_)) => {}
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(error = %e, what, "cannot take a lease through Redis; going ahead here");
+                return Some(Lease { renewing: None });
+            }
+        }
+        let renewing = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(RENEW_EVERY).await;
+                let renewed: redis::RedisResult<()> = redis::cmd("SET")
+                    .arg(&key)
+                    .arg(&mine)
+                    .arg("EX")
+                    .arg(CLAIM_TTL_SECONDS)
+                    .query_async(&mut redis)
+                    .await;
+                if let Err(e) = renewed {
+                    tracing::warn!(error = %e, key, "cannot renew a lease");
+                }
+            }
+        });
+        Some(Lease { renewing: Some(renewing) })
+    }
+}
+
 /// A connection of its own for `BLPOP`, which waits longer than the default response
 /// timeout allows.
 async fn blocking_connection(client: &redis::Client) -> redis::RedisResult<redis::aio::MultiplexedConnection> {

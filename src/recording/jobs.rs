@@ -12,6 +12,7 @@ use tokio::sync::{Semaphore, watch};
 
 use super::compose::{ComposeError, Settings, Source, compose};
 use crate::bus::{Bus, Event};
+use crate::media::placement::Placement;
 use crate::store::Store;
 
 /// The composed video's name in a recording's directory.
@@ -31,10 +32,19 @@ struct Inner {
     settings: Settings,
     permits: Semaphore,
     cancelled: Mutex<HashSet<i64>>,
+    /// With several nodes sharing the recordings, one composes each recording.
+    placement: Placement,
 }
 
 impl Composer {
-    pub fn new(store: Store, bus: Bus, recordings_dir: PathBuf, jobs: usize, settings: Settings) -> Composer {
+    pub fn new(
+        store: Store,
+        bus: Bus,
+        placement: Placement,
+        recordings_dir: PathBuf,
+        jobs: usize,
+        settings: Settings,
+    ) -> Composer {
         Composer {
             inner: Arc::new(Inner {
                 store,
@@ -43,17 +53,18 @@ impl Composer {
                 settings,
                 permits: Semaphore::new(jobs.max(1)),
                 cancelled: Mutex::new(HashSet::new()),
+                placement,
             }),
         }
     }
 
     /// Queues every recording left `composing` (by a restart, or by a migration).
     pub async fn resume(&self) -> Result<usize, crate::store::Error> {
-        let ids = self.inner.store.recordings_in_state("composing").await?;
-        for id in &ids {
+        let recordings = self.inner.store.recordings_in_state("composing").await?;
+        for (id, _) in &recordings {
             self.enqueue(*id);
         }
-        Ok(ids.len())
+        Ok(recordings.len())
     }
 
     /// Composes recording `id` when a job slot is free. The recording must be `composing`.
@@ -64,6 +75,16 @@ impl Composer {
             if inner.take_cancelled(id) {
                 return;
             }
+            // Another node may be composing it (it was queued again when this node started),
+            // or may have finished it meanwhile.
+            let Some(_lease) = inner.placement.lease(&format!("recording:{id}:composition")).await else {
+                return tracing::info!(recording = id, "another node is composing this recording");
+            };
+            match inner.store.recordings_in_state("composing").await {
+                Ok(composing) if !composing.iter().any(|(r, _)| *r == id) => return,
+                Ok(_) => {}
+                Err(e) => return tracing::error!(recording = id, error = %e, "cannot read the recording's state"),
+            }
             if let Err(e) = inner.run(id).await {
                 tracing::error!(recording = id, error = %e, "composition could not be recorded in the store");
             }
@@ -73,7 +94,7 @@ impl Composer {
     /// Stops the composition of `id` if it is queued or running (the recording is being
     /// deleted); its output is discarded.
     pub async fn cancel_if_composing(&self, store: &Store, id: i64) -> Result<(), crate::store::Error> {
-        if store.recordings_in_state("composing").await?.contains(&id)
+        if store.recordings_in_state("composing").await?.iter().any(|(r, _)| *r == id)
             && let Ok(mut cancelled) = self.inner.cancelled.lock()
         {
             cancelled.insert(id);

@@ -18,6 +18,7 @@ pub use recorder::{FileOutcome, RecordedFrame, Recorder};
 use std::path::Path;
 
 use crate::clock::now_ms;
+use crate::media::placement::{Placement, RelayAddress};
 use crate::store::Store;
 
 /// The participant files found in a recording's directory (`USER-SESSION.webm`, and
@@ -39,9 +40,20 @@ pub async fn files_on_disk(dir: &Path) -> Vec<FileOutcome> {
 
 /// After a crash: recordings still marked as running are closed properly (each file is
 /// rewritten with its index and duration) and marked interrupted, with their files; they
-/// are then composed like any other.
-pub async fn recover_interrupted(store: &Store, recordings_dir: &Path) -> Result<usize, crate::store::Error> {
-    let ids = store.recordings_in_state("recording").await?;
+/// are then composed like any other. A recording whose call another node hosts (`me` is
+/// this node's relay) is that node's and still running: it is left alone.
+pub async fn recover_interrupted(
+    store: &Store,
+    recordings_dir: &Path,
+    placement: &Placement,
+    me: &RelayAddress,
+) -> Result<usize, crate::store::Error> {
+    let mut ids = Vec::new();
+    for (id, meeting_id) in store.recordings_in_state("recording").await? {
+        if placement.elsewhere(meeting_id, me).await.is_none() {
+            ids.push(id);
+        }
+    }
     for id in &ids {
         let dir = recordings_dir.join(id.to_string());
         let mut files = Vec::new();

@@ -105,13 +105,14 @@ impl Store {
         Ok(row.map(|(id,)| id))
     }
 
-    /// Recordings in `state`, oldest first (after a crash, `recording` ones are not).
-    pub async fn recordings_in_state(&self, state: &str) -> Result<Vec<i64>> {
-        let rows: Vec<(i64,)> = sqlx::query_as("SELECT id FROM recordings WHERE state = $1 ORDER BY id")
-            .bind(state)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.into_iter().map(|(id,)| id).collect())
+    /// Recordings in `state` with their meetings, oldest first: (recording, meeting).
+    pub async fn recordings_in_state(&self, state: &str) -> Result<Vec<(i64, i64)>> {
+        let rows: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT id, meeting_id FROM recordings WHERE state = $1 ORDER BY id")
+                .bind(state)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows)
     }
 
     /// Records how far a composition has come, in percent.

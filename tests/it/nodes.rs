@@ -246,6 +246,9 @@ async fn a_call_hosted_on_one_node_is_recorded_and_ended_through_the_other() {
     let page = alice_on_b.post_form(&format!("{meeting}/recordings"), &[]).await;
     page.expect_ok_with("Stop recording");
     alice_call.wait_for(|m| matches!(m, ServerMessage::Recording { on: true })).await;
+    // A node starting meanwhile (as B would after a restart) leaves A's recording alone:
+    // it is not A's crash to recover from.
+    let _c = Node::start_with(&database, &redis_url(), &recordings).await;
     let dir = crate::recording::scratch();
     let packets = crate::media::source_packets(&crate::recording::source(&dir));
     crate::media::publish_paced(&alice_call, &packets, 2.0).await;
@@ -254,6 +257,7 @@ async fn a_call_hosted_on_one_node_is_recorded_and_ended_through_the_other() {
     alice_call.wait_for(|m| matches!(m, ServerMessage::Recording { on: false })).await;
     // Composed by the host, downloadable through either node.
     let page = crate::media::composed(&alice_on_b, &meeting).await;
+    assert!(!page.body.contains("rec-interrupted"), "the recording ran whole: {}", page.body);
     let video = page.body.split('"').find(|part| part.ends_with("/video")).expect("a link to the video").to_owned();
     for node in [&alice, &alice_on_b] {
         let response = node.http.get(format!("{}{video}", node.base)).send().await.expect("download");
