@@ -175,6 +175,9 @@ pub struct Room {
     groups: HashMap<SendId, OutGroup>,
     /// Open group streams per track, so a frame finds its subscribers without a scan.
     sends_by_track: HashMap<u64, Vec<SendId>>,
+    /// The groups that have a deadline (a newer group of their track started): the few
+    /// the timer looks at, rather than every open group on every event.
+    superseded: HashSet<SendId>,
     outputs: VecDeque<Output>,
     next_track: u64,
     next_send: SendId,
@@ -200,6 +203,7 @@ impl Room {
             tracks: HashMap::new(),
             groups: HashMap::new(),
             sends_by_track: HashMap::new(),
+            superseded: HashSet::new(),
             outputs: VecDeque::new(),
             next_track: 1,
             next_send: 1,
@@ -469,6 +473,7 @@ impl Room {
 
     fn forget(&mut self, send: SendId) {
         let Some(g) = self.groups.remove(&send) else { return };
+        self.superseded.remove(&send);
         if let Some(p) = self.participants.get_mut(&g.session) {
             p.sending.retain(|s| *s != send);
         }
@@ -524,6 +529,7 @@ impl Room {
                 && g.superseded.is_none()
             {
                 g.superseded = Some(now);
+                self.superseded.insert(*send);
             }
         }
         for subscriber in subscribers {
@@ -612,10 +618,11 @@ impl Room {
     /// late at its source; otherwise the subscriber is the one that could not keep up.
     fn expire(&mut self, now: Instant) {
         let late: Vec<(SendId, Cause)> = self
-            .groups
+            .superseded
             .iter()
+            .filter_map(|s| self.groups.get(s).map(|g| (*s, g)))
             .filter(|(_, g)| self.is_late(g, now))
-            .map(|(s, g)| (*s, if g.finished || g.backlog > 0 { Cause::SlowLink } else { Cause::Elsewhere }))
+            .map(|(s, g)| (s, if g.finished || g.backlog > 0 { Cause::SlowLink } else { Cause::Elsewhere }))
             .collect();
         for (send, cause) in late {
             self.abandon(send, cause);
@@ -709,7 +716,7 @@ impl Room {
 
     /// When the room next needs `handle_timeout`.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.groups.values().filter_map(|g| self.deadline(g)).min()
+        self.superseded.iter().filter_map(|s| self.groups.get(s)).filter_map(|g| self.deadline(g)).min()
     }
 
     /// The next thing for the driver to do.
