@@ -126,14 +126,7 @@ impl Placement {
                 tokio::time::sleep(RENEW_EVERY).await;
                 let mine = serde_json::to_string(&me()).unwrap_or_default();
                 for meeting_id in hosted() {
-                    let renewed: redis::RedisResult<()> = redis::cmd("SET")
-                        .arg(placement.key(meeting_id))
-                        .arg(&mine)
-                        .arg("EX")
-                        .arg(CLAIM_TTL_SECONDS)
-                        .query_async(&mut redis)
-                        .await;
-                    if let Err(e) = renewed {
+                    if let Err(e) = hold(&mut redis, &placement.key(meeting_id), &mine).await {
                         tracing::warn!(error = %e, meeting_id, "cannot renew a meeting's placement");
                     }
                 }
@@ -278,20 +271,18 @@ impl Placement {
         let renewing = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(RENEW_EVERY).await;
-                let renewed: redis::RedisResult<()> = redis::cmd("SET")
-                    .arg(&key)
-                    .arg(&mine)
-                    .arg("EX")
-                    .arg(CLAIM_TTL_SECONDS)
-                    .query_async(&mut redis)
-                    .await;
-                if let Err(e) = renewed {
+                if let Err(e) = hold(&mut redis, &key, &mine).await {
                     tracing::warn!(error = %e, key, "cannot renew a lease");
                 }
             }
         });
         Some(Lease { renewing: Some(renewing) })
     }
+}
+
+/// Sets `key` to `value` for another claim period (a claim or a lease renewed).
+async fn hold(redis: &mut redis::aio::ConnectionManager, key: &str, value: &str) -> redis::RedisResult<()> {
+    redis::cmd("SET").arg(key).arg(value).arg("EX").arg(CLAIM_TTL_SECONDS).query_async(redis).await
 }
 
 /// A connection of its own for `BLPOP`, which waits longer than the default response

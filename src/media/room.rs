@@ -753,6 +753,22 @@ mod tests {
             Harness { room: Room::new(limits), now: Instant::now() }
         }
 
+        /// Session 1 publishes a camera, session 2 subscribes; the first group has
+        /// started with a 1000-byte keyframe. Returns the harness, the track and the
+        /// subscriber's stream of that group.
+        fn camera_group_on_its_way() -> (Harness, u64, SendId) {
+            let mut h = Harness::new(Limits::default());
+            h.join(1);
+            h.join(2);
+            let track = h.announce(1, 1, TrackKind::Camera);
+            h.subscribe(2, track);
+            h.outputs();
+            h.room.group_start(h.now, 1, 1, 0);
+            h.frame(1, 1, 0, true, &[0; 1000]);
+            let (_, send, _) = opens(&h.outputs())[0];
+            (h, track, send)
+        }
+
         fn advance(&mut self, ms: u64) {
             self.now += Duration::from_millis(ms);
             self.room.handle_timeout(self.now);
@@ -943,15 +959,7 @@ mod tests {
 
     #[test]
     fn a_group_a_subscriber_cannot_receive_in_time_is_abandoned() {
-        let mut h = Harness::new(Limits::default());
-        h.join(1);
-        h.join(2);
-        let track = h.announce(1, 1, TrackKind::Camera);
-        h.subscribe(2, track);
-        h.outputs();
-        h.room.group_start(h.now, 1, 1, 0);
-        h.frame(1, 1, 0, true, &[0; 1000]);
-        let (_, old, _) = opens(&h.outputs())[0];
+        let (mut h, track, old) = Harness::camera_group_on_its_way();
         // The subscriber is slow: bytes stay queued.
         h.room.backlog(h.now, old, 1000);
         h.advance(100);
@@ -978,15 +986,7 @@ mod tests {
 
     #[test]
     fn a_group_late_from_its_publisher_is_abandoned_without_blaming_the_subscriber() {
-        let mut h = Harness::new(Limits::default());
-        h.join(1);
-        h.join(2);
-        let track = h.announce(1, 1, TrackKind::Camera);
-        h.subscribe(2, track);
-        h.outputs();
-        h.room.group_start(h.now, 1, 1, 0);
-        h.frame(1, 1, 0, true, &[0; 1000]);
-        let (_, old, _) = opens(&h.outputs())[0];
+        let (mut h, track, old) = Harness::camera_group_on_its_way();
         // The subscriber took everything so far; the publisher's uplink is what is slow:
         // the group is not finished when the next one starts.
         h.room.backlog(h.now, old, 0);
