@@ -14,7 +14,7 @@ fn me(state: &AppState) -> RelayAddress {
 
 /// Carries `command` out where the call is hosted.
 async fn act(state: &AppState, meeting_id: i64, command: CallCommand) -> Result<(), String> {
-    match state.placement.elsewhere(meeting_id, &me(state)).await {
+    match state.placement.elsewhere(meeting_id, &me(state)).await? {
         Some(host) => state.placement.ask(&host, command).await,
         None => carry_out(state, command).await,
     }
@@ -26,16 +26,23 @@ pub async fn start_recording(state: &AppState, meeting_id: i64, recording_id: i6
 }
 
 /// Stops the recording and records its outcome (its files, queued for composition, or
-/// why it failed). If the call's host cannot be reached, the recording is finished here
-/// with whatever files this node can see, so that it does not stay "recording" forever.
+/// why it failed). If the call's host has gone away (its claim expired or passed to
+/// another node), the recording is finished here with whatever files this node can see,
+/// so that it does not stay "recording" forever; if the host is there but did not
+/// answer, the error says so and the stop can be tried again.
 pub async fn stop_recording(state: &AppState, meeting_id: i64, recording_id: i64) -> Result<(), String> {
-    let command = CallCommand::StopRecording { meeting_id, recording_id };
-    if let Err(reason) = act(state, meeting_id, command).await {
-        tracing::warn!(meeting_id, recording_id, %reason, "stopping the recording on the call's host failed; finishing it here");
-        let files = crate::recording::files_on_disk(&state.recordings_dir.join(recording_id.to_string())).await;
-        return finish(state, recording_id, &files).await;
+    let Some(host) = state.placement.elsewhere(meeting_id, &me(state)).await? else {
+        return carry_out(state, CallCommand::StopRecording { meeting_id, recording_id }).await;
+    };
+    let Err(reason) = state.placement.ask(&host, CallCommand::StopRecording { meeting_id, recording_id }).await else {
+        return Ok(());
+    };
+    if state.placement.elsewhere(meeting_id, &me(state)).await?.is_some_and(|now| now.node == host.node) {
+        return Err(reason);
     }
-    Ok(())
+    tracing::warn!(meeting_id, recording_id, %reason, "the call's host has gone; finishing its recording here");
+    let files = crate::recording::files_on_disk(&state.recordings_dir.join(recording_id.to_string())).await;
+    finish(state, recording_id, &files).await
 }
 
 /// Disconnects everyone in the call of a meeting that has ended (here, and on the node
@@ -51,10 +58,12 @@ pub async fn end(state: &AppState, meeting_id: i64) {
 pub async fn carry_out(state: &AppState, command: CallCommand) -> Result<(), String> {
     match command {
         CallCommand::StartRecording { meeting_id, recording_id } => {
+            is_running(state, meeting_id, recording_id).await?;
             let dir = state.recordings_dir.join(recording_id.to_string());
             state.relay.start_recording(meeting_id, dir).await
         }
         CallCommand::StopRecording { meeting_id, recording_id } => {
+            is_running(state, meeting_id, recording_id).await?;
             let outcomes = match state.relay.stop_recording(meeting_id).await {
                 Some(outcomes) => outcomes,
                 // The call emptied while recording: its files were finished then; find them.
@@ -69,6 +78,16 @@ pub async fn carry_out(state: &AppState, command: CallCommand) -> Result<(), Str
     }
 }
 
+/// A command about a recording that is no longer the meeting's running one (it failed,
+/// was stopped, or the command is stale) is refused.
+async fn is_running(state: &AppState, meeting_id: i64, recording_id: i64) -> Result<(), String> {
+    match state.store.active_recording(meeting_id).await {
+        Ok(Some(id)) if id == recording_id => Ok(()),
+        Ok(_) => Err("this recording is not running any more".into()),
+        Err(e) => Err(format!("the recording's state could not be read ({e})")),
+    }
+}
+
 /// Records the outcome: its files, to be composed into the meeting video, or failed with
 /// the reason (disk full...).
 async fn finish(state: &AppState, id: i64, outcomes: &[FileOutcome]) -> Result<(), String> {
@@ -80,12 +99,12 @@ async fn finish(state: &AppState, id: i64, outcomes: &[FileOutcome]) -> Result<(
         (true, None) => ("failed", Some("Nothing was recorded: nobody sent audio or video.".to_owned())),
         (false, None) => ("composing", None),
     };
-    state
+    let finished = state
         .store
         .finish_recording(id, status, reason.as_deref(), false, &files, now_ms())
         .await
         .map_err(|e| format!("the recording's outcome could not be saved ({e})"))?;
-    if status == "composing" {
+    if finished && status == "composing" {
         state.composer.enqueue(id);
     }
     Ok(())

@@ -19,7 +19,9 @@ const CLAIM_TTL_SECONDS: u64 = 30;
 /// How often a node renews the claims of the meetings it hosts.
 const RENEW_EVERY: Duration = Duration::from_secs(10);
 /// How long a node waits for the host of a call to answer a command.
-const ANSWER_WITHIN_SECONDS: f64 = 15.0;
+const ANSWER_WITHIN: Duration = Duration::from_secs(15);
+/// How long the host waits for a command before asking again.
+const INBOX_WAIT: Duration = Duration::from_secs(5);
 
 /// Where a node's relay is reached.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,13 +31,10 @@ pub struct RelayAddress {
     pub port: u16,
     /// SHA-256 of a development certificate (None for a real one).
     pub cert_hash: Option<Vec<u8>>,
-}
-
-impl RelayAddress {
-    /// Names the node in Redis keys.
-    fn node(&self) -> String {
-        format!("{}:{}", self.host.as_deref().unwrap_or("-"), self.port)
-    }
+    /// The node's name for commands (new at each start, so a restarted node does not
+    /// receive what was meant for its previous run).
+    #[serde(default)]
+    pub node: String,
 }
 
 /// Something only the node hosting a call can do.
@@ -51,6 +50,8 @@ pub enum CallCommand {
 struct Request {
     command: CallCommand,
     answer_to: String,
+    /// When the asker stops waiting (ms since the epoch): a command found later is dropped.
+    expires_ms: i64,
 }
 
 /// Places meetings on nodes.
@@ -69,7 +70,7 @@ impl Placement {
     }
 
     fn inbox(&self, node: &RelayAddress) -> String {
-        format!("floo:{}:node:{}:inbox", self.deployment, node.node())
+        format!("floo:{}:node:{}:inbox", self.deployment, node.node)
     }
 }
 
@@ -133,36 +134,45 @@ impl Placement {
             }
         });
     }
-    /// The relay hosting `meeting_id` if it is not `me` (None: here, or nowhere yet).
-    pub async fn elsewhere(&self, meeting_id: i64, me: &RelayAddress) -> Option<RelayAddress> {
-        let mut redis = self.redis.clone()?;
-        let holder: Option<String> = match redis::cmd("GET").arg(self.key(meeting_id)).query_async(&mut redis).await {
-            Ok(holder) => holder,
-            Err(e) => {
-                tracing::warn!(error = %e, meeting_id, "cannot find the meeting's host through Redis; acting here");
-                return None;
-            }
-        };
-        let host: RelayAddress = serde_json::from_str(&holder?).ok()?;
-        (host.node() != me.node()).then_some(host)
+    /// The relay hosting `meeting_id` if it is not `me` (None: here, or nowhere yet); an
+    /// error if Redis cannot tell.
+    pub async fn elsewhere(&self, meeting_id: i64, me: &RelayAddress) -> Result<Option<RelayAddress>, String> {
+        let Some(mut redis) = self.redis.clone() else { return Ok(None) };
+        let holder: Option<String> = redis::cmd("GET")
+            .arg(self.key(meeting_id))
+            .query_async(&mut redis)
+            .await
+            .map_err(|e| format!("the server hosting this call cannot be found ({e})"))?;
+        let host = holder.and_then(|h| serde_json::from_str::<RelayAddress>(&h).ok());
+        Ok(host.filter(|host| host.node != me.node))
     }
 
     /// Has the node at `host` carry out `command`, and returns its answer.
     pub async fn ask(&self, host: &RelayAddress, command: CallCommand) -> Result<(), String> {
         let unreachable = |e: redis::RedisError| format!("the server hosting this call cannot be reached ({e})");
         let client = self.client.as_ref().ok_or("no other server hosts calls")?;
-        let mut redis = blocking_connection(client).await.map_err(unreachable)?;
+        let mut redis = blocking_connection(client, ANSWER_WITHIN).await.map_err(unreachable)?;
         let answer_to = format!("floo:{}:answer:{}", self.deployment, crate::media::token::TokenKey::random().to_hex());
-        let request = serde_json::to_string(&Request { command, answer_to: answer_to.clone() }).unwrap_or_default();
-        let () = redis::cmd("RPUSH")
-            .arg(self.inbox(host))
+        let expires_ms = crate::clock::now_ms() + ANSWER_WITHIN.as_millis() as i64;
+        let request =
+            serde_json::to_string(&Request { command, answer_to: answer_to.clone(), expires_ms }).unwrap_or_default();
+        let inbox = self.inbox(host);
+        let () = redis::pipe()
+            .cmd("RPUSH")
+            .arg(&inbox)
             .arg(&request)
+            .ignore()
+            // An inbox nobody reads (its node died) does not outlive its commands for long.
+            .cmd("EXPIRE")
+            .arg(&inbox)
+            .arg(CLAIM_TTL_SECONDS)
+            .ignore()
             .query_async(&mut redis)
             .await
             .map_err(unreachable)?;
         let answer: Option<(String, String)> = redis::cmd("BLPOP")
             .arg(&answer_to)
-            .arg(ANSWER_WITHIN_SECONDS)
+            .arg(ANSWER_WITHIN.as_secs_f64())
             .query_async(&mut redis)
             .await
             .map_err(unreachable)?;
@@ -184,7 +194,7 @@ impl Placement {
         let act = std::sync::Arc::new(act);
         tokio::spawn(async move {
             loop {
-                let mut redis = match blocking_connection(&client).await {
+                let mut redis = match blocking_connection(&client, INBOX_WAIT).await {
                     Ok(redis) => redis,
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot reach Redis for call commands; retrying");
@@ -194,7 +204,7 @@ impl Placement {
                 };
                 loop {
                     let next: redis::RedisResult<Option<(String, String)>> =
-                        redis::cmd("BLPOP").arg(&inbox).arg(5).query_async(&mut redis).await;
+                        redis::cmd("BLPOP").arg(&inbox).arg(INBOX_WAIT.as_secs()).query_async(&mut redis).await;
                     let request = match next {
                         Ok(Some((_, request))) => request,
                         Ok(None) => continue,
@@ -207,6 +217,10 @@ impl Placement {
                         tracing::warn!("ignoring a malformed call command");
                         continue;
                     };
+                    if request.expires_ms < crate::clock::now_ms() {
+                        tracing::info!(command = ?request.command, "ignoring a call command nobody waits for any more");
+                        continue;
+                    }
                     let (act, mut replies) = (act.clone(), replies.clone());
                     tokio::spawn(async move {
                         let answer = serde_json::to_string(&act(request.command).await).unwrap_or_default();
@@ -271,8 +285,19 @@ impl Placement {
         let renewing = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(RENEW_EVERY).await;
-                if let Err(e) = hold(&mut redis, &key, &mine).await {
-                    tracing::warn!(error = %e, key, "cannot renew a lease");
+                // Renewed only while it is still ours (or lapsed with nobody taking it).
+                let renewed: redis::RedisResult<i64> = redis::cmd("EVAL")
+                    .arg(RENEW_IF_MINE)
+                    .arg(1)
+                    .arg(&key)
+                    .arg(&mine)
+                    .arg(CLAIM_TTL_SECONDS)
+                    .query_async(&mut redis)
+                    .await;
+                match renewed {
+                    Ok(1) => {}
+                    Ok(_) => tracing::warn!(key, "a lease passed to another node"),
+                    Err(e) => tracing::warn!(error = %e, key, "cannot renew a lease"),
                 }
             }
         });
@@ -280,14 +305,22 @@ impl Placement {
     }
 }
 
+/// Sets KEYS[1] to ARGV[1] for ARGV[2] seconds if it holds ARGV[1] or nothing; 1 if so.
+const RENEW_IF_MINE: &str = "local held = redis.call('GET', KEYS[1]) \
+    if held == false or held == ARGV[1] then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) return 1 end \
+    return 0";
+
 /// Sets `key` to `value` for another claim period (a claim or a lease renewed).
 async fn hold(redis: &mut redis::aio::ConnectionManager, key: &str, value: &str) -> redis::RedisResult<()> {
     redis::cmd("SET").arg(key).arg(value).arg("EX").arg(CLAIM_TTL_SECONDS).query_async(redis).await
 }
 
 /// A connection of its own for `BLPOP`, which waits longer than the default response
-/// timeout allows.
-async fn blocking_connection(client: &redis::Client) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-    let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+/// timeout allows: `wait` plus a margin, so that a connection that went dead is noticed.
+async fn blocking_connection(
+    client: &redis::Client,
+    wait: Duration,
+) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(wait + Duration::from_secs(5)));
     client.get_multiplexed_async_connection_with_config(&config).await
 }

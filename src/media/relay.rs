@@ -79,6 +79,8 @@ struct Inner {
     bus: Bus,
     limits: Limits,
     next_session: AtomicU64,
+    /// Names this process among the nodes of a deployment (random, new at each start).
+    node: String,
 }
 
 impl Relay {
@@ -119,6 +121,7 @@ impl Relay {
                 bus,
                 limits: config.limits,
                 next_session: AtomicU64::new(1),
+                node: TokenKey::random().to_hex()[..16].to_owned(),
             }),
         };
         if dev {
@@ -162,6 +165,7 @@ impl Relay {
             host,
             port: self.inner.addr.port(),
             cert_hash: self.cert_hash().map(|h| h.to_vec()),
+            node: self.inner.node.clone(),
         }
     }
 

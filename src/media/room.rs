@@ -84,8 +84,9 @@ pub enum Output {
     Close { session: SessionId, code: u32, reason: String },
 }
 
-/// Why a group is given up on its way to a subscriber. The subscriber learns it from the
-/// stream's reset code, so that only its own slow link makes it step down a layer.
+/// Why a group is given up on its way to a subscriber: the stream's reset code says it,
+/// and only for its own slow link is the subscriber told `dropped` (which is what makes a
+/// client step down a layer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cause {
     /// The subscriber could not receive it in time: bytes stayed queued for it, or it did
@@ -295,7 +296,7 @@ impl Room {
     pub fn leave(&mut self, session: SessionId) {
         let Some(participant) = self.participants.remove(&session) else { return };
         for send in participant.sending {
-            self.groups.remove(&send);
+            self.forget(send);
         }
         for track in participant.tracks.into_values() {
             self.end_track(track);
@@ -458,16 +459,24 @@ impl Room {
         }
     }
 
-    fn abandon(&mut self, send: SendId, cause: Cause) {
-        if let Some(g) = self.groups.get(&send) {
-            self.outputs.push_back(Output::Abandon { send, cause });
-            if cause == Cause::SlowLink {
-                // Said on the control stream too: a reset may never surface at the
-                // subscriber (the data it cuts short can still arrive whole).
-                let message = ServerMessage::Dropped { track: g.track };
-                self.outputs.push_back(Output::Control { session: g.session, message });
+    /// Gives a group up; returns its subscriber and track if it was open.
+    fn abandon(&mut self, send: SendId, cause: Cause) -> Option<(SessionId, u64)> {
+        let g = self.groups.get(&send)?;
+        let gone = (g.session, g.track);
+        self.outputs.push_back(Output::Abandon { send, cause });
+        self.forget(send);
+        Some(gone)
+    }
+
+    /// Tells a subscriber that groups were given up because of its link, once per event
+    /// however many groups went: a reset may never surface at the subscriber (the data it
+    /// cuts short can still arrive whole), a control message does.
+    fn tell_dropped(&mut self, gone: impl IntoIterator<Item = (SessionId, u64)>) {
+        let mut told = HashSet::new();
+        for (session, track) in gone {
+            if told.insert(session) {
+                self.outputs.push_back(Output::Control { session, message: ServerMessage::Dropped { track } });
             }
-            self.forget(send);
         }
     }
 
@@ -602,13 +611,15 @@ impl Room {
                 p.sending.iter().filter_map(|s| self.groups.get(s).map(|g| (g.kind == TrackKind::Audio, *s))).collect();
             victims.sort();
             let mut excess = total - self.limits.max_backlog_per_subscriber;
+            let mut gone = Vec::new();
             for (_, victim) in victims {
                 if excess == 0 {
                     break;
                 }
                 excess = excess.saturating_sub(self.groups.get(&victim).map(|g| g.backlog).unwrap_or(0));
-                self.abandon(victim, Cause::SlowLink);
+                gone.extend(self.abandon(victim, Cause::SlowLink));
             }
+            self.tell_dropped(gone);
         }
     }
 
@@ -624,9 +635,14 @@ impl Room {
             .filter(|(_, g)| self.is_late(g, now))
             .map(|(s, g)| (s, if g.finished || g.backlog > 0 { Cause::SlowLink } else { Cause::Elsewhere }))
             .collect();
+        let mut gone = Vec::new();
         for (send, cause) in late {
-            self.abandon(send, cause);
+            let abandoned = self.abandon(send, cause);
+            if cause == Cause::SlowLink {
+                gone.extend(abandoned);
+            }
         }
+        self.tell_dropped(gone);
     }
 
     fn is_late(&self, g: &OutGroup, now: Instant) -> bool {
@@ -1001,6 +1017,37 @@ mod tests {
         let out = h.outputs();
         assert_eq!(abandoned(&out), vec![(new, Cause::Elsewhere)]);
         assert!(told_dropped(&out).is_empty());
+    }
+
+    #[test]
+    fn a_slow_subscriber_is_told_once_per_event_and_leaves_no_deadline_behind() {
+        let mut h = Harness::new(Limits::default());
+        h.join(1);
+        h.join(2);
+        let camera = h.announce(1, 1, TrackKind::Camera);
+        let screen = h.announce(1, 2, TrackKind::Screen);
+        h.subscribe(2, camera);
+        h.subscribe(2, screen);
+        h.outputs();
+        h.room.group_start(h.now, 1, 1, 0);
+        h.room.group_start(h.now, 1, 2, 0);
+        let sends: Vec<SendId> = opens(&h.outputs()).iter().map(|(_, send, _)| *send).collect();
+        for send in &sends {
+            h.room.backlog(h.now, *send, 1000);
+        }
+        h.room.group_start(h.now, 1, 1, 1);
+        h.room.group_start(h.now, 1, 2, 1);
+        h.outputs();
+        h.advance(Limits::default().video_deadline.as_millis() as u64 + 1);
+        let out = h.outputs();
+        assert_eq!(abandoned(&out).len(), 2, "both late groups go");
+        assert_eq!(told_dropped(&out).len(), 1, "one message for one event, not one per group");
+        // The subscriber leaves while a group of its is superseded: the timer forgets it.
+        h.room.group_start(h.now, 1, 1, 2);
+        assert!(!h.room.superseded.is_empty());
+        h.room.leave(2);
+        assert!(h.room.superseded.is_empty() && h.room.groups.is_empty());
+        assert_eq!(h.room.poll_timeout(), None);
     }
 
     #[test]

@@ -50,8 +50,11 @@ pub async fn recover_interrupted(
 ) -> Result<usize, crate::store::Error> {
     let mut ids = Vec::new();
     for (id, meeting_id) in store.recordings_in_state("recording").await? {
-        if placement.elsewhere(meeting_id, me).await.is_none() {
-            ids.push(id);
+        match placement.elsewhere(meeting_id, me).await {
+            Ok(None) => ids.push(id),
+            Ok(Some(_)) => {}
+            // Not knowing, leave it: repairing a file another node is writing would break it.
+            Err(reason) => tracing::warn!(recording = id, %reason, "cannot tell whether another node records this"),
         }
     }
     for id in &ids {

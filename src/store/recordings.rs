@@ -57,7 +57,8 @@ impl Store {
     }
 
     /// Ends the capture of a recording: `composing` with its files, or `failed` with a
-    /// reason; `interrupted` if the server had stopped while it ran.
+    /// reason; `interrupted` if the server had stopped while it ran. Only a recording
+    /// still `recording` is finished; false if it was finished already.
     pub async fn finish_recording(
         &self,
         id: i64,
@@ -66,11 +67,11 @@ impl Store {
         interrupted: bool,
         files: &[(i64, String, i64)],
         now: i64,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
+        let finished = sqlx::query(
             "UPDATE recordings SET state = $1, reason = $2, interrupted = $3, progress = 0,
-             stopped_at = COALESCE(stopped_at, $4) WHERE id = $5",
+             stopped_at = COALESCE(stopped_at, $4) WHERE id = $5 AND state = 'recording'",
         )
         .bind(state)
         .bind(reason)
@@ -78,7 +79,13 @@ impl Store {
         .bind(now)
         .bind(id)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected()
+            == 1;
+        if !finished {
+            // Finished already (by another node, or a stop that raced this one).
+            return Ok(false);
+        }
         for (user_id, file_name, bytes) in files {
             sqlx::query(
                 "INSERT INTO recording_files (recording_id, user_id, file_name, bytes) VALUES ($1, $2, $3, $4)",
@@ -91,7 +98,7 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// The recording in progress for a meeting, if any.

@@ -87,8 +87,9 @@ await withBrowser(artifacts, async (browser) => {
     console.log(`over 3 s: Bob decoded ${b1.n - b0.n} frames of Alice at ${b1.size}, Carol ${c1.n - c0.n} at ${c1.size}`);
     check(b1.n - b0.n >= 15, `Bob's picture of Alice keeps moving on the small layer (${b1.n - b0.n} frames in 3 s)`);
     // Bob's uplink shares his thin pipe with the acknowledgements of what he sends, so his
-    // groups reach the relay late and are given up on their way to Carol too: the reset
-    // code tells her it was not her link, so she stays on Alice's large layer.
+    // groups reach the relay late and are given up on their way to Carol too, but as late
+    // at their source (reset code 0x41): only Bob is told `dropped`, so Carol stays on
+    // Alice's large layer.
     const [bobL, carolL] = [await losses(bob), await losses(carol)];
     console.log(`given-up groups: Bob ${JSON.stringify(bobL)}, Carol before ${JSON.stringify(carolBefore)}, after ${JSON.stringify(carolL)}`);
     check(bobL.dropped >= 2, `Bob's client was told its link was too slow (${JSON.stringify(bobL)})`);
