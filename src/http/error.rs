@@ -114,7 +114,7 @@ pub fn error_page_response(status: StatusCode, message: &str) -> Response {
         StatusCode::TOO_MANY_REQUESTS => "Slow down",
         _ => "Cannot do that",
     };
-    let body = views::bare_page(
+    let body = views::error_page(
         title,
         html! {
             section.card.error-page {

@@ -19,7 +19,28 @@ pub struct Chrome<'a> {
 
 /// A whole page in the shared layout.
 pub fn page(chrome: Chrome<'_>, title: &str, content: Markup) -> Markup {
-    let hx_headers = serde_json::json!({ "X-CSRF-Token": chrome.csrf }).to_string();
+    let userbar = html! {
+        @if let Some(user) = chrome.user {
+            span.whoami title=(user.email.as_deref().unwrap_or("")) { (user.display_name) }
+            form.inline method="post" action="/logout" {
+                (csrf_field(chrome.csrf))
+                button.link type="submit" { "Sign out" }
+            }
+        } @else {
+            a href="/login" { "Sign in" }
+        }
+    };
+    layout(chrome.csrf, userbar, title, content)
+}
+
+/// An error page: made without knowing who is looking, so its header names nobody (a
+/// "Sign in" link would tell a signed-in user they had been signed out).
+pub fn error_page(title: &str, content: Markup) -> Markup {
+    layout("", html! {}, title, content)
+}
+
+fn layout(csrf: &str, userbar: Markup, title: &str, content: Markup) -> Markup {
+    let hx_headers = serde_json::json!({ "X-CSRF-Token": csrf }).to_string();
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -36,27 +57,12 @@ pub fn page(chrome: Chrome<'_>, title: &str, content: Markup) -> Markup {
             body hx-boost="true" hx-headers=(hx_headers) {
                 header.topbar {
                     a.brand href="/" { span.logo { "◆" } " Floo" }
-                    nav.userbar {
-                        @if let Some(user) = chrome.user {
-                            span.whoami title=(user.email.as_deref().unwrap_or("")) { (user.display_name) }
-                            form.inline method="post" action="/logout" {
-                                (csrf_field(chrome.csrf))
-                                button.link type="submit" { "Sign out" }
-                            }
-                        } @else {
-                            a href="/login" { "Sign in" }
-                        }
-                    }
+                    nav.userbar { (userbar) }
                 }
                 main.container { (content) }
             }
         }
     }
-}
-
-/// A page for visitors with no session (errors raised before a handler runs).
-pub fn bare_page(title: &str, content: Markup) -> Markup {
-    page(Chrome { user: None, csrf: "" }, title, content)
 }
 
 /// The hidden CSRF field every form carries.

@@ -66,6 +66,8 @@ async fn every_team_route_refuses_outsiders_and_admin_actions_refuse_members(bac
         let page = eve.get(path).await;
         assert_eq!(page.status, StatusCode::NOT_FOUND, "GET {path} as a non-member");
         assert!(!page.body.contains("Secret"), "GET {path} leaks content");
+        // Eve is signed in: the error page must not tell her otherwise.
+        assert!(!page.body.contains("href=\"/login\""), "GET {path}: an error page offers to sign in");
     }
     for (path, form) in &posts {
         let page = eve.post_form(path, form).await;
