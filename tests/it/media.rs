@@ -395,10 +395,19 @@ async fn a_subscriber_that_stops_reading_loses_old_groups_and_slows_nobody_else(
 
     // Sloth never reads its group streams and grants little flow-control credit (as a
     // slow link would); Bob reads everything. Alice sends 30 groups of ~300 KB, newer
-    // groups superseding older ones.
+    // groups superseding older ones. Sloth takes each stream as it comes (a stream reset
+    // before it is taken is never seen) but reads none until the end.
     let big: Vec<Bytes> = (0..10)
         .map(|i| encode_frame(&FrameInfo { keyframe: i == 0, timestamp_us: 0, level: 127 }, &vec![7; 30_000]))
         .collect();
+    let sloth_session = sloth.session.clone();
+    let sloth_takes = tokio::spawn(async move {
+        let mut streams = Vec::new();
+        while let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(3), sloth_session.accept_uni()).await {
+            streams.push(stream);
+        }
+        streams
+    });
     let bob_reads = tokio::spawn(async move {
         let mut groups = Vec::new();
         while groups.len() < 30 {
@@ -420,11 +429,7 @@ async fn a_subscriber_that_stops_reading_loses_old_groups_and_slows_nobody_else(
 
     // The relay gave up groups on the way to Sloth: at least one of its streams was reset.
     let mut resets = 0;
-    for _ in 0..30 {
-        let Ok(Ok(mut stream)) = tokio::time::timeout(Duration::from_millis(500), sloth.session.accept_uni()).await
-        else {
-            break;
-        };
+    for mut stream in sloth_takes.await.expect("task") {
         let mut buf = vec![0u8; 1 << 20];
         loop {
             match tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf)).await {
