@@ -769,6 +769,24 @@ mod tests {
             Harness { room: Room::new(limits), now: Instant::now() }
         }
 
+        /// Session 1 publishes two tracks of `kinds` (local ids 1 and 2), session 2
+        /// subscribes to both, and the first group of each has started. Returns the
+        /// subscriber's streams of those groups, in the same order.
+        fn two_groups_on_their_way(limits: Limits, kinds: [TrackKind; 2]) -> (Harness, [SendId; 2]) {
+            let mut h = Harness::new(limits);
+            h.join(1);
+            h.join(2);
+            let tracks = [h.announce(1, 1, kinds[0]), h.announce(1, 2, kinds[1])];
+            for track in tracks {
+                h.subscribe(2, track);
+            }
+            h.outputs();
+            h.room.group_start(h.now, 1, 1, 0);
+            h.room.group_start(h.now, 1, 2, 0);
+            let sends = opens(&h.outputs());
+            (h, [sends[0].1, sends[1].1])
+        }
+
         /// Session 1 publishes a camera, session 2 subscribes; the first group has
         /// started with a 1000-byte keyframe. Returns the harness, the track and the
         /// subscriber's stream of that group.
@@ -827,46 +845,39 @@ mod tests {
         }
     }
 
+    /// What `pick` finds in the outputs, in order.
+    fn all<T>(outputs: &[Output], pick: impl Fn(&Output) -> Option<T>) -> Vec<T> {
+        outputs.iter().filter_map(pick).collect()
+    }
+
     fn opens(outputs: &[Output]) -> Vec<(SessionId, SendId, i32)> {
-        outputs
-            .iter()
-            .filter_map(|o| match o {
-                Output::OpenGroup { session, send, priority, .. } => Some((*session, *send, *priority)),
-                _ => None,
-            })
-            .collect()
+        all(outputs, |o| match o {
+            Output::OpenGroup { session, send, priority, .. } => Some((*session, *send, *priority)),
+            _ => None,
+        })
     }
 
     /// The groups given up, and why.
     fn abandoned(outputs: &[Output]) -> Vec<(SendId, Cause)> {
-        outputs
-            .iter()
-            .filter_map(|o| match o {
-                Output::Abandon { send, cause } => Some((*send, *cause)),
-                _ => None,
-            })
-            .collect()
+        all(outputs, |o| match o {
+            Output::Abandon { send, cause } => Some((*send, *cause)),
+            _ => None,
+        })
     }
 
     /// Who was told a group of which track was dropped for its slow link.
     fn told_dropped(outputs: &[Output]) -> Vec<(SessionId, u64)> {
-        outputs
-            .iter()
-            .filter_map(|o| match o {
-                Output::Control { session, message: ServerMessage::Dropped { track } } => Some((*session, *track)),
-                _ => None,
-            })
-            .collect()
+        all(outputs, |o| match o {
+            Output::Control { session, message: ServerMessage::Dropped { track } } => Some((*session, *track)),
+            _ => None,
+        })
     }
 
     fn writes_to(outputs: &[Output], to: SendId) -> Vec<Bytes> {
-        outputs
-            .iter()
-            .filter_map(|o| match o {
-                Output::Write { send, frame } if *send == to => Some(frame.clone()),
-                _ => None,
-            })
-            .collect()
+        all(outputs, |o| match o {
+            Output::Write { send, frame } if *send == to => Some(frame.clone()),
+            _ => None,
+        })
     }
 
     #[test]
@@ -1021,17 +1032,8 @@ mod tests {
 
     #[test]
     fn a_slow_subscriber_is_told_once_per_event_and_leaves_no_deadline_behind() {
-        let mut h = Harness::new(Limits::default());
-        h.join(1);
-        h.join(2);
-        let camera = h.announce(1, 1, TrackKind::Camera);
-        let screen = h.announce(1, 2, TrackKind::Screen);
-        h.subscribe(2, camera);
-        h.subscribe(2, screen);
-        h.outputs();
-        h.room.group_start(h.now, 1, 1, 0);
-        h.room.group_start(h.now, 1, 2, 0);
-        let sends: Vec<SendId> = opens(&h.outputs()).iter().map(|(_, send, _)| *send).collect();
+        let (mut h, sends) =
+            Harness::two_groups_on_their_way(Limits::default(), [TrackKind::Camera, TrackKind::Screen]);
         for send in &sends {
             h.room.backlog(h.now, *send, 1000);
         }
@@ -1053,19 +1055,8 @@ mod tests {
     #[test]
     fn a_subscriber_over_its_backlog_loses_video_before_audio() {
         let limits = Limits { max_backlog_per_subscriber: 10_000, ..Limits::default() };
-        let mut h = Harness::new(limits);
-        h.join(1);
-        h.join(2);
-        let camera = h.announce(1, 1, TrackKind::Camera);
-        let audio = h.announce(1, 2, TrackKind::Audio);
-        h.subscribe(2, camera);
-        h.subscribe(2, audio);
-        h.outputs();
-        h.room.group_start(h.now, 1, 1, 0);
-        h.room.group_start(h.now, 1, 2, 0);
-        let out = h.outputs();
-        let sends = opens(&out);
-        let (camera_send, audio_send) = (sends[0].1, sends[1].1);
+        let (mut h, [camera_send, audio_send]) =
+            Harness::two_groups_on_their_way(limits, [TrackKind::Camera, TrackKind::Audio]);
         h.room.backlog(h.now, audio_send, 2_000);
         h.room.backlog(h.now, camera_send, 9_000);
         let out = h.outputs();
