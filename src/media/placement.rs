@@ -182,7 +182,7 @@ impl Placement {
         }
     }
 
-    /// Carries out the commands other nodes send to `me()`, with `act`, until the process
+    /// Carries out the commands other nodes send to `me`, with `act`, until the process
     /// ends. Each runs in a task of its own; its answer waits a minute to be collected.
     pub fn serve<F, Fut>(&self, me: RelayAddress, act: F)
     where
@@ -310,7 +310,7 @@ const RENEW_IF_MINE: &str = "local held = redis.call('GET', KEYS[1]) \
     if held == false or held == ARGV[1] then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) return 1 end \
     return 0";
 
-/// Sets `key` to `value` for another claim period (a claim or a lease renewed).
+/// Sets a meeting's claim `key` to `value` for another claim period.
 async fn hold(redis: &mut redis::aio::ConnectionManager, key: &str, value: &str) -> redis::RedisResult<()> {
     redis::cmd("SET").arg(key).arg(value).arg("EX").arg(CLAIM_TTL_SECONDS).query_async(redis).await
 }

@@ -80,9 +80,9 @@ impl Composer {
             let Some(_lease) = inner.placement.lease(&format!("recording:{id}:composition")).await else {
                 return tracing::info!(recording = id, "another node is composing this recording");
             };
-            match inner.store.recordings_in_state("composing").await {
-                Ok(composing) if !composing.iter().any(|(r, _)| *r == id) => return,
-                Ok(_) => {}
+            match inner.store.is_composing(id).await {
+                Ok(false) => return,
+                Ok(true) => {}
                 Err(e) => return tracing::error!(recording = id, error = %e, "cannot read the recording's state"),
             }
             if let Err(e) = inner.run(id).await {
@@ -94,7 +94,7 @@ impl Composer {
     /// Stops the composition of `id` if it is queued or running (the recording is being
     /// deleted); its output is discarded.
     pub async fn cancel_if_composing(&self, store: &Store, id: i64) -> Result<(), crate::store::Error> {
-        if store.recordings_in_state("composing").await?.iter().any(|(r, _)| *r == id)
+        if store.is_composing(id).await?
             && let Ok(mut cancelled) = self.inner.cancelled.lock()
         {
             cancelled.insert(id);

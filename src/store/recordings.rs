@@ -122,6 +122,15 @@ impl Store {
         Ok(rows)
     }
 
+    /// Whether recording `id` is waiting for (or under) composition.
+    pub async fn is_composing(&self, id: i64) -> Result<bool> {
+        let row: Option<(i64,)> = sqlx::query_as("SELECT id FROM recordings WHERE id = $1 AND state = 'composing'")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
     /// Records how far a composition has come, in percent.
     pub async fn set_composition_progress(&self, id: i64, percent: i64) -> Result<()> {
         sqlx::query("UPDATE recordings SET progress = $1 WHERE id = $2 AND state = 'composing'")
