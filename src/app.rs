@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -66,6 +67,8 @@ impl App {
             tls_cert: config.tls_cert.clone(),
             tls_key: config.tls_key.clone(),
             limits: Limits { max_sessions: config.max_participants.max(2), ..Limits::default() },
+            media_host: config.media_host.clone(),
+            node_url: config.node_url.as_ref().map(|u| u.trim_end_matches('/').to_owned()),
         };
         let relay = Relay::start(media, store.clone(), bus.clone(), closing_rx.clone())
             .await
@@ -78,10 +81,9 @@ impl App {
         };
         {
             let (hosted, address) = (relay.clone(), relay.clone());
-            let host = config.media_host.clone();
-            placement.renew_forever(move || hosted.hosted_meetings(), move || address.address(host.clone()));
+            placement.renew_forever(move || hosted.hosted_meetings(), move || address.address());
         }
-        let me = relay.address(config.media_host.clone());
+        let me = relay.address();
         crate::recording::recover_interrupted(&store, &recordings_dir, &placement, &me)
             .await
             .context("recovering interrupted recordings")?;
@@ -99,7 +101,6 @@ impl App {
         }
         let state = AppState::new(Shared {
             placement,
-            media_host: config.media_host.clone(),
             closing: closing_rx,
             relay,
             recordings_dir,
@@ -156,7 +157,13 @@ impl App {
         let sweeper = tokio::spawn(sweep_expired_sessions(store.clone()));
         let router = http::router(self.state);
         let closing = self.closing;
-        axum::serve(self.listener, router)
+        // Keep what waits in the kernel to be sent short, so that media over a
+        // WebSocket queues where the relay can still drop it (see media::writer).
+        let listener = self.listener.tap_io(|tcp| {
+            let _ = socket2::SockRef::from(&*tcp).set_tcp_notsent_lowat(UNSENT_LOW_WATER);
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 let _ = shutdown.wait_for(|stop| *stop).await;
                 // Live streams never end by themselves: end them so connections drain.
@@ -169,6 +176,11 @@ impl App {
         Ok(())
     }
 }
+
+/// Bytes a TCP connection may hold unsent in the kernel before writes wait: enough to
+/// keep a link busy, little enough that late media is dropped in the relay rather than
+/// delivered late.
+const UNSENT_LOW_WATER: u32 = 32 * 1024;
 
 /// The address to print and link to: an unspecified bind (`0.0.0.0`, `[::]`) is reached
 /// through `localhost`; anything else as bound (loopback is a secure context as is).

@@ -77,6 +77,13 @@ pub struct Config {
     #[arg(long, env = "FLOO_MEDIA_HOST")]
     pub media_host: Option<String>,
 
+    /// The URL browsers reach this node's own HTTP server at, for the WebSocket that
+    /// carries calls where WebTransport cannot (UDP blocked, some browsers), e.g.
+    /// `https://node1.meet.example.com`. Default: the page's own address, which is right
+    /// with one node; with several nodes behind one proxy, give each its own.
+    #[arg(long, env = "FLOO_NODE_URL")]
+    pub node_url: Option<String>,
+
     /// How many recordings are composed into a meeting video at the same time (each
     /// composition takes about one core while it runs).
     #[arg(long, env = "FLOO_COMPOSE_JOBS", default_value_t = 1)]

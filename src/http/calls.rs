@@ -9,7 +9,7 @@ use crate::recording::FileOutcome;
 
 /// This node's relay, as placements name it.
 fn me(state: &AppState) -> RelayAddress {
-    state.relay.address(state.media_host.clone())
+    state.relay.address()
 }
 
 /// Carries `command` out where the call is hosted.

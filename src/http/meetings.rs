@@ -281,13 +281,16 @@ async fn media_ticket(State(state): State<AppState>, mt: MeetingInTeam) -> Resul
     }
     // The call is on the node that hosts the meeting (this one unless several share Redis);
     // every node signs tokens with the same secret.
-    let at = state.placement.locate(mt.meeting.id, &state.relay.address(state.media_host.clone())).await;
+    let at = state.placement.locate(mt.meeting.id, &state.relay.address()).await;
     Ok(axum::Json(serde_json::json!({
         "host": at.host,
         "port": at.port,
         "path": "/meeting",
         "token": state.relay.mint_token(mt.meeting.id, mt.member.user_id()),
         "certHash": at.cert_hash,
+        // The same protocol over a WebSocket, where WebTransport cannot be used: on the
+        // hosting node's own HTTP address (None: this page's).
+        "webSocket": at.node_url.map(|url| format!("{url}/media/ws")),
         "you": { "userId": mt.member.user_id(), "name": mt.member.viewer.user.display_name },
     }))
     .into_response())

@@ -10,6 +10,7 @@ mod home;
 mod limits;
 mod live;
 mod login;
+mod media_socket;
 mod meetings;
 mod ops;
 mod recordings;
@@ -52,8 +53,6 @@ pub struct Shared {
     pub relay: crate::media::relay::Relay,
     /// Which node hosts each meeting's call.
     pub placement: crate::media::placement::Placement,
-    /// The host browsers use for this node's relay (None: the page's host).
-    pub media_host: Option<String>,
     /// Turns true when the server shuts down: live streams end so connections drain.
     pub closing: tokio::sync::watch::Receiver<bool>,
     pub streams: StreamCap,
@@ -100,6 +99,7 @@ pub fn router(state: AppState) -> Router {
         .merge(live::router())
         .merge(recordings::router())
         .merge(meetings::router())
+        .merge(media_socket::router())
         .merge(ops::router())
         .fallback(|| async { Error::NotFound })
         .layer(middleware::from_fn(htmx_navigation))
@@ -150,7 +150,7 @@ async fn security_headers(req: Request, next: Next) -> Response {
     headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     headers.entry("content-security-policy").or_insert(HeaderValue::from_static(
         "default-src 'self'; img-src 'self' https: data:; style-src 'self' 'unsafe-inline'; script-src 'self'; \
-         connect-src 'self' https:; media-src 'self' blob: mediastream:; frame-ancestors 'none'; base-uri 'none'",
+         connect-src 'self' https: wss:; media-src 'self' blob: mediastream:; frame-ancestors 'none'; base-uri 'none'",
     ));
     headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
     response

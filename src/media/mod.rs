@@ -1,14 +1,22 @@
-//! The media relay: Floo's own transport over WebTransport (QUIC). `wire` is the byte
-//! format, `room` the sans-IO relay core (rooms, tracks, groups, subscriptions,
-//! priorities, drop decisions) that tests drive without sockets. See
+//! The media relay: Floo's own transport over WebTransport (QUIC), or the same streams
+//! over a WebSocket (QMux) where WebTransport cannot be used. `wire` is the byte format,
+//! `room` the sans-IO relay core (rooms, tracks, groups, subscriptions, priorities, drop
+//! decisions) that tests drive without sockets; `relay` is the endpoint and admission,
+//! `session` one participant's session over any [`link::Link`], `writer` a subscriber's
+//! group streams, `room_task` the task that drives a meeting's room. See
 //! `src/media/PROTOCOL.md`.
 
+pub mod link;
 pub mod placement;
 pub mod relay;
 pub mod room;
+mod room_task;
+mod session;
 pub mod tls;
 pub mod token;
+pub mod websocket;
 pub mod wire;
+mod writer;
 
 /// WebTransport session close codes (also listed in `src/media/PROTOCOL.md`).
 pub mod close {

@@ -31,6 +31,9 @@ pub struct RelayAddress {
     pub port: u16,
     /// SHA-256 of a development certificate (None for a real one).
     pub cert_hash: Option<Vec<u8>>,
+    /// The node's own HTTP address, for the WebSocket fallback; None means the page's.
+    #[serde(default)]
+    pub node_url: Option<String>,
     /// The node's name for commands (new at each start, so a restarted node does not
     /// receive what was meant for its previous run).
     #[serde(default)]

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use super::close;
 use super::wire::{
     ClientMessage, FrameInfo, GroupHeader, ParticipantInfo, ParticipantState, ServerMessage, TrackInfo, TrackKind,
+    Transport,
 };
 
 /// Identifies a participant's session inside the relay.
@@ -105,6 +106,14 @@ pub struct Refusal {
     pub reason: String,
 }
 
+/// Who a joining session is.
+#[derive(Debug, Clone)]
+pub struct Joining {
+    pub user_id: i64,
+    pub name: String,
+    pub transport: Transport,
+}
+
 fn refuse(code: u32, reason: impl Into<String>) -> Refusal {
     Refusal { code, reason: reason.into() }
 }
@@ -112,6 +121,7 @@ fn refuse(code: u32, reason: impl Into<String>) -> Refusal {
 struct Participant {
     user_id: i64,
     name: String,
+    transport: Transport,
     state: ParticipantState,
     /// The publisher's track ids mapped to the relay's.
     tracks: HashMap<u64, u64>,
@@ -227,6 +237,7 @@ impl Room {
             user_id: p.user_id,
             name: p.name.clone(),
             state: p.state,
+            transport: p.transport,
         })
     }
 
@@ -250,7 +261,7 @@ impl Room {
 
     /// A session joins; it is told who is here and which tracks exist, the others are
     /// told of it.
-    pub fn join(&mut self, now: Instant, session: SessionId, user_id: i64, name: &str) -> Result<(), Refusal> {
+    pub fn join(&mut self, now: Instant, session: SessionId, who: &Joining) -> Result<(), Refusal> {
         if self.participants.len() >= self.limits.max_sessions {
             return Err(refuse(
                 close::ROOM_FULL,
@@ -260,8 +271,9 @@ impl Room {
         self.participants.insert(
             session,
             Participant {
-                user_id,
-                name: name.to_owned(),
+                user_id: who.user_id,
+                name: who.name.clone(),
+                transport: who.transport,
                 state: ParticipantState::default(),
                 tracks: HashMap::new(),
                 subscriptions: HashSet::new(),
@@ -813,7 +825,9 @@ mod tests {
         }
 
         fn join(&mut self, session: SessionId) {
-            self.room.join(self.now, session, session as i64, &format!("user {session}")).unwrap();
+            let who =
+                Joining { user_id: session as i64, name: format!("user {session}"), transport: Transport::default() };
+            self.room.join(self.now, session, &who).unwrap();
         }
 
         /// Announces a track and returns the relay's id for it.
@@ -1069,7 +1083,8 @@ mod tests {
         let mut h = Harness::new(limits);
         h.join(1);
         h.join(2);
-        let full = h.room.join(h.now, 3, 3, "late");
+        let late = Joining { user_id: 3, name: "late".into(), transport: Transport::WebSocket };
+        let full = h.room.join(h.now, 3, &late);
         assert_eq!(full.map_err(|r| r.code), Err(close::ROOM_FULL));
         h.announce(1, 1, TrackKind::Camera);
         h.outputs();

@@ -233,6 +233,21 @@ pub struct ParticipantInfo {
     pub user_id: i64,
     pub name: String,
     pub state: ParticipantState,
+    /// How this participant reaches the relay (shown in the roster).
+    #[serde(default)]
+    pub transport: Transport,
+}
+
+/// How a participant's session reaches the relay: the same protocol either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// WebTransport over QUIC (UDP).
+    #[default]
+    WebTransport,
+    /// The same streams multiplexed over a WebSocket (TCP) by QMux, for browsers and
+    /// networks without working WebTransport.
+    WebSocket,
 }
 
 /// A track as subscribers see it (with the relay's id for it).

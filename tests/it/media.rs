@@ -1,6 +1,7 @@
-//! The media relay over a real QUIC connection, driven by a Rust client speaking the
-//! protocol: admission, publish and subscribe with identical bytes, late join from the
-//! cached group, and malformed input closing only the offending session.
+//! The media relay over real connections, driven by a Rust client speaking the protocol
+//! over either transport (WebTransport over QUIC, or QMux over a WebSocket): admission,
+//! publish and subscribe with identical bytes, late join from the cached group, and
+//! malformed input closing only the offending session.
 
 use std::time::Duration;
 
@@ -8,30 +9,40 @@ use bytes::Bytes;
 use floo::media::close;
 use floo::media::wire::{
     ClientMessage, ControlReader, FrameInfo, GroupHeader, GroupReader, ServerMessage, TrackAnnounce, TrackKind,
-    encode_control, encode_frame,
+    Transport, encode_control, encode_frame,
 };
-use web_transport_quinn::{Session, SessionError, WebTransportError};
+use web_transport_trait::{RecvStream as _, SendStream as _, Session as _};
 
 use crate::support::{Backend, Client, TestApp};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
-/// A participant's connection, as the browser client makes it.
-pub struct Peer {
+/// A participant's connection, as the browser client makes it, over WebTransport
+/// (`web_transport_quinn::Session`) or the WebSocket fallback (`qmux::Session`).
+pub struct Peer<S: web_transport_trait::Session = web_transport_quinn::Session> {
     /// The relay's id for this participant (from its welcome).
     you: u64,
-    session: Session,
-    control: web_transport_quinn::SendStream,
-    incoming: web_transport_quinn::RecvStream,
+    session: S,
+    control: S::SendStream,
+    incoming: S::RecvStream,
     reader: ControlReader,
 }
 
-/// Asks the meeting page for a ticket, as the browser does, and connects.
+/// Asks the meeting page for a ticket, as the browser does, and connects over QUIC.
 async fn join(app: &TestApp, client: &Client, meeting: &str) -> Peer {
+    let token = ticket(client, meeting).await["token"].as_str().expect("token").to_owned();
+    connect_with_token(app, &token).await
+}
+
+/// Asks the meeting page for a ticket and connects over the WebSocket fallback.
+async fn join_by_websocket(app: &TestApp, client: &Client, meeting: &str) -> Peer<qmux::Session> {
+    let token = ticket(client, meeting).await["token"].as_str().expect("token").to_owned();
+    open_peer(connect_websocket(app, &token).await.expect("WebSocket session")).await
+}
+
+async fn ticket(client: &Client, meeting: &str) -> serde_json::Value {
     let ticket = client.post_form(&format!("{meeting}/media"), &[]).await;
-    let ticket: serde_json::Value = serde_json::from_str(&ticket.body).expect("ticket JSON");
-    let token = ticket["token"].as_str().expect("token");
-    connect_with_token(app, token).await
+    serde_json::from_str(&ticket.body).expect("ticket JSON")
 }
 
 /// The relay address a media ticket names: (port, certificate hash, token).
@@ -53,7 +64,7 @@ async fn connect_with_token(app: &TestApp, token: &str) -> Peer {
 }
 
 /// Opens the control stream and waits for the welcome.
-async fn open_peer(session: Session) -> Peer {
+async fn open_peer<S: web_transport_trait::Session>(session: S) -> Peer<S> {
     let (mut control, incoming) = session.open_bi().await.expect("control stream");
     // The stream reaches the relay with its first message.
     control.write_all(&encode_control(&ClientMessage::Ping { nonce: 1 })).await.expect("ping");
@@ -65,17 +76,28 @@ async fn open_peer(session: Session) -> Peer {
     peer
 }
 
-async fn connect(app: &TestApp, token: &str) -> Session {
+async fn connect(app: &TestApp, token: &str) -> web_transport_quinn::Session {
     connect_to(app.quic_addr.port(), app.cert_hash.expect("a dev certificate").to_vec(), token).await
 }
 
-async fn connect_to(port: u16, hash: Vec<u8>, token: &str) -> Session {
+async fn connect_to(port: u16, hash: Vec<u8>, token: &str) -> web_transport_quinn::Session {
     let client = web_transport_quinn::ClientBuilder::new().with_server_certificate_hashes(vec![hash]).expect("client");
     let url = format!("https://127.0.0.1:{port}/meeting?token={token}");
     client.connect(url::Url::parse(&url).expect("url")).await.expect("connect")
 }
 
-impl Peer {
+/// A QMux session over a WebSocket to the app's HTTP port, as the browser's fallback
+/// opens it (QMux draft 02, Floo's subprotocol).
+pub async fn connect_websocket(app: &TestApp, token: &str) -> Result<qmux::Session, qmux::Error> {
+    let url = format!("{}/media/ws?token={token}", app.base.replacen("http://", "ws://", 1));
+    qmux::ws::Client::new()
+        .with_protocol(floo::media::websocket::PROTOCOL, &[qmux::Version::QMux02])
+        .require_protocol()
+        .connect(&url)
+        .await
+}
+
+impl<S: web_transport_trait::Session> Peer<S> {
     /// Announces a 320x240 VP8 camera (track 1, at `layer`) and an Opus microphone (track 2).
     pub async fn announce_camera_and_microphone(&mut self, layer: u8) {
         let video = serde_json::json!({ "codec": "vp8", "codedWidth": 320, "codedHeight": 240 });
@@ -100,8 +122,8 @@ impl Peer {
                 if let Some(message) = self.reader.next_message::<ServerMessage>().expect("valid control") {
                     return message;
                 }
-                let chunk = self.incoming.read_chunk(1 << 16, true).await.expect("read control").expect("open");
-                self.reader.push(&chunk.bytes);
+                let chunk = self.incoming.read_chunk(1 << 16).await.expect("read control").expect("open");
+                self.reader.push(&chunk);
             }
         })
         .await
@@ -134,8 +156,8 @@ impl Peer {
             let mut stream = self.session.accept_uni().await.expect("a group stream");
             let mut reader = GroupReader::new(1 << 20);
             let mut frames = Vec::new();
-            while let Some(chunk) = stream.read_chunk(1 << 16, true).await.expect("read group") {
-                reader.push(&chunk.bytes);
+            while let Some(chunk) = stream.read_chunk(1 << 16).await.expect("read group") {
+                reader.push(&chunk);
                 while let Some((frame, _)) = reader.next_frame().expect("valid group") {
                     frames.push(frame);
                 }
@@ -150,6 +172,11 @@ impl Peer {
         let error = tokio::time::timeout(DEADLINE, self.session.closed()).await.expect("closed in time");
         close_of(error)
     }
+
+    /// Leaves the call.
+    fn leave(&self) {
+        self.session.close(0, "bye");
+    }
 }
 
 /// Waits until `path` shows `text` (attendance is written just after the event).
@@ -161,11 +188,8 @@ async fn page_shows_eventually(client: &Client, path: &str, text: &str) {
     }
 }
 
-fn close_of(error: SessionError) -> (u32, String) {
-    match error {
-        SessionError::WebTransportError(WebTransportError::Closed(code, reason)) => (code, reason),
-        other => panic!("closed without a code: {other}"),
-    }
+fn close_of<E: web_transport_trait::Error>(error: E) -> (u32, String) {
+    error.session_error().unwrap_or_else(|| panic!("closed without a code: {error}"))
 }
 
 fn frames(n: usize) -> Vec<Bytes> {
@@ -241,7 +265,7 @@ async fn published_groups_reach_subscribers_byte_for_byte_and_late_joiners_get_t
     carol.wait_for(|m| matches!(m, ServerMessage::State { state, .. } if state.muted)).await;
 
     // Leaving ends attendance and the others hear of it.
-    bob.session.close(0, b"bye");
+    bob.leave();
     alice.wait_for(|m| matches!(m, ServerMessage::Left { .. })).await;
     page_shows_eventually(&clients[0], &meeting, "In the meeting (2)").await;
     app.finish().await;
@@ -369,6 +393,118 @@ async fn malformed_input_and_bad_tokens_close_only_the_offending_session() {
     alice.publish_group(1, 7, &sent).await;
     let (_, received) = bob.receive_group().await;
     assert_eq!(received, sent);
+    app.finish().await;
+}
+
+/// Waits for `n` tracks of other participants, subscribes to each, and returns them once
+/// the relay has taken the subscriptions (a ping answered after them).
+async fn subscribe_to_others<S: web_transport_trait::Session>(
+    peer: &mut Peer<S>,
+    n: usize,
+) -> Vec<floo::media::wire::TrackInfo> {
+    let mut tracks = Vec::new();
+    while tracks.len() < n {
+        if let ServerMessage::Track { track } = peer.wait_for(|m| matches!(m, ServerMessage::Track { .. })).await
+            && track.participant != peer.you
+        {
+            peer.send(&ClientMessage::Subscribe { track: track.id }).await;
+            tracks.push(track);
+        }
+    }
+    peer.send(&ClientMessage::Ping { nonce: 3 }).await;
+    peer.wait_for(|m| matches!(m, ServerMessage::Pong { nonce: 3 })).await;
+    tracks
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_participant_is_the_same_to_a_call_as_a_webtransport_one() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (clients, meeting) = meeting(&app, &["Alice", "Bob", "Carol", "Mallory"]).await;
+    let mut alice = join(&app, &clients[0], &meeting).await;
+    let mut bob = join_by_websocket(&app, &clients[1], &meeting).await;
+    // Everyone is told how Bob is connected; he is in the meeting like anyone else.
+    let ServerMessage::Joined { participant } = alice.wait_for(|m| matches!(m, ServerMessage::Joined { .. })).await
+    else {
+        unreachable!()
+    };
+    assert_eq!((participant.name.as_str(), participant.transport), ("Bob", Transport::WebSocket));
+    page_shows_eventually(&clients[2], &meeting, "In the meeting (2)").await;
+
+    // Camera and microphone both ways, byte for byte.
+    alice.announce_camera_and_microphone(1).await;
+    bob.announce_camera_and_microphone(1).await;
+    let from_bob = subscribe_to_others(&mut alice, 2).await;
+    let from_alice = subscribe_to_others(&mut bob, 2).await;
+    assert!(from_alice.iter().all(|t| t.participant == alice.you) && from_bob.iter().all(|t| t.participant == bob.you));
+    let sent = frames(5);
+    alice.publish_group(1, 0, &sent).await;
+    let (header, received) = bob.receive_group().await;
+    let camera = from_alice.iter().find(|t| t.kind == TrackKind::Camera).expect("Alice's camera");
+    assert_eq!((header, &received), (GroupHeader { track: camera.id, sequence: 0 }, &sent));
+    let voice = frames(2);
+    bob.publish_group(2, 0, &voice).await;
+    let (header, received) = alice.receive_group().await;
+    let microphone = from_bob.iter().find(|t| t.kind == TrackKind::Audio).expect("Bob's microphone");
+    assert_eq!((header.track, received), (microphone.id, voice));
+
+    // A late joiner over the WebSocket starts from the cached group at once.
+    let mut carol = join_by_websocket(&app, &clients[2], &meeting).await;
+    carol.send(&ClientMessage::Subscribe { track: camera.id }).await;
+    let (header, received) = carol.receive_group().await;
+    assert_eq!((header.sequence, received), (0, sent));
+
+    // Over the WebSocket too, a forged token and garbage close only that session, with
+    // the same codes as over QUIC.
+    let forged = connect_websocket(&app, "1.1.99999999999999.deadbeef").await.expect("the upgrade succeeds");
+    let (code, reason) = tokio::time::timeout(DEADLINE, forged.closed()).await.map(close_of).expect("closed");
+    assert_eq!(code, close::UNAUTHORIZED);
+    assert!(reason.contains("token"), "{reason}");
+    let mut mallory = join_by_websocket(&app, &clients[3], &meeting).await;
+    mallory.control.write_all(&[3, b'{', b'x', b'}']).await.expect("write");
+    assert_eq!(mallory.close_code().await.0, close::PROTOCOL);
+    let mut mallory = join_by_websocket(&app, &clients[3], &meeting).await;
+    mallory.announce_camera_and_microphone(0).await;
+    let mut stream = mallory.session.open_uni().await.expect("open");
+    let mut huge = GroupHeader { track: 1, sequence: 0 }.encode().to_vec();
+    floo::media::wire::put_varint(&mut huge, 64 * 1024 * 1024);
+    stream.write_all(&huge).await.expect("write");
+    assert_eq!(mallory.close_code().await.0, close::TOO_LARGE);
+
+    let next = frames(3);
+    alice.publish_group(1, 1, &next).await;
+    assert_eq!(bob.receive_group().await.1, next, "Bob carries on");
+
+    // Leaving over the WebSocket is a leave like any other.
+    bob.leave();
+    alice.wait_for(|m| matches!(m, ServerMessage::Left { participant } if *participant == bob.you)).await;
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_call_websocket_takes_only_upgrades_from_floos_own_pages() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/media/ws?token=x", app.base);
+    let upgrade = |origin: &str, protocol: &str| {
+        http.get(&url)
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .header("origin", origin)
+            .header("sec-websocket-protocol", protocol)
+    };
+    let plain = http.get(&url).send().await.expect("request");
+    assert_eq!(plain.status(), reqwest::StatusCode::BAD_REQUEST);
+    assert!(plain.text().await.unwrap_or_default().contains("meeting page"));
+    let elsewhere = upgrade("https://evil.example", "qmux-02.floo-media").send().await.expect("request");
+    assert_eq!(elsewhere.status(), reqwest::StatusCode::FORBIDDEN, "another site's page may not open a call socket");
+    let old = upgrade(&app.base, "qmux-02, webtransport").send().await.expect("request");
+    assert_eq!(old.status(), reqwest::StatusCode::BAD_REQUEST, "no version of Floo's protocol offered");
+    let ours = upgrade(&app.base, "qmux-01.floo-media, qmux-02.floo-media").send().await.expect("request");
+    assert_eq!(ours.status(), reqwest::StatusCode::SWITCHING_PROTOCOLS);
+    assert_eq!(ours.headers()["sec-websocket-protocol"], "qmux-02.floo-media");
+    assert_eq!(ours.headers()["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     app.finish().await;
 }
 
@@ -545,10 +681,13 @@ pub fn source_packets(path: &std::path::Path) -> Vec<(bool, i64, bool, Vec<u8>)>
 }
 
 /// Publishes the packets in real time: a video group per keyframe, audio groups of ten.
-pub async fn publish_paced(peer: &Peer, packets: &[(bool, i64, bool, Vec<u8>)], seconds: f64) {
+pub async fn publish_paced<S: web_transport_trait::Session>(
+    peer: &Peer<S>,
+    packets: &[(bool, i64, bool, Vec<u8>)],
+    seconds: f64,
+) {
     let started = tokio::time::Instant::now();
-    let (mut video, mut audio): (Option<web_transport_quinn::SendStream>, Option<web_transport_quinn::SendStream>) =
-        (None, None);
+    let (mut video, mut audio): (Option<S::SendStream>, Option<S::SendStream>) = (None, None);
     let (mut video_seq, mut audio_seq, mut audio_count) = (0u64, 0u64, 0u32);
     for (is_video, us, key, data) in packets {
         if *us as f64 / 1e6 > seconds {

@@ -1,0 +1,299 @@
+//! The task of one meeting: it owns the sans-IO [`Room`], feeds it what the sessions and
+//! writers report, and carries out what it decides (group stream orders to the
+//! subscribers' writers, control messages, closes). It also drives the meeting's
+//! recorder and records attendance. Nothing here knows which transport a session uses.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use super::close;
+use super::link::Closer;
+use super::relay::Relay;
+use super::room::{Cause, Joining, Output, Refusal, Room, SendId, SessionId};
+use super::wire::{ClientMessage, FrameInfo, TrackKind, WireError, encode_control, frame_payload};
+use super::writer::{WriterOrder, WriterReport};
+use crate::bus::{Bus, Event};
+use crate::clock::now_ms;
+use crate::recording::{RecordedFrame, Recorder, TrackKind as RecordedKind};
+use crate::store::Store;
+
+/// Stream reset code for a group the relay gave up because the subscriber could not
+/// receive it in time.
+const ABANDONED_SLOW_LINK: u32 = 0x40;
+/// Stream reset code for a group given up for another reason (late from its publisher,
+/// track ended, unsubscribed): the subscriber's link is not to blame.
+const ABANDONED_ELSEWHERE: u32 = 0x41;
+
+fn reset_code(cause: Cause) -> u32 {
+    match cause {
+        Cause::SlowLink => ABANDONED_SLOW_LINK,
+        Cause::Elsewhere => ABANDONED_ELSEWHERE,
+    }
+}
+
+/// What a room task hears.
+pub(super) enum Input {
+    Join {
+        session: SessionId,
+        who: Joining,
+        handle: Box<SessionHandle>,
+        /// Where the session's writer sends its reports, once admitted.
+        admitted: oneshot::Sender<Result<mpsc::UnboundedSender<WriterReport>, Refusal>>,
+    },
+    Leave {
+        session: SessionId,
+    },
+    Control {
+        session: SessionId,
+        message: ClientMessage,
+    },
+    GroupStart {
+        session: SessionId,
+        track: u64,
+        sequence: u64,
+    },
+    Frame {
+        session: SessionId,
+        track: u64,
+        sequence: u64,
+        frame: Bytes,
+        info: FrameInfo,
+    },
+    GroupEnd {
+        session: SessionId,
+        track: u64,
+        sequence: u64,
+    },
+    Malformed {
+        session: SessionId,
+        error: WireError,
+    },
+    End,
+    StartRecording {
+        dir: PathBuf,
+        reply: oneshot::Sender<std::io::Result<()>>,
+    },
+    StopRecording {
+        reply: oneshot::Sender<Option<Recorder>>,
+    },
+}
+
+/// What the room keeps of a session: how to reach it and how to end it.
+pub(super) struct SessionHandle {
+    pub closer: Box<dyn Closer>,
+    pub user_id: i64,
+    /// Encoded control messages, written in order by the session's control task.
+    pub control: mpsc::UnboundedSender<Bytes>,
+    /// The session's writer task.
+    pub writer: mpsc::UnboundedSender<WriterOrder>,
+}
+
+pub(super) async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx: mpsc::UnboundedReceiver<Input>) {
+    let mut room = Room::new(relay.limits().clone());
+    let mut sessions: HashMap<SessionId, SessionHandle> = HashMap::new();
+    // Which session each open group stream belongs to.
+    let mut owners: HashMap<SendId, SessionId> = HashMap::new();
+    let (reports_tx, mut reports) = mpsc::unbounded_channel::<WriterReport>();
+    let mut recorder: Option<Recorder> = None;
+    let (attendance, attendance_rx) = mpsc::unbounded_channel();
+    tokio::spawn(record_attendance(relay.store().clone(), relay.bus().clone(), meeting_id, team_id, attendance_rx));
+    loop {
+        let timeout = room.poll_timeout();
+        let input = tokio::select! {
+            input = rx.recv() => input,
+            Some(report) = reports.recv() => {
+                if let Some(&owner) = owners.get(&report.send) {
+                    room.set_rtt(owner, report.rtt);
+                }
+                if report.done {
+                    owners.remove(&report.send);
+                }
+                room.backlog(Instant::now(), report.send, report.queued);
+                dispatch(&mut room, &mut sessions, &mut owners);
+                continue;
+            }
+            () = sleep_until(timeout) => {
+                room.handle_timeout(Instant::now());
+                dispatch(&mut room, &mut sessions, &mut owners);
+                continue;
+            }
+        };
+        let now = Instant::now();
+        match input {
+            Some(Input::Join { session, who, handle, admitted }) => {
+                let result = room.join(now, session, &who);
+                if result.is_ok() {
+                    sessions.insert(session, *handle);
+                    let _ = attendance.send((true, who.user_id));
+                }
+                let _ = admitted.send(result.map(|()| reports_tx.clone()));
+            }
+            Some(Input::Leave { session }) => {
+                room.leave(session);
+                owners.retain(|_, s| *s != session);
+                if let Some(handle) = sessions.remove(&session)
+                    && !sessions.values().any(|h| h.user_id == handle.user_id)
+                {
+                    let _ = attendance.send((false, handle.user_id));
+                }
+            }
+            Some(Input::Control { session, message }) => room.control(now, session, message),
+            Some(Input::GroupStart { session, track, sequence }) => room.group_start(now, session, track, sequence),
+            Some(Input::Frame { session, track, sequence, frame, info }) => {
+                if let Some(recorder) = &recorder {
+                    record_frame(recorder, &room, session, track, &frame);
+                }
+                room.frame(now, session, track, sequence, frame, &info)
+            }
+            Some(Input::StartRecording { dir, reply }) => {
+                let started = match recorder {
+                    Some(_) => Ok(()),
+                    None => Recorder::start(dir).map(|r| recorder = Some(r)),
+                };
+                if started.is_ok() {
+                    room.set_recording(true);
+                }
+                let _ = reply.send(started);
+            }
+            Some(Input::StopRecording { reply }) => {
+                if recorder.is_some() {
+                    room.set_recording(false);
+                }
+                let _ = reply.send(recorder.take());
+            }
+            Some(Input::GroupEnd { session, track, sequence }) => room.group_end(session, track, sequence),
+            Some(Input::Malformed { session, error }) => {
+                tracing::info!(session, %error, "closing a media session that sent malformed data");
+                if let Some(handle) = sessions.remove(&session) {
+                    handle.closer.close(error.code(), &error.to_string());
+                    if !sessions.values().any(|h| h.user_id == handle.user_id) {
+                        let _ = attendance.send((false, handle.user_id));
+                    }
+                }
+                room.leave(session);
+                owners.retain(|_, s| *s != session);
+            }
+            Some(Input::End) => {
+                if let Some(recorder) = recorder.take() {
+                    // The meeting ended while recording: finish the files off this task.
+                    tokio::task::spawn_blocking(move || recorder.stop());
+                }
+                for (_, handle) in sessions.drain() {
+                    handle.closer.close(close::ENDED, "the meeting has ended");
+                }
+                break;
+            }
+            None => break,
+        }
+        dispatch(&mut room, &mut sessions, &mut owners);
+        if room.is_empty() && relay.forget_room_if_idle(meeting_id, &rx) {
+            break;
+        }
+    }
+    if let Some(recorder) = recorder.take() {
+        // Everyone left while recording: the files are finished (stop looks for them).
+        tokio::task::spawn_blocking(move || recorder.stop());
+    }
+}
+
+/// Hands a publisher's frame to the recorder: audio, the largest camera layer and screen shares.
+fn record_frame(recorder: &Recorder, room: &Room, session: SessionId, track: u64, frame: &Bytes) {
+    let Some(meta) = room.track_meta(session, track) else { return };
+    let (kind, screen) = match meta.kind {
+        TrackKind::Audio => (RecordedKind::Audio, false),
+        TrackKind::Camera if meta.layer == meta.best_layer => (RecordedKind::Video, false),
+        TrackKind::Screen => (RecordedKind::Video, true),
+        _ => return,
+    };
+    let Some((payload, info)) = frame_payload(frame) else { return };
+    let size = |config: &serde_json::Value| {
+        let get = |k: &str| config.get(k).and_then(serde_json::Value::as_u64).and_then(|v| u32::try_from(v).ok());
+        get("codedWidth").zip(get("codedHeight")).filter(|(w, h)| *w > 0 && *h > 0 && *w <= 4096 && *h <= 4096)
+    };
+    recorder.frame(RecordedFrame {
+        session,
+        user_id: meta.user_id,
+        kind,
+        screen,
+        size: size(&meta.config).unwrap_or((640, 360)),
+        keyframe: info.keyframe,
+        payload: frame.slice_ref(payload),
+    });
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Carries out everything the room asked for: group stream orders go to the subscribers'
+/// writer tasks, control messages to their control streams.
+fn dispatch(
+    room: &mut Room,
+    sessions: &mut HashMap<SessionId, SessionHandle>,
+    owners: &mut HashMap<SendId, SessionId>,
+) {
+    let order = |sessions: &HashMap<SessionId, SessionHandle>, session: Option<&SessionId>, order: WriterOrder| {
+        session.and_then(|s| sessions.get(s)).is_some_and(|h| h.writer.send(order).is_ok())
+    };
+    while let Some(output) = room.poll_output() {
+        match output {
+            Output::OpenGroup { session, send, header, priority } => {
+                if order(sessions, Some(&session), WriterOrder::Open { send, header, priority }) {
+                    owners.insert(send, session);
+                } else {
+                    room.backlog(Instant::now(), send, 0);
+                }
+            }
+            Output::Write { send, frame } => {
+                order(sessions, owners.get(&send), WriterOrder::Write { send, frame });
+            }
+            Output::Finish { send } => {
+                if !order(sessions, owners.get(&send), WriterOrder::Finish { send }) {
+                    owners.remove(&send);
+                    room.backlog(Instant::now(), send, 0);
+                }
+            }
+            Output::Abandon { send, cause } => {
+                order(sessions, owners.get(&send), WriterOrder::Abandon { send, code: reset_code(cause) });
+            }
+            Output::Control { session, message } => {
+                if let Some(handle) = sessions.get(&session) {
+                    let _ = handle.control.send(encode_control(&message));
+                }
+            }
+            Output::Close { session, code, reason } => {
+                if let Some(handle) = sessions.remove(&session) {
+                    handle.closer.close(code, &reason);
+                }
+                owners.retain(|_, s| *s != session);
+            }
+        }
+    }
+}
+
+async fn record_attendance(
+    store: Store,
+    bus: Bus,
+    meeting_id: i64,
+    team_id: i64,
+    mut changes: mpsc::UnboundedReceiver<(bool, i64)>,
+) {
+    while let Some((joined, user_id)) = changes.recv().await {
+        let result = if joined {
+            store.join_meeting(meeting_id, user_id, now_ms()).await.map(|_| ())
+        } else {
+            store.leave_meeting(meeting_id, user_id, now_ms()).await
+        };
+        match result {
+            Ok(()) => bus.publish(Event::TeamChanged { team_id }),
+            Err(e) => tracing::warn!(error = %e, meeting_id, user_id, "cannot record attendance"),
+        }
+    }
+}
