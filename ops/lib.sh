@@ -161,10 +161,16 @@ ensure_build_packages() {
 ensure_test_packages() {
     local -a pkgs=("${FLOO_BUILD_PACKAGES[@]}")
 
-    # Browser tests use the system Chromium (never a downloaded browser).
+    # Browser tests use the system Chromium and Firefox ESR (never a downloaded
+    # browser); Firefox reads microphones and plays sound only through a sound server,
+    # so the tests run a private PulseAudio with a null sink.
     if [[ -z "${FLOO_CHROMIUM:-}" || ! -x "${FLOO_CHROMIUM}" ]]; then
         pkgs+=(chromium)
     fi
+    if [[ -z "${FLOO_FIREFOX:-}" || ! -x "${FLOO_FIREFOX}" ]]; then
+        pkgs+=(firefox-esr)
+    fi
+    have pulseaudio || pkgs+=(pulseaudio)
     have node || pkgs+=(nodejs)
     have npm || pkgs+=(npm)
     # The slow-link browser test shapes one connection's traffic with tc and finds it

@@ -209,12 +209,13 @@ fn meeting_view(mt: &MeetingInTeam, stays: &[Attendance], chat: Markup, recordin
 }
 
 /// The call: the lobby (preview, devices, join muted or camera off), then the grid and
-/// controls. `web/meeting.js` drives it.
+/// controls. `web/meeting.js` starts the client (`web/call/`), which drives it.
 fn call_panel(base: &str, csrf: &str) -> Markup {
     html! {
         section.card #call data-ticket-url=(format!("{base}/media")) data-csrf=(csrf) {
             div #lobby {
                 h2 { "Ready to join?" }
+                p #call-support.call-support role="alert" hidden {}
                 div.lobby {
                     video #preview autoplay muted playsinline {}
                     div.lobby-controls {
@@ -244,7 +245,10 @@ fn call_panel(base: &str, csrf: &str) -> Markup {
                     button.danger #leave-call type="button" { "Leave call" }
                 }
             }
-            p #call-status.muted role="status" {}
+            div.call-status {
+                p #call-status.muted role="status" {}
+                button #call-retry type="button" hidden { "Try again" }
+            }
             script src="/static/meeting.js" {}
         }
     }

@@ -2,28 +2,65 @@
 //! embedded in the binary so that one file is the whole deployment.
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::AppState;
 
-const APP_CSS: &str = include_str!("../../web/app.css");
-const HTMX_JS: &str = include_str!("../../web/vendor/htmx/htmx.min.js");
-const HTMX_SSE_JS: &str = include_str!("../../web/vendor/htmx-ext-sse/sse.js");
-const FLOO_JS: &str = include_str!("../../web/floo.js");
-const MEETING_JS: &str = include_str!("../../web/meeting.js");
+const CSS: &str = "text/css; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// Every file the pages load, by its path under `/static/`: its type and contents.
+/// (A unit test checks that every script and stylesheet under `web/` is here.)
+const ASSETS: &[(&str, &str, &str)] = &[
+    ("app.css", CSS, include_str!("../../web/app.css")),
+    ("htmx.min.js", JS, include_str!("../../web/vendor/htmx/htmx.min.js")),
+    ("htmx-ext-sse.js", JS, include_str!("../../web/vendor/htmx-ext-sse/sse.js")),
+    ("floo.js", JS, include_str!("../../web/floo.js")),
+    ("meeting.js", JS, include_str!("../../web/meeting.js")),
+    ("call/call.js", JS, include_str!("../../web/call/call.js")),
+    ("call/capture.js", JS, include_str!("../../web/call/capture.js")),
+    ("call/capture-worker.js", JS, include_str!("../../web/call/capture-worker.js")),
+    ("call/capture-worklet.js", JS, include_str!("../../web/call/capture-worklet.js")),
+    ("call/playout.js", JS, include_str!("../../web/call/playout.js")),
+    ("call/publish.js", JS, include_str!("../../web/call/publish.js")),
+    ("call/support.js", JS, include_str!("../../web/call/support.js")),
+    ("call/tiles.js", JS, include_str!("../../web/call/tiles.js")),
+    ("call/transport.js", JS, include_str!("../../web/call/transport.js")),
+    ("call/wire.js", JS, include_str!("../../web/call/wire.js")),
+    ("vendor/qmux/credit.js", JS, include_str!("../../web/vendor/qmux/credit.js")),
+    ("vendor/qmux/error.js", JS, include_str!("../../web/vendor/qmux/error.js")),
+    ("vendor/qmux/frame.js", JS, include_str!("../../web/vendor/qmux/frame.js")),
+    ("vendor/qmux/index.js", JS, include_str!("../../web/vendor/qmux/index.js")),
+    ("vendor/qmux/recv.js", JS, include_str!("../../web/vendor/qmux/recv.js")),
+    ("vendor/qmux/scheduler.js", JS, include_str!("../../web/vendor/qmux/scheduler.js")),
+    ("vendor/qmux/session.js", JS, include_str!("../../web/vendor/qmux/session.js")),
+    ("vendor/qmux/stream.js", JS, include_str!("../../web/vendor/qmux/stream.js")),
+    ("vendor/qmux/varint.js", JS, include_str!("../../web/vendor/qmux/varint.js")),
+    ("vendor/web-socket-stream/index.js", JS, include_str!("../../web/vendor/web-socket-stream/index.js")),
+];
+
+/// The assets with their entity tags (a digest of the contents), made once.
+static TAGGED: std::sync::LazyLock<std::collections::HashMap<&'static str, (&'static str, &'static str, String)>> =
+    std::sync::LazyLock::new(|| {
+        use sha2::{Digest, Sha256};
+        ASSETS
+            .iter()
+            .map(|&(path, content_type, body)| {
+                let digest = Sha256::digest(body.as_bytes());
+                let tag: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+                (path, (content_type, body, format!("\"{tag}\"")))
+            })
+            .collect()
+    });
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/static/app.css", get(|| async { asset("text/css; charset=utf-8", APP_CSS) }))
-        .route("/static/htmx.min.js", get(|| async { asset("text/javascript; charset=utf-8", HTMX_JS) }))
-        .route("/static/htmx-ext-sse.js", get(|| async { asset("text/javascript; charset=utf-8", HTMX_SSE_JS) }))
-        .route("/static/floo.js", get(|| async { asset("text/javascript; charset=utf-8", FLOO_JS) }))
-        .route("/static/meeting.js", get(|| async { asset("text/javascript; charset=utf-8", MEETING_JS) }))
+        .route("/static/{*path}", get(asset))
 }
 
 /// Ready when the database answers.
@@ -37,10 +74,47 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-fn asset(content_type: &'static str, body: &'static str) -> Response {
-    let mut response = body.into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+/// A static file. Browsers revalidate it on every use (and get `304 Not Modified` while
+/// it is unchanged), so that the modules of a call always come from one version of Floo.
+async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
+    let Some((content_type, body, tag)) = TAGGED.get(path.as_str()) else {
+        return (StatusCode::NOT_FOUND, "No such file.").into_response();
+    };
+    let fresh = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v == tag);
+    let mut response = if fresh { StatusCode::NOT_MODIFIED.into_response() } else { (*body).into_response() };
+    let out = response.headers_mut();
+    out.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Ok(tag) = HeaderValue::from_str(tag) {
+        out.insert(header::ETAG, tag);
+    }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ASSETS;
+
+    /// A script or stylesheet added under `web/` but not to [`ASSETS`] would be a 404 in
+    /// the browser; this catches it first.
+    #[test]
+    fn every_script_and_stylesheet_under_web_is_served() {
+        let web = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
+        let mut files = Vec::new();
+        let mut dirs = vec![web.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).expect("web/ is readable").flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "js" || e == "css") {
+                    files.push(std::fs::read_to_string(&path).expect("a text file"));
+                }
+            }
+        }
+        for contents in &files {
+            assert!(ASSETS.iter().any(|(_, _, body)| body == contents), "a file under web/ is not in ASSETS");
+        }
+        assert_eq!(files.len(), ASSETS.len(), "every asset is a file under web/");
+    }
 }

@@ -411,4 +411,84 @@ mod tests {
         reader.push(&[3, b'{', b'x', b'}']);
         assert_eq!(reader.next_message::<ClientMessage>(), Err(WireError::Malformed("control message")));
     }
+
+    /// The vectors `web/call/wire.js` is checked against too (in the browser tests).
+    #[test]
+    fn the_shared_test_vectors_encode_and_decode_as_written() {
+        let vectors: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/wire-vectors.json")).expect("vectors are JSON");
+        let hex = |v: &serde_json::Value| -> Vec<u8> {
+            let text = v.as_str().expect("hex string");
+            (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex")).collect()
+        };
+        for case in vectors["varints"].as_array().expect("varints") {
+            let (value, bytes) = (case["value"].as_u64().expect("value"), hex(&case["hex"]));
+            let mut out = Vec::new();
+            put_varint(&mut out, value);
+            assert_eq!(out, bytes, "varint {value}");
+            assert_eq!(get_varint(&bytes), Some((value, bytes.len())));
+        }
+        for case in vectors["control"].as_array().expect("control") {
+            let (json, bytes) = (case["json"].as_str().expect("json"), hex(&case["hex"]));
+            let encoded = match case["direction"].as_str() {
+                Some("client") => {
+                    let message: ClientMessage = serde_json::from_str(json).expect("a client message");
+                    let mut reader = ControlReader::new(1 << 16);
+                    reader.push(&bytes);
+                    assert_eq!(reader.next_message::<ClientMessage>().expect("decodes"), Some(message.clone()));
+                    encode_control(&message)
+                }
+                _ => {
+                    let message: ServerMessage = serde_json::from_str(json).expect("a server message");
+                    let mut reader = ControlReader::new(1 << 16);
+                    reader.push(&bytes);
+                    assert_eq!(reader.next_message::<ServerMessage>().expect("decodes"), Some(message.clone()));
+                    encode_control(&message)
+                }
+            };
+            assert_eq!(encoded.to_vec(), bytes, "{json}");
+        }
+        let frames = vectors["frames"].as_array().expect("frames");
+        let infos: Vec<(FrameInfo, Vec<u8>, Vec<u8>)> = frames
+            .iter()
+            .map(|f| {
+                let info = FrameInfo {
+                    keyframe: f["keyframe"].as_bool().expect("keyframe"),
+                    timestamp_us: f["timestampUs"].as_u64().expect("time"),
+                    level: f["level"].as_u64().and_then(|l| u8::try_from(l).ok()).expect("level"),
+                };
+                (info, hex(&f["payload"]), hex(&f["hex"]))
+            })
+            .collect();
+        for (info, payload, bytes) in &infos {
+            assert_eq!(encode_frame(info, payload).to_vec(), *bytes);
+            let (decoded_payload, decoded) = frame_payload(bytes).expect("a frame");
+            assert_eq!((decoded_payload, &decoded), (payload.as_slice(), info));
+        }
+        for group in vectors["groups"].as_array().expect("groups") {
+            let mut reader = GroupReader::new(1 << 20);
+            reader.push(&hex(&group["hex"]));
+            let header = reader.header().expect("header").expect("whole header");
+            assert_eq!(
+                (header.track, header.sequence),
+                (group["track"].as_u64().expect("track"), group["sequence"].as_u64().expect("sequence"))
+            );
+            for index in group["frames"].as_array().expect("frame list") {
+                let (frame, info) = reader.next_frame().expect("valid").expect("a whole frame");
+                let (want, _, bytes) = &infos[index.as_u64().expect("index") as usize];
+                assert_eq!((frame.to_vec(), &info), (bytes.clone(), want));
+            }
+            assert_eq!(reader.pending(), 0);
+        }
+        for case in vectors["malformed_frames"].as_array().expect("malformed") {
+            assert!(matches!(frame_info(&hex(&case["body"])), Err(WireError::Malformed(_))), "{}", case["why"]);
+        }
+        let limit = vectors["oversized"]["limit"].as_u64().expect("limit") as usize;
+        let mut reader = GroupReader::new(limit);
+        reader.push(&hex(&vectors["oversized"]["frame_hex"]));
+        assert!(matches!(reader.next_frame(), Err(WireError::TooLarge { .. })));
+        let mut reader = ControlReader::new(limit);
+        reader.push(&hex(&vectors["oversized"]["control_hex"]));
+        assert!(matches!(reader.next_message::<ClientMessage>(), Err(WireError::TooLarge { .. })));
+    }
 }

@@ -1,4 +1,5 @@
-//! End to end in real headless Chromium (Debian's), driven by playwright-core scripts in
+//! End to end in real headless browsers: Debian's Chromium (driven by playwright-core)
+//! and Firefox ESR (driven by puppeteer-core over WebDriver BiDi), scripts in
 //! `tests/e2e/`. Screenshots land in `tests/e2e/artifacts/<test>/`.
 
 use std::path::Path;
@@ -22,20 +23,74 @@ pub async fn run_browser_script(app: &TestApp, script: &str, artifact_dir: &str)
     let chromium = std::env::var("FLOO_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(Path::new(&chromium).exists(), "browser tests need Chromium at {chromium} (ops/test installs it)");
     let artifacts = e2e.join("artifacts").join(artifact_dir);
+    let firefox = std::env::var("FLOO_FIREFOX").unwrap_or_else(|_| "/usr/bin/firefox-esr".into());
+    assert!(Path::new(&firefox).exists(), "browser tests need Firefox at {firefox} (ops/test installs firefox-esr)");
+    let sound = SoundServer::start();
     let output = tokio::process::Command::new("node")
         .arg(e2e.join(script))
         .arg(&app.base)
         .arg(&artifacts)
         .env("FLOO_CHROMIUM", &chromium)
+        .env("FLOO_FIREFOX", &firefox)
+        .env("FLOO_PULSE_SERVER", &sound.address)
         .stdin(Stdio::null())
         .output()
         .await
         .expect("node runs (ops/test installs it)");
+    drop(sound);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{script} failed ({}):\n{stdout}\n{stderr}", output.status);
     // What the walk measured, for `--nocapture`.
     print!("{stdout}");
+}
+
+/// A PulseAudio server with a null sink, for one browser walk: Firefox reads microphones
+/// and plays sound only through a sound server, and a test machine has no sound card.
+/// Stopped when dropped. (`FLOO_PULSE_SERVER` names an existing server instead.)
+struct SoundServer {
+    address: String,
+    server: Option<(std::process::Child, std::path::PathBuf)>,
+}
+
+impl SoundServer {
+    fn start() -> SoundServer {
+        if let Ok(address) = std::env::var("FLOO_PULSE_SERVER") {
+            return SoundServer { address, server: None };
+        }
+        let dir = std::env::temp_dir().join(format!("floo-test-pulse-{}", crate::support::unique_suffix()));
+        std::fs::create_dir_all(&dir).expect("a directory for the sound server");
+        let socket = dir.join("native");
+        let child = std::process::Command::new("pulseaudio")
+            .args(["--daemonize=no", "--exit-idle-time=-1", "--system=false", "-n", "--use-pid-file=no"])
+            .arg("--load=module-null-sink sink_name=floo_test")
+            .arg(format!("--load=module-native-protocol-unix socket={} auth-anonymous=1", socket.display()))
+            .env("XDG_RUNTIME_DIR", &dir)
+            .env("HOME", &dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Firefox tests need PulseAudio (ops/test installs the pulseaudio package)");
+        let server = SoundServer { address: format!("unix:{}", socket.display()), server: Some((child, dir)) };
+        for _ in 0..200 {
+            if socket.exists() {
+                return server;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!("PulseAudio did not open {}", socket.display());
+    }
+}
+
+impl Drop for SoundServer {
+    fn drop(&mut self) {
+        if let Some((mut child, dir)) = self.server.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,5 +187,35 @@ async fn two_people_record_a_call_and_get_a_playable_file_each_and_the_meeting_v
 async fn a_participant_on_a_slow_link_switches_to_the_small_layer_and_keeps_a_moving_picture() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     run_browser_script(&app, "slowlink.mjs", "slowlink").await;
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_and_firefox_users_see_and_hear_each_other_over_both_transports_and_are_recorded() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    run_browser_script(&app, "browsers.mjs", "browsers").await;
+    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/artifacts/browsers");
+    let facts: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(artifacts.join("recording.json")).expect("recording.json"))
+            .expect("json");
+    let recorded = facts["recorded"].as_f64().expect("recorded ms") / 1000.0;
+    let dir = app.data_dir.join("recordings").join("1");
+    for name in ["Alice", "Bob", "Carol"] {
+        let user = facts["ids"][name].as_i64().expect("a user id");
+        let file = std::fs::read_dir(&dir)
+            .expect("the recording's directory")
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| {
+                let file_name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                file_name.starts_with(&format!("{user}-"))
+                    && file_name.ends_with(".webm")
+                    && !file_name.contains("screen")
+            })
+            .unwrap_or_else(|| panic!("{name}'s tracks in the recording"));
+        let (codecs, duration) = crate::recording::probe(&file);
+        assert_eq!(codecs, vec!["vp8", "opus"], "{name}'s camera and microphone are both recorded");
+        assert!(duration > 2.0 && (duration - recorded).abs() < 1.5, "{name}'s tracks last {duration} s of {recorded}");
+    }
     app.finish().await;
 }

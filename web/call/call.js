@@ -1,0 +1,460 @@
+// Floo's meeting client: the lobby (camera and microphone preview), then a call through
+// Floo's relay — capture → WebCodecs encode → group streams over WebTransport or a
+// WebSocket → relay → decode → tiles and speakers. This module holds the call's state
+// and the control protocol (src/media/PROTOCOL.md); the other modules do one job each:
+// wire (bytes), transport (reaching the relay), capture and publish (sending), playout
+// (receiving), tiles (the grid), support (what a browser needs).
+
+import { ControlReader, encodeControl } from './wire.js';
+import { connect as connectTransport } from './transport.js';
+import { publishAudio, publishVideo, SCREEN_TRACK, VIDEO_LAYERS } from './publish.js';
+import { audioContext, readGroups } from './playout.js';
+import { Tiles } from './tiles.js';
+import { unsupportedMessage } from './support.js';
+import { captureMethod } from './capture.js';
+
+const CLOSE = { NORMAL: 0, UNAUTHORIZED: 0x10, ROOM_FULL: 0x11, ENDED: 0x12, GOING_AWAY: 0x30 };
+/** Server messages can be larger than the client's own (a welcome lists everyone). */
+const MAX_SERVER_MESSAGE = 1 << 20;
+
+/** A failure to join, with whether trying again may help. */
+class JoinError extends Error {
+  constructor(message, retryable) {
+    super(message);
+    this.retryable = retryable;
+  }
+}
+
+export function start(root) {
+  const $ = (sel) => root.querySelector(sel);
+  const stats = {
+    decoded: {}, sizes: {}, firstFrameAt: {}, audio: {}, loudest: {}, sent: {}, joinedAt: 0, reconnects: 0,
+    closes: [], resets: {}, problems: [], transport: null, connectMs: null, capture: null,
+  };
+  const call = {
+    stream: null, link: null, writer: null, leaving: false,
+    state: { muted: false, camera_off: false, screen: false, hand: false },
+    self: null, participants: new Map(), tracks: new Map(), subscribed: new Set(),
+    encoders: [], screenStream: null, audioContext: null, retry: 0, keyframeRequests: 0, stats,
+    tiles: new Tiles($('#grid'), $('#roster')),
+    send(message) { call.writer?.write(encodeControl(message)).catch(() => {}); },
+    problem(text) {
+      stats.problems.push(text);
+      status(text);
+    },
+  };
+  window.__floo = { stats, call, killTransport: () => call.link?.close(999, 'test') };
+
+  function status(text, { retry = false } = {}) {
+    $('#call-status').textContent = text;
+    $('#call-retry').hidden = !retry;
+  }
+
+  // -- lobby --
+  const unsupported = unsupportedMessage();
+  if (unsupported) {
+    $('#call-support').textContent = unsupported;
+    $('#call-support').hidden = false;
+    $('#join-call').disabled = true;
+  }
+  captureMethod().then((method) => { stats.capture = method; });
+
+  async function preview() {
+    const cameraId = $('#camera-select').value;
+    const micId = $('#mic-select').value;
+    call.stream?.getTracks().forEach((t) => t.stop());
+    try {
+      call.stream = await navigator.mediaDevices.getUserMedia({
+        video: { deviceId: cameraId ? { exact: cameraId } : undefined, width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 30 } },
+        // The browser's echo canceller needs remote audio played through the default output (see playout.js).
+        audio: { deviceId: micId ? { exact: micId } : undefined, echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+      });
+    } catch (e) {
+      status(`Camera or microphone unavailable: ${e.message}. You can still join and listen.`);
+      call.stream = new MediaStream();
+    }
+    $('#preview').srcObject = call.stream;
+    await listDevices();
+    meter(call.stream);
+  }
+
+  async function listDevices() {
+    const devices = await navigator.mediaDevices.enumerateDevices();
+    for (const [select, kind] of [[$('#camera-select'), 'videoinput'], [$('#mic-select'), 'audioinput']]) {
+      const current = select.value;
+      select.replaceChildren(...devices.filter((d) => d.kind === kind).map((d, i) => new Option(d.label || `${kind} ${i + 1}`, d.deviceId)));
+      if (current) select.value = current;
+    }
+  }
+
+  let meterContext = null;
+  function meter(stream) {
+    const track = stream.getAudioTracks()[0];
+    if (!track) return;
+    meterContext?.close();
+    meterContext = new AudioContext();
+    const analyser = meterContext.createAnalyser();
+    try {
+      meterContext.createMediaStreamSource(new MediaStream([track])).connect(analyser);
+    } catch (e) {
+      return; // a microphone this context cannot read: no meter, the call still works
+    }
+    const samples = new Float32Array(analyser.fftSize);
+    const tick = () => {
+      if (meterContext.state === 'closed') return;
+      analyser.getFloatTimeDomainData(samples);
+      const rms = Math.sqrt(samples.reduce((s, x) => s + x * x, 0) / samples.length);
+      $('#mic-level').value = Math.min(1, rms * 4);
+      requestAnimationFrame(tick);
+    };
+    tick();
+  }
+
+  // -- connection --
+  async function connect() {
+    status('Connecting…');
+    let response;
+    try {
+      response = await fetch(root.dataset.ticketUrl, { method: 'POST', headers: { 'X-CSRF-Token': root.dataset.csrf } });
+    } catch (e) {
+      throw new JoinError(`Floo cannot be reached (${e.message}). Check your connection.`, true);
+    }
+    if (!response.ok) {
+      const refusals = { 409: 'This meeting has ended.', 404: 'This meeting is not open to you (are you still a member of the team?).' };
+      throw new JoinError(refusals[response.status] || `The server refused to let you join (${response.status}).`, !refusals[response.status]);
+    }
+    const ticket = await response.json();
+    call.you = ticket.you;
+    stats.relayPort = ticket.port;
+    const started = performance.now();
+    let link;
+    stats.attempts = [];
+    try {
+      link = await connectTransport(ticket, undefined, stats.attempts);
+    } catch (e) {
+      const certificate = /certificate|cert/i.test(e.message);
+      throw new JoinError(certificate
+        ? `The call server's certificate was refused (${e.message}). Reload the page to get its current one.`
+        : `The call server cannot be reached (${e.message}). A firewall may block it.`, true);
+    }
+    stats.transport = link.kind;
+    stats.connectMs = Math.round(performance.now() - started);
+    call.link = link;
+    const control = await link.openControl();
+    call.writer = control.writer;
+    call.send({ type: 'state', state: call.state });
+    readControl(control.readable, link);
+    readGroups(call, link);
+    link.closed.then((info) => closed(link, info));
+    publish(link);
+  }
+
+  async function closed(link, info) {
+    if (call.link !== link) return;
+    stopPublishing();
+    call.link = null;
+    call.writer = null;
+    const code = info?.closeCode ?? -1;
+    stats.closes.push({ code, reason: info?.reason ?? '', at: Math.round(performance.now()) });
+    if (call.leaving) return;
+    if (code === CLOSE.ENDED) {
+      status(info.reason || 'The meeting has ended.');
+      return showLobby();
+    }
+    if (code === CLOSE.UNAUTHORIZED || code === CLOSE.ROOM_FULL) {
+      status(`${info.reason || 'The call refused you.'}`, { retry: true });
+      return showLobby();
+    }
+    // A network blip or a server restart: come back by ourselves.
+    reconnectSoon(info?.reason);
+  }
+
+  function reconnectSoon(reason) {
+    const delay = Math.min(4000, 250 * 2 ** call.retry++);
+    status(`Connection lost${reason ? ` (${reason})` : ''}; reconnecting…`, { retry: true });
+    clearTimeout(call.reconnectTimer);
+    call.reconnectTimer = setTimeout(async () => {
+      if (call.leaving || call.link) return;
+      try {
+        resetRemote();
+        await connect();
+        stats.reconnects += 1;
+        call.retry = 0;
+      } catch (e) {
+        if (e.retryable === false) {
+          status(e.message);
+          return showLobby();
+        }
+        reconnectSoon(e.message);
+      }
+    }, delay);
+  }
+
+  async function readControl(readable, link) {
+    const reader = readable.getReader();
+    const messages = new ControlReader(MAX_SERVER_MESSAGE);
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        messages.push(value);
+        for (let m = messages.next(); m; m = messages.next()) if (call.link === link) onControl(m);
+      }
+    } catch (e) {
+      if (call.link === link && e.kind) {
+        call.problem(`The relay sent a malformed message (${e.message}); reconnecting.`);
+        link.close(0x20, 'malformed control message');
+      }
+    }
+  }
+
+  function onControl(m) {
+    switch (m.type) {
+      case 'welcome':
+        call.self = m.you;
+        stats.joinedAt = performance.now();
+        status('');
+        for (const p of m.participants) if (p.id !== m.you) addParticipant(p);
+        for (const t of m.tracks) addTrack(t);
+        renderRoster();
+        break;
+      case 'joined': addParticipant(m.participant); break;
+      case 'left': removeParticipant(m.participant); break;
+      case 'track': addTrack(m.track); break;
+      case 'track_ended': dropTrack(m.track); break;
+      case 'state': {
+        const p = call.participants.get(m.participant);
+        if (p) {
+          p.state = m.state;
+          call.tiles.participant(p);
+        }
+        break;
+      }
+      case 'recording':
+        $('#recording-indicator').hidden = !m.on;
+        // A recording starts with a keyframe from everyone, so that its video starts at once.
+        if (m.on) call.keyframeRequests += 1;
+        break;
+      case 'speaker': call.tiles.speaking(m.participant); break;
+      case 'dropped': slowLink(); break;
+    }
+  }
+
+  // -- participants and tracks --
+  function addParticipant(p) {
+    if (p.id === call.self) return;
+    call.participants.set(p.id, p);
+    call.tiles.participant(p);
+    renderRoster();
+  }
+
+  function removeParticipant(id) {
+    call.participants.delete(id);
+    call.tiles.remove(id);
+    for (const [trackId, t] of call.tracks) if (t.participant === id) dropTrack(trackId);
+    renderRoster();
+  }
+
+  function resetRemote() {
+    for (const id of [...call.participants.keys()]) removeParticipant(id);
+    call.tiles.clear();
+    call.tracks.clear();
+    call.subscribed.clear();
+  }
+
+  function renderRoster() {
+    call.tiles.roster(call.participants, call.link?.kind);
+  }
+
+  function dropTrack(id) {
+    const t = call.tracks.get(id);
+    try { t?.decoder?.close?.(); } catch (e) { /* closed */ }
+    call.tracks.delete(id);
+    call.subscribed.delete(id);
+    call.tiles.dropScreen(id);
+  }
+
+  function addTrack(t) {
+    if (t.participant === call.self) return;
+    call.tracks.set(t.id, { ...t });
+    chooseSubscriptions(t.participant);
+  }
+
+  /**
+   * Audio always; screens always; one camera layer per participant: the larger while the
+   * grid is small, unless this link recently could not keep up with it (the relay
+   * abandoned groups on the way), in which case the smaller until it has been calm.
+   */
+  function chooseSubscriptions(participant) {
+    const mine = [...call.tracks.values()].filter((t) => t.participant === participant);
+    const cameras = mine.filter((t) => t.kind === 'camera').sort((a, b) => a.layer - b.layer);
+    const congested = performance.now() - (call.congestedAt || -1e9) < 15000;
+    const wantLayer = call.participants.size <= 3 && !congested ? cameras[cameras.length - 1] : cameras[0];
+    for (const t of mine) {
+      const want = t.kind !== 'camera' || t === wantLayer;
+      if (want && !call.subscribed.has(t.id)) { call.subscribed.add(t.id); call.send({ type: 'subscribe', track: t.id }); }
+      if (!want && call.subscribed.has(t.id)) { call.subscribed.delete(t.id); call.send({ type: 'unsubscribe', track: t.id }); }
+    }
+  }
+
+  /** The relay gave up a group because our link could not take it: step down if it keeps happening. */
+  function slowLink() {
+    stats.dropped = (stats.dropped || 0) + 1;
+    const now = performance.now();
+    call.losses = (call.losses || []).filter((t) => now - t < 5000);
+    call.losses.push(now);
+    if (call.losses.length >= 2 && now - (call.congestedAt || -1e9) > 5000) {
+      call.congestedAt = now;
+      stats.layerDowns = (stats.layerDowns || 0) + 1;
+      for (const id of call.participants.keys()) chooseSubscriptions(id);
+      const slow = 'Your connection is slow: showing smaller video.';
+      status(slow);
+      // Try the larger layers again once the link has been calm for a while.
+      setTimeout(() => {
+        for (const id of call.participants.keys()) chooseSubscriptions(id);
+        if ($('#call-status').textContent === slow && performance.now() - call.congestedAt >= 15000) status('');
+      }, 15500);
+    }
+  }
+
+  // -- publishing --
+  async function publish(link) {
+    const starts = [];
+    const video = call.stream?.getVideoTracks()[0];
+    const audio = call.stream?.getAudioTracks()[0];
+    if (video) starts.push(publishVideo(call, video, VIDEO_LAYERS, 'camera'));
+    if (audio) starts.push(publishAudio(call, audio));
+    // A screen shared before a reconnect is shared again.
+    const screen = call.screenStream?.getVideoTracks()[0];
+    if (screen) starts.push(publishScreen(screen));
+    for (const started of await Promise.allSettled(starts)) {
+      if (started.status === 'rejected') call.problem(`Others cannot see or hear you: ${started.reason?.message || started.reason}`);
+      else if (call.link === link) call.encoders.push(started.value);
+      else started.value(); // the link went while the encoders started
+    }
+  }
+
+  function stopPublishing() {
+    for (const stop of call.encoders.splice(0)) stop();
+  }
+
+  // -- controls --
+  function setState(change) {
+    Object.assign(call.state, change);
+    call.send({ type: 'state', state: call.state });
+    $('#mute').textContent = call.state.muted ? 'Unmute' : 'Mute';
+    $('#camera').textContent = call.state.camera_off ? 'Camera on' : 'Camera off';
+    $('#hand').textContent = call.state.hand ? 'Lower hand' : 'Raise hand';
+    $('#screen').textContent = call.state.screen ? 'Stop sharing' : 'Share screen';
+    $('#self-tile').classList.toggle('muted', call.state.muted);
+  }
+
+  function publishScreen(track) {
+    const s = track.getSettings();
+    const layer = { id: SCREEN_TRACK, layer: 0, width: s.width || 1280, height: s.height || 720, bitrate: 1_200_000 };
+    return publishVideo(call, track, [layer], 'screen').then((stop) => {
+      const stopThis = () => {
+        stop();
+        if (call.stopScreenEncoder === stopThis) call.stopScreenEncoder = null;
+      };
+      call.stopScreenEncoder = stopThis;
+      return stopThis;
+    });
+  }
+
+  function stopScreen() {
+    call.screenStream.getTracks().forEach((t) => t.stop());
+    call.screenStream = null;
+    const encoder = call.stopScreenEncoder;
+    call.encoders = call.encoders.filter((stop) => stop !== encoder);
+    encoder?.();
+    call.send({ type: 'unannounce', id: SCREEN_TRACK });
+    setState({ screen: false });
+  }
+
+  async function toggleScreen() {
+    if (call.screenStream) return stopScreen();
+    if (!navigator.mediaDevices.getDisplayMedia) return status('This browser cannot share its screen.');
+    try {
+      call.screenStream = await navigator.mediaDevices.getDisplayMedia({ video: { width: { max: 1280 }, height: { max: 720 }, frameRate: { max: 15 } } });
+    } catch (e) {
+      return status(`Screen sharing did not start: ${e.message}`);
+    }
+    const track = call.screenStream.getVideoTracks()[0];
+    try {
+      const link = call.link;
+      const stop = await publishScreen(track);
+      if (call.link === link) call.encoders.push(stop);
+      else stop();
+    } catch (e) {
+      call.screenStream.getTracks().forEach((t) => t.stop());
+      call.screenStream = null;
+      return call.problem(`Your screen cannot be shared: ${e.message}`);
+    }
+    track.addEventListener('ended', () => call.screenStream && stopScreen());
+    setState({ screen: true });
+  }
+
+  function showLobby() {
+    $('#lobby').hidden = false;
+    $('#in-call').hidden = true;
+  }
+
+  async function join() {
+    // Made in the click that joins, so that the browser lets it play (and record).
+    audioContext(call).resume().catch(() => {});
+    call.leaving = false;
+    call.retry = 0;
+    call.state.muted = $('#join-muted').checked;
+    call.state.camera_off = $('#join-camera-off').checked;
+    $('#lobby').hidden = true;
+    $('#in-call').hidden = false;
+    $('#self-video').srcObject = call.stream;
+    setState({});
+    try {
+      await connect();
+    } catch (e) {
+      status(`Could not join the call: ${e.message}`, { retry: e.retryable !== false });
+      showLobby();
+    }
+  }
+
+  function retry() {
+    if (call.link) return;
+    clearTimeout(call.reconnectTimer);
+    join();
+  }
+
+  function leave() {
+    call.leaving = true;
+    clearTimeout(call.reconnectTimer);
+    stopPublishing();
+    call.link?.close(CLOSE.NORMAL, 'left');
+    call.link = null;
+    resetRemote();
+    status('');
+    showLobby();
+  }
+
+  $('#join-call').addEventListener('click', join);
+  $('#call-retry').addEventListener('click', retry);
+  $('#camera-select').addEventListener('change', preview);
+  $('#mic-select').addEventListener('change', preview);
+  $('#mute').addEventListener('click', () => setState({ muted: !call.state.muted }));
+  $('#camera').addEventListener('click', () => setState({ camera_off: !call.state.camera_off }));
+  $('#hand').addEventListener('click', () => setState({ hand: !call.state.hand }));
+  $('#screen').addEventListener('click', toggleScreen);
+  $('#leave-call').addEventListener('click', leave);
+  window.addEventListener('pagehide', () => call.link?.close(CLOSE.NORMAL, 'left'));
+  // Navigating away inside the page (htmx boost) must end the call and free the camera.
+  document.body.addEventListener('htmx:beforeSwap', function done(event) {
+    if (!event.detail.boosted) return;
+    document.body.removeEventListener('htmx:beforeSwap', done);
+    leave();
+    call.stream?.getTracks().forEach((t) => t.stop());
+    meterContext?.close();
+  });
+  if (!unsupported) preview();
+  return call;
+}
+

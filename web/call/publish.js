@@ -1,0 +1,186 @@
+// Publishing: the camera in two simulcast layers, the microphone and a shared screen,
+// each encoded with WebCodecs (VP8, Opus) and sent in groups, one unidirectional
+// stream per group (a video group is a GOP, an audio group a run of Opus frames).
+
+import { encodeFrame, encodeGroupHeader } from './wire.js';
+import { SAMPLE_RATE, audioSource, videoSource } from './capture.js';
+
+export const VIDEO_LAYERS = [
+  { id: 1, layer: 0, width: 320, height: 180, bitrate: 150_000 },
+  { id: 2, layer: 1, width: 640, height: 360, bitrate: 600_000 },
+];
+export const AUDIO_TRACK = 3;
+export const SCREEN_TRACK = 4;
+const GOP_FRAMES = 30; // a keyframe, hence a new group, every second at 30 fps
+const AUDIO_GROUP_FRAMES = 10; // 200 ms of 20 ms Opus frames per audio group
+const AUDIO_CONFIG = { codec: 'opus', sampleRate: SAMPLE_RATE, numberOfChannels: 1 };
+
+/** Upstream send order: audio before screen before camera, newer groups first. */
+function sendOrder(kind, sequence) {
+  const rank = { audio: 3, screen: 2, camera: 1 }[kind];
+  return rank * 2 ** 40 + (sequence % 2 ** 40);
+}
+
+/** A track's groups: a new stream per group, frames written in order. */
+function groupWriter(call, trackId, kind) {
+  let sequence = Date.now(); // increases across reconnects
+  let writer = null;
+  let chain = Promise.resolve();
+  return {
+    start() {
+      const previous = writer;
+      const link = call.link;
+      const seq = sequence++;
+      writer = null;
+      chain = chain.then(async () => {
+        previous?.close().catch(() => {});
+        if (!link) return;
+        writer = await link.openGroup(sendOrder(kind, seq));
+        await writer.write(encodeGroupHeader(trackId, seq));
+      }).catch(() => { writer = null; });
+    },
+    write(bytes) {
+      chain = chain.then(() => writer?.write(bytes)).catch(() => { writer = null; });
+    },
+    close() { chain = chain.then(() => writer?.close()).catch(() => {}); },
+  };
+}
+
+/** A VideoEncoder configuration this browser takes, preferring real-time encoding. */
+async function videoConfig(layer) {
+  const base = { codec: 'vp8', width: layer.width, height: layer.height, bitrate: layer.bitrate, framerate: 30 };
+  for (const config of [{ ...base, latencyMode: 'realtime' }, base]) {
+    const support = await VideoEncoder.isConfigSupported(config).catch(() => null);
+    if (support?.supported) return config;
+  }
+  throw new Error('this browser cannot encode VP8 video');
+}
+
+/**
+ * Publishes a camera or screen track: announces its layers and encodes each frame at
+ * each layer's size. Returns a function that stops it.
+ */
+export async function publishVideo(call, track, layers, kind) {
+  const source = await videoSource(track);
+  const configs = await Promise.all(layers.map(videoConfig));
+  let stopped = false;
+  const outs = layers.map((l, i) => {
+    const group = groupWriter(call, l.id, kind);
+    const encoder = new VideoEncoder({
+      output: (chunk) => {
+        if (chunk.type === 'key') group.start();
+        const data = new Uint8Array(chunk.byteLength);
+        chunk.copyTo(data);
+        group.write(encodeFrame({ keyframe: chunk.type === 'key', timestampUs: chunk.timestamp, level: 127 }, data));
+        call.stats.sent[kind] = (call.stats.sent[kind] || 0) + 1;
+      },
+      error: (e) => call.problem(`The ${kind} encoder failed: ${e.message}`),
+    });
+    encoder.configure(configs[i]);
+    return { l, encoder, group, canvas: new OffscreenCanvas(l.width, l.height) };
+  });
+  for (const l of layers) {
+    call.send({ type: 'announce', track: { id: l.id, kind, layer: l.layer, config: { codec: 'vp8', codedWidth: l.width, codedHeight: l.height } } });
+  }
+  let count = 0;
+  let keyframeRequests = call.keyframeRequests;
+  (async () => {
+    while (!stopped) {
+      const frame = await source.read();
+      if (!frame) break;
+      const paused = kind === 'camera' && call.state.camera_off;
+      if (!paused && !stopped) {
+        if (call.keyframeRequests !== keyframeRequests) {
+          keyframeRequests = call.keyframeRequests;
+          count = 0;
+        }
+        const keyFrame = count % GOP_FRAMES === 0;
+        for (const o of outs) {
+          if (o.encoder.state !== 'configured' || o.encoder.encodeQueueSize > 2) continue; // behind: drop, not queue
+          // Scale to the layer's size so every layer is a real picture of its own size.
+          o.canvas.getContext('2d').drawImage(frame, 0, 0, o.l.width, o.l.height);
+          const scaled = new VideoFrame(o.canvas, { timestamp: frame.timestamp });
+          o.encoder.encode(scaled, { keyFrame });
+          scaled.close();
+        }
+        count += 1;
+      } else {
+        count = 0; // the first frame after camera-on is a keyframe
+      }
+      frame.close();
+    }
+  })().catch((e) => call.problem(`The ${kind} could not be read: ${e.message}`));
+  return () => {
+    stopped = true;
+    source.stop();
+    for (const o of outs) {
+      try { o.encoder.close(); } catch (e) { /* closed */ }
+      o.group.close();
+    }
+  };
+}
+
+/** Publishes the microphone in Opus, its loudness riding with each frame. */
+export async function publishAudio(call, track) {
+  const source = await audioSource(track, call.audioContext);
+  let stopped = false;
+  const group = groupWriter(call, AUDIO_TRACK, 'audio');
+  let level = 127;
+  let count = 0;
+  let config = null;
+  const encoder = new AudioEncoder({
+    output: (chunk) => {
+      if (count % AUDIO_GROUP_FRAMES === 0) group.start();
+      count += 1;
+      const data = new Uint8Array(chunk.byteLength);
+      chunk.copyTo(data);
+      group.write(encodeFrame({ keyframe: true, timestampUs: chunk.timestamp, level }, data));
+      call.stats.sent.audio = (call.stats.sent.audio || 0) + 1;
+    },
+    error: (e) => call.problem(`The microphone encoder failed: ${e.message}`),
+  });
+  let heard = false;
+  // A microphone that yields nothing would leave the person unheard without a word.
+  const silent = setTimeout(() => {
+    if (heard || stopped) return;
+    const suspended = call.audioContext?.state === 'suspended';
+    call.problem(suspended
+      ? 'Others cannot hear you: this browser has not started its audio (no sound device, or audio not allowed for this page).'
+      : 'Others cannot hear you: no sound is coming from your microphone.');
+  }, 3000);
+  (async () => {
+    while (!stopped) {
+      const data = await source.read();
+      if (!data) break;
+      heard = true;
+      if (!config) {
+        // The first chunk says what the microphone delivers; announce and encode that.
+        config = { ...AUDIO_CONFIG, sampleRate: data.sampleRate, numberOfChannels: 1 };
+        encoder.configure({ ...config, bitrate: 32000 });
+        call.send({ type: 'announce', track: { id: AUDIO_TRACK, kind: 'audio', layer: 0, config } });
+      }
+      if (!call.state.muted && !stopped) {
+        // The level rides with the frames (RFC 6464 style: 0 loudest, 127 silent).
+        const samples = new Float32Array(data.numberOfFrames);
+        data.copyTo(samples, { planeIndex: 0, format: 'f32-planar' });
+        const rms = Math.sqrt(samples.reduce((s, x) => s + x * x, 0) / samples.length) || 1e-7;
+        level = Math.max(0, Math.min(127, Math.round(-20 * Math.log10(rms))));
+        // Opus here is mono: feed the first channel.
+        const mono = data.numberOfChannels === 1 ? data : new AudioData({
+          format: 'f32-planar', sampleRate: data.sampleRate, numberOfFrames: data.numberOfFrames,
+          numberOfChannels: 1, timestamp: data.timestamp, data: samples,
+        });
+        if (encoder.state === 'configured') encoder.encode(mono);
+        if (mono !== data) mono.close();
+      }
+      data.close();
+    }
+  })().catch((e) => call.problem(`The microphone could not be read: ${e.message}`));
+  return () => {
+    stopped = true;
+    clearTimeout(silent);
+    source.stop();
+    try { encoder.close(); } catch (e) { /* closed */ }
+    group.close();
+  };
+}
