@@ -20,6 +20,20 @@ await withBrowser(artifacts, async (browser) => {
   await alice.locator('#call').waitFor();
   const meetingUrl = alice.url();
 
+  // A browser without WebCodecs is told what it lacks and which browsers work, and
+  // cannot press "Join call" into a call that would never start.
+  const old = await browser.newContext({ storageState: await alice.context().storageState() });
+  await old.addInitScript(() => { delete window.VideoEncoder; delete window.AudioEncoder; });
+  const oldPage = await old.newPage();
+  await oldPage.goto(meetingUrl);
+  const support = oldPage.locator('#call-support');
+  await support.waitFor({ state: 'visible', timeout: 10000 });
+  const said = await support.textContent();
+  check(said.includes('WebCodecs (VideoEncoder, AudioEncoder)') && said.includes('Firefox 140 or later'), `the lobby names what is missing: ${said}`);
+  check(await oldPage.getByRole('button', { name: 'Join call' }).isDisabled(), 'joining is not offered');
+  await shot(oldPage, artifacts, '00-no-webcodecs');
+  await old.close();
+
   // The lobby shows the camera preview and the microphone level.
   await alice.waitForFunction(() => document.getElementById('preview').videoWidth > 0, null, { timeout: 15000 });
   await alice.waitForFunction(() => document.getElementById('camera-select').options.length > 0);

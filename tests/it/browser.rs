@@ -219,3 +219,13 @@ async fn chromium_and_firefox_users_see_and_hear_each_other_over_both_transports
     }
     app.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_behind_a_firewall_that_blocks_udp_joins_over_the_websocket_and_reconnects_by_itself() {
+    // Served on every address (so the page can be opened at 127.0.0.2, the blocked
+    // network's way in), relay on both IP versions; the dev login allowed off loopback.
+    let flags = ["--http-addr", "0.0.0.0:0", "--quic-addr", "[::]:0", "--allow-dev-login"];
+    let app = TestApp::spawn_with(Backend::Sqlite, &flags).await;
+    run_browser_script(&app, "udpblock.mjs", "udpblock").await;
+    app.finish().await;
+}

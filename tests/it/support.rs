@@ -92,7 +92,8 @@ impl TestApp {
         TestApp::spawn_with(backend, &[]).await
     }
 
-    /// Starts Floo with extra `floo serve` flags.
+    /// Starts Floo with extra `floo serve` flags (`--http-addr` and `--quic-addr` among
+    /// them replace the loopback defaults).
     pub async fn spawn_with(backend: Backend, extra: &[&str]) -> TestApp {
         // The server's log, shown for failed tests: `RUST_LOG=floo=debug cargo test ...`.
         let _ = tracing_subscriber::fmt()
@@ -100,15 +101,12 @@ impl TestApp {
             .with_test_writer()
             .try_init();
         let data_dir = std::env::temp_dir().join(format!("floo-test-{}", unique_suffix()));
-        let mut args: Vec<String> = vec![
-            "floo serve".into(),
-            "--http-addr".into(),
-            "127.0.0.1:0".into(),
-            "--data-dir".into(),
-            data_dir.display().to_string(),
-            "--quic-addr".into(),
-            "127.0.0.1:0".into(),
-        ];
+        let mut args: Vec<String> = vec!["floo serve".into(), "--data-dir".into(), data_dir.display().to_string()];
+        for (flag, default) in [("--http-addr", "127.0.0.1:0"), ("--quic-addr", "127.0.0.1:0")] {
+            if !extra.contains(&flag) {
+                args.extend([flag.to_owned(), default.to_owned()]);
+            }
+        }
         let mut postgres_db = None;
         if let Backend::Postgres = backend {
             let (url, name) = create_postgres_database().await;
