@@ -1,10 +1,12 @@
 //! Media relay load: P publishers send synthetic video (30 frames/s, a group per second,
 //! ~500 kbit/s each, every frame stamped with its send time) to S subscribers that each
-//! subscribe to every publisher, all over real QUIC. The same load then goes through a
-//! plain forwarder with no relay logic (copy every publisher stream to every subscriber):
-//! the ceiling. Both servers are processes of their own, measured from /proc, and both
-//! get the same schedule: publishers' frames spread over the frame interval, as
-//! independent cameras are, or all at the same instant with `--aligned`.
+//! subscribe to every publisher: first all over real QUIC (WebTransport), then all over
+//! the WebSocket fallback (QMux over TCP, through the HTTP server), to the same relay
+//! code. The same load then goes through a plain forwarder with no relay logic (copy
+//! every publisher stream to every subscriber, over QUIC): the ceiling. The servers are
+//! processes of their own, measured from /proc, and all get the same schedule:
+//! publishers' frames spread over the frame interval, as independent cameras are, or all
+//! at the same instant with `--aligned`.
 //!
 //! cargo bench --bench relay -- --publishers 10 --subscribers 100 --seconds 10 [--aligned]
 
@@ -23,6 +25,7 @@ use floo::media::wire::{
 use support::{Floo, cpu_seconds, now_us, rss_kib};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use web_transport_quinn::Session;
+use web_transport_trait::{RecvStream as _, SendStream as _};
 
 struct Options {
     publishers: usize,
@@ -64,21 +67,27 @@ struct Tally {
 
 /// Reads group streams until the session ends. While `recording`, counts the bytes that
 /// arrive, every frame's latency and every group that ends (whole or given up).
-async fn subscribe_loop(session: Session, tally: Arc<Tally>, recording: Arc<std::sync::atomic::AtomicBool>) {
-    while let Ok(mut stream) = session.accept_uni().await {
+async fn subscribe_loop<S: web_transport_trait::Session>(
+    session: S,
+    tally: Arc<Tally>,
+    recording: Arc<std::sync::atomic::AtomicBool>,
+) where
+    S::RecvStream: Send + 'static,
+{
+    while let Ok(mut stream) = web_transport_trait::Session::accept_uni(&session).await {
         let tally = tally.clone();
         let recording = recording.clone();
         tokio::spawn(async move {
             let mut reader = GroupReader::new(1 << 20);
             let mut samples = Vec::new();
             let ok = loop {
-                match stream.read_chunk(1 << 16, true).await {
+                match web_transport_trait::RecvStream::read_chunk(&mut stream, 1 << 16).await {
                     Ok(Some(chunk)) => {
                         let counted = recording.load(Ordering::Relaxed);
                         if counted {
-                            tally.bytes.fetch_add(chunk.bytes.len() as u64, Ordering::Relaxed);
+                            tally.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
                         }
-                        reader.push(&chunk.bytes);
+                        reader.push(&chunk);
                         while let Ok(Some((_, info))) = reader.next_frame() {
                             if counted {
                                 samples.push(now_us().saturating_sub(info.timestamp_us) as u32);
@@ -99,22 +108,29 @@ async fn subscribe_loop(session: Session, tally: Arc<Tally>, recording: Arc<std:
 
 /// Publishes one track: a group per second of 30 frames of `kbits` kbit/s, each
 /// frame stamped with its send time. The first frame goes at `start`.
-async fn publish_loop(session: Session, track: u64, kbits: u64, start: Instant, until: Instant) {
+async fn publish_loop<S: web_transport_trait::Session>(
+    session: S,
+    track: u64,
+    kbits: u64,
+    start: Instant,
+    until: Instant,
+) {
     let frame_bytes = (kbits * 1000 / 8 / 30) as usize;
     let payload = vec![0x5a; frame_bytes.saturating_sub(12)];
     let mut tick = tokio::time::interval_at(start.into(), FRAME_INTERVAL);
     let mut sequence = 0u64;
     while Instant::now() < until {
-        let Ok(mut stream) = session.open_uni().await else { return };
-        let _ = stream.write_all(&GroupHeader { track, sequence }.encode()).await;
+        let Ok(mut stream) = web_transport_trait::Session::open_uni(&session).await else { return };
+        let _ =
+            web_transport_trait::SendStream::write_all(&mut stream, &GroupHeader { track, sequence }.encode()).await;
         for i in 0..30 {
             tick.tick().await;
             let frame = encode_frame(&FrameInfo { keyframe: i == 0, timestamp_us: now_us(), level: 127 }, &payload);
-            if stream.write_all(&frame).await.is_err() {
+            if web_transport_trait::SendStream::write_all(&mut stream, &frame).await.is_err() {
                 break;
             }
         }
-        let _ = stream.finish();
+        let _ = web_transport_trait::SendStream::finish(&mut stream);
         sequence += 1;
     }
 }
@@ -124,7 +140,7 @@ const FRAME_INTERVAL: Duration = Duration::from_millis(33);
 /// Starts every publisher on the same schedule whichever server is measured: the first
 /// frames go 100 ms from now, publisher i's a fraction i/P of a frame interval later (as
 /// independent cameras would be), or all at once with `--aligned` (the worst burst).
-fn start_publishers(sessions: &[(Session, u64)], o: &Options, until: Instant) {
+fn start_publishers<S: web_transport_trait::Session>(sessions: &[(S, u64)], o: &Options, until: Instant) {
     let start = Instant::now() + Duration::from_millis(100);
     for (i, (session, track)) in sessions.iter().enumerate() {
         let offset = if o.aligned { Duration::ZERO } else { FRAME_INTERVAL * i as u32 / sessions.len() as u32 };
@@ -141,9 +157,17 @@ async fn connect(url: &str, hash: &[u8]) -> Session {
 struct Server {
     pid: u32,
     url_base: String,
+    websocket_base: String,
     hash: Vec<u8>,
     token: String,
     _floo: Floo,
+}
+
+/// How the bench's clients reach the relay.
+#[derive(Clone, Copy, PartialEq)]
+enum Via {
+    WebTransport,
+    WebSocket,
 }
 
 /// Starts Floo, signs in, makes a meeting, and gets a ticket for it.
@@ -178,26 +202,50 @@ async fn start_floo(data_dir: &std::path::Path, max: usize) -> Server {
     Server {
         pid,
         url_base: format!("https://127.0.0.1:{port}/meeting"),
+        websocket_base: format!("{}/media/ws", base.replacen("http://", "ws://", 1)),
         hash,
         token: ticket["token"].as_str().expect("token").to_owned(),
         _floo: floo,
     }
 }
 
+/// A participant's session over the WebSocket fallback, as a browser opens it: with
+/// Nagle's algorithm off (browsers set TCP_NODELAY; with it on, small frames wait for the
+/// delayed acknowledgement of the last, tens of milliseconds).
+async fn websocket_session(server: &Server) -> qmux::Session {
+    use qmux::ws::tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!("{}?token={}", server.websocket_base, server.token);
+    let mut request = url.as_str().into_client_request().expect("request");
+    let protocol = format!("qmux-02.{}", floo::media::websocket::PROTOCOL);
+    request.headers_mut().insert("sec-websocket-protocol", protocol.parse().expect("header"));
+    let address = request.uri().authority().expect("authority").as_str().to_owned();
+    let tcp = tokio::net::TcpStream::connect(address).await.expect("connect");
+    tcp.set_nodelay(true).expect("nodelay");
+    let (socket, _) = qmux::ws::tokio_tungstenite::client_async(request, tcp).await.expect("WebSocket");
+    qmux::ws::Upgraded::new(socket).with_alpn(&protocol).connect()
+}
+
+/// A session with its control stream open and welcomed.
+struct Participant<S: web_transport_trait::Session> {
+    session: S,
+    control: S::SendStream,
+    incoming: S::RecvStream,
+    reader: ControlReader,
+}
+
 /// Opens a Floo session: control stream, first message, the welcome.
-async fn floo_session(server: &Server) -> (Session, web_transport_quinn::SendStream, web_transport_quinn::RecvStream) {
-    let session = connect(&format!("{}?token={}", server.url_base, server.token), &server.hash).await;
-    let (mut send, mut recv) = session.open_bi().await.expect("control");
-    send.write_all(&encode_control(&ClientMessage::Ping { nonce: 0 })).await.expect("ping");
+async fn floo_session<S: web_transport_trait::Session>(session: S) -> Participant<S> {
+    let (mut control, mut incoming) = session.open_bi().await.expect("control");
+    control.write_all(&encode_control(&ClientMessage::Ping { nonce: 0 })).await.expect("ping");
     let mut reader = ControlReader::new(1 << 20);
     loop {
         if let Ok(Some(ServerMessage::Welcome { .. })) = reader.next_message::<ServerMessage>() {
             break;
         }
-        let chunk = recv.read_chunk(1 << 16, true).await.expect("read").expect("open");
-        reader.push(&chunk.bytes);
+        let chunk = incoming.read_chunk(1 << 16).await.expect("read").expect("open");
+        reader.push(&chunk);
     }
-    (session, send, recv)
+    Participant { session, control, incoming, reader }
 }
 
 struct Figures {
@@ -229,49 +277,76 @@ fn figures(tally: &Tally, cpu: f64, seconds: f64, rss_delta: u64, subscribers: u
     }
 }
 
-async fn run_floo(o: &Options) -> Figures {
+async fn run_floo(o: &Options, via: Via) -> Figures {
     let data_dir = std::env::temp_dir().join(format!("floo-bench-relay-{}", std::process::id()));
     std::fs::create_dir_all(&data_dir).expect("dir");
     let server = start_floo(&data_dir, o.publishers + o.subscribers + 4).await;
+    let n = o.publishers + o.subscribers;
+    let figures = match via {
+        Via::WebTransport => {
+            let mut sessions = Vec::new();
+            for _ in 0..n {
+                sessions.push(connect(&format!("{}?token={}", server.url_base, server.token), &server.hash).await);
+            }
+            load(o, &server, sessions).await
+        }
+        Via::WebSocket => {
+            let mut sessions = Vec::new();
+            for _ in 0..n {
+                sessions.push(websocket_session(&server).await);
+            }
+            load(o, &server, sessions).await
+        }
+    };
+    let _ = std::fs::remove_dir_all(&data_dir);
+    figures
+}
+
+/// The first P sessions publish, the rest subscribe to every publisher.
+async fn load<S: web_transport_trait::Session>(o: &Options, server: &Server, sessions: Vec<S>) -> Figures
+where
+    S::RecvStream: Send + 'static,
+{
     let rss0 = rss_kib(server.pid);
     let tally = Arc::new(Tally::default());
     let recording = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut sessions = sessions.into_iter();
     let mut publishers = Vec::new();
     let mut track_ids = Vec::new();
-    for _ in 0..o.publishers {
-        let (session, mut send, mut recv) = floo_session(&server).await;
+    for session in sessions.by_ref().take(o.publishers) {
+        let mut p = floo_session(session).await;
         let config = serde_json::json!({ "codec": "vp8" });
-        send.write_all(&encode_control(&ClientMessage::Announce {
-            track: TrackAnnounce { id: 1, kind: TrackKind::Camera, layer: 0, config },
-        }))
-        .await
-        .expect("announce");
-        let mut reader = ControlReader::new(1 << 20);
+        p.control
+            .write_all(&encode_control(&ClientMessage::Announce {
+                track: TrackAnnounce { id: 1, kind: TrackKind::Camera, layer: 0, config },
+            }))
+            .await
+            .expect("announce");
         let id = 'found: loop {
-            let chunk = recv.read_chunk(1 << 16, true).await.expect("read").expect("open");
-            reader.push(&chunk.bytes);
-            while let Ok(Some(message)) = reader.next_message::<ServerMessage>() {
+            let chunk = p.incoming.read_chunk(1 << 16).await.expect("read").expect("open");
+            p.reader.push(&chunk);
+            while let Ok(Some(message)) = p.reader.next_message::<ServerMessage>() {
                 if let ServerMessage::Track { track } = message {
                     break 'found track.id;
                 }
             }
         };
         track_ids.push(id);
-        publishers.push((session, send, recv));
+        publishers.push(p);
     }
     let mut subscribers = Vec::new();
-    for _ in 0..o.subscribers {
-        let (session, mut send, recv) = floo_session(&server).await;
+    for session in sessions {
+        let mut p = floo_session(session).await;
         for id in &track_ids {
-            send.write_all(&encode_control(&ClientMessage::Subscribe { track: *id })).await.expect("subscribe");
+            p.control.write_all(&encode_control(&ClientMessage::Subscribe { track: *id })).await.expect("subscribe");
         }
-        tokio::spawn(subscribe_loop(session.clone(), tally.clone(), recording.clone()));
-        subscribers.push((session, send, recv));
+        tokio::spawn(subscribe_loop(p.session.clone(), tally.clone(), recording.clone()));
+        subscribers.push(p);
     }
     let rss_connected = rss_kib(server.pid);
     let warmup = Duration::from_secs(2);
     let until = Instant::now() + warmup + Duration::from_secs(o.seconds) + Duration::from_secs(1);
-    let sessions: Vec<(Session, u64)> = publishers.iter().map(|(session, _, _)| (session.clone(), 1)).collect();
+    let sessions: Vec<(S, u64)> = publishers.iter().map(|p| (p.session.clone(), 1)).collect();
     start_publishers(&sessions, o, until);
     tokio::time::sleep(warmup).await;
     recording.store(true, Ordering::Relaxed);
@@ -284,7 +359,6 @@ async fn run_floo(o: &Options) -> Figures {
     // Groups under way hand in their latency samples when they end.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let rss = rss_kib(server.pid).max(rss_connected);
-    let _ = std::fs::remove_dir_all(&data_dir);
     figures(&tally, cpu, secs, rss.saturating_sub(rss0), o.subscribers)
 }
 
@@ -389,7 +463,7 @@ async fn run_forwarder(o: &Options) -> Figures {
 
 fn print(name: &str, f: &Figures) {
     println!(
-        "{name:<16} {:>9.1} {:>8.0}% {:>10.1} {:>8.2} {:>8.2} {:>6}/{:<6} {:>10.1}",
+        "{name:<18} {:>9.1} {:>8.0}% {:>10.1} {:>8.2} {:>8.2} {:>6}/{:<6} {:>10.1}",
         f.egress_mbit,
         f.cpu_percent,
         f.cycles_per_byte,
@@ -417,13 +491,19 @@ async fn main() {
         cpu_mhz()
     );
     println!(
-        "{:<16} {:>9} {:>9} {:>10} {:>8} {:>8} {:>13} {:>10}",
+        "{:<18} {:>9} {:>9} {:>10} {:>8} {:>8} {:>13} {:>10}",
         "server", "egress Mb", "CPU", "cycles/B", "p50 ms", "p99 ms", "dropped/groups", "RSS KiB/sub"
     );
-    let floo = run_floo(&o).await;
-    print("floo relay", &floo);
+    let floo = run_floo(&o, Via::WebTransport).await;
+    print("relay (QUIC)", &floo);
+    let websocket = run_floo(&o, Via::WebSocket).await;
+    print("relay (WebSocket)", &websocket);
     let plain = run_forwarder(&o).await;
     print("plain forwarder", &plain);
-    println!("CPU per byte, relay / plain forwarder: {:.2}x", floo.cycles_per_byte / plain.cycles_per_byte);
+    println!("CPU per byte, relay over QUIC / plain forwarder: {:.2}x", floo.cycles_per_byte / plain.cycles_per_byte);
+    println!(
+        "CPU per byte, relay over the WebSocket / over QUIC: {:.2}x",
+        websocket.cycles_per_byte / floo.cycles_per_byte
+    );
     std::process::exit(0);
 }

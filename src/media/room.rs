@@ -559,8 +559,12 @@ impl Room {
         self.expire(now);
     }
 
-    /// A frame of a publisher's group. Frames of an older group than the latest are
-    /// dropped: only the newest group of a track is forwarded.
+    /// A frame of a publisher's group: forwarded on every subscriber stream of that group
+    /// still open, and kept with the track's latest group for late joiners. A group's
+    /// last frames may well arrive after its successor has started (each group is its own
+    /// stream, read on its own task; over a WebSocket both often come in one message): the
+    /// older group's streams are still open until their deadline, and get them. Frames of
+    /// a group whose streams are all gone go nowhere.
     pub fn frame(
         &mut self,
         now: Instant,
@@ -578,12 +582,16 @@ impl Room {
         let max_group = self.limits.max_group_bytes;
         let Some(t) = self.tracks.get_mut(&track) else { return };
         let kind = t.kind;
-        let Some(cached) = t.latest.as_mut().filter(|g| g.sequence == sequence && !g.done) else { return };
-        cached.bytes += frame.len();
-        if cached.bytes > max_group {
-            return self.close(session, refuse(close::TOO_LARGE, "group too large"));
+        if let Some(cached) = t.latest.as_mut().filter(|g| g.sequence == sequence && !g.done) {
+            cached.bytes += frame.len();
+            if cached.bytes > max_group {
+                return self.close(session, refuse(close::TOO_LARGE, "group too large"));
+            }
+            cached.frames.push(frame.clone());
+        } else if t.latest.as_ref().is_none_or(|g| g.sequence < sequence) {
+            // Not a group that started (group_start refused or never saw it).
+            return;
         }
-        cached.frames.push(frame.clone());
         if kind == TrackKind::Audio {
             self.hear(now, session, info.level);
         }
@@ -916,6 +924,36 @@ mod tests {
             assert!(out.contains(&Output::Finish { send: *send }));
         }
         assert!(out.iter().all(|o| !matches!(o, Output::OpenGroup { session: 1, .. })), "no echo to the publisher");
+    }
+
+    #[test]
+    fn the_last_frames_of_a_group_reach_its_subscribers_after_the_next_group_started() {
+        let mut h = Harness::new(Limits::default());
+        h.join(1);
+        h.join(2);
+        let track = h.announce(1, 1, TrackKind::Audio);
+        h.subscribe(2, track);
+        h.outputs();
+        h.room.group_start(h.now, 1, 1, 0);
+        let first = h.frame(1, 1, 0, true, b"first");
+        let (_, old, _) = opens(&h.outputs())[0];
+        // The next group's stream is read first; the old group's tail comes just after.
+        h.room.group_start(h.now, 1, 1, 1);
+        let new = opens(&h.outputs())[0].1;
+        let last = h.frame(1, 1, 0, true, b"last of the old group");
+        h.room.group_end(1, 1, 0);
+        let next = h.frame(1, 1, 1, true, b"first of the new group");
+        let out = h.outputs();
+        assert_eq!(writes_to(&out, old), vec![last], "the old group gets its tail, then its end");
+        assert!(out.contains(&Output::Finish { send: old }));
+        assert_eq!(writes_to(&out, new), vec![next]);
+        let _ = first;
+        // A late joiner still starts from the newest group only.
+        h.join(3);
+        h.subscribe(3, track);
+        let out = h.outputs();
+        let (_, late, _) = opens(&out)[0];
+        assert_eq!(writes_to(&out, late).len(), 1, "the cached group is the newest one");
     }
 
     #[test]

@@ -960,3 +960,64 @@ async fn a_recording_survives_the_server_being_killed_and_is_marked_interrupted_
     let _ = std::fs::remove_dir_all(scratch);
     let _ = std::fs::remove_dir_all(data_dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paced_groups_reach_websocket_subscribers_whole_when_each_group_follows_the_last_at_once() {
+    // Each group is its own stream, read on its own task; over a WebSocket a group's last
+    // frame and the next group's start often arrive together, and the relay once dropped
+    // that last frame (one in every group: a tenth of all audio).
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (clients, meeting) = meeting(&app, &["Alice", "Bob"]).await;
+    let mut alice = join_by_websocket(&app, &clients[0], &meeting).await;
+    let mut subscribers = Vec::new();
+    for _ in 0..4 {
+        subscribers.push(join_by_websocket(&app, &clients[1], &meeting).await);
+    }
+    alice.announce_camera_and_microphone(0).await;
+    let mut readers = Vec::new();
+    for subscriber in &mut subscribers {
+        subscribe_to_others(subscriber, 2).await;
+        let session = subscriber.session.clone();
+        // Every group as it comes, each on a task of its own (as the browser reads them).
+        readers.push(tokio::spawn(async move {
+            let mut groups = Vec::new();
+            for _ in 0..3 {
+                let mut stream = session.accept_uni().await.expect("a group");
+                groups.push(tokio::spawn(async move {
+                    let mut reader = GroupReader::new(1 << 20);
+                    let mut frames = Vec::new();
+                    while let Some(chunk) = stream.read_chunk(1 << 16).await.expect("read") {
+                        reader.push(&chunk);
+                        while let Some((_, info)) = reader.next_frame().expect("valid") {
+                            frames.push(info.timestamp_us);
+                        }
+                    }
+                    frames
+                }));
+            }
+            let mut all = Vec::new();
+            for group in groups {
+                all.push(group.await.expect("reader"));
+            }
+            all
+        }));
+    }
+    let frame = |i: u64| encode_frame(&FrameInfo { keyframe: i == 0, timestamp_us: i, level: 127 }, &[7; 2000]);
+    let mut tick = tokio::time::interval(Duration::from_millis(33));
+    for sequence in 0..3 {
+        let mut stream = alice.session.open_uni().await.expect("open");
+        stream.write_all(&GroupHeader { track: 1, sequence }.encode()).await.expect("header");
+        for i in 0..30 {
+            tick.tick().await;
+            stream.write_all(&frame(i)).await.expect("frame");
+        }
+        stream.finish().expect("finish");
+    }
+    for reader in readers {
+        let groups = tokio::time::timeout(DEADLINE, reader).await.expect("in time").expect("reader");
+        for frames in groups {
+            assert_eq!(frames, (0..30).collect::<Vec<u64>>(), "every frame of every group, in order");
+        }
+    }
+    app.finish().await;
+}
