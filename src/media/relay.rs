@@ -281,23 +281,33 @@ impl Relay {
     }
 
     /// Sends to a meeting's room task, started on first use. The lock is held while
-    /// sending, so a room never exits with an input in flight.
+    /// sending, and an empty room forgets itself under the same lock only when no input
+    /// is waiting (see [`Relay::forget_room_if_idle`]), so no input is ever sent to a room
+    /// that has just gone.
     pub(super) fn send_to_room(&self, meeting_id: i64, team_id: i64, input: Input) {
-        let _ = self.room(meeting_id, team_id).send(input);
+        let mut rooms = self.inner.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = self.room_in(&mut rooms, meeting_id, team_id).send(input);
     }
 
     /// The meeting's room task (started if needed). A group reader keeps it, rather than
-    /// looking the room up for every frame.
+    /// looking the room up for every frame (frames sent after the room went are lost with
+    /// it: it only goes when nobody is left to receive them).
     pub(super) fn room(&self, meeting_id: i64, team_id: i64) -> mpsc::UnboundedSender<Input> {
         let mut rooms = self.inner.rooms.lock().unwrap_or_else(|p| p.into_inner());
-        rooms
-            .entry(meeting_id)
-            .or_insert_with(|| {
-                let (tx, rx) = mpsc::unbounded_channel();
-                tokio::spawn(run_room(self.clone(), meeting_id, team_id, rx));
-                tx
-            })
-            .clone()
+        self.room_in(&mut rooms, meeting_id, team_id).clone()
+    }
+
+    fn room_in<'a>(
+        &self,
+        rooms: &'a mut HashMap<i64, mpsc::UnboundedSender<Input>>,
+        meeting_id: i64,
+        team_id: i64,
+    ) -> &'a mpsc::UnboundedSender<Input> {
+        rooms.entry(meeting_id).or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(run_room(self.clone(), meeting_id, team_id, rx));
+            tx
+        })
     }
 
     /// An empty room forgets itself unless an input (a joiner) is on its way; true if it

@@ -74,8 +74,9 @@ export function start(root) {
       call.stream = new MediaStream();
     }
     $('#preview').srcObject = call.stream;
-    await listDevices();
     meter(call.stream);
+    // Not waited for: joining needs the stream, not the list (Firefox can be slow to give it).
+    listDevices().catch(() => {});
   }
 
   async function listDevices() {
@@ -409,8 +410,11 @@ export function start(root) {
     call.state.camera_off = $('#join-camera-off').checked;
     $('#lobby').hidden = true;
     $('#in-call').hidden = false;
-    $('#self-video').srcObject = call.stream;
     setState({});
+    // Someone who clicks before the camera and microphone are open joins with them.
+    status('Opening your camera and microphone…');
+    await call.previewing?.catch(() => {});
+    $('#self-video').srcObject = call.stream;
     try {
       await connect();
     } catch (e) {
@@ -438,8 +442,8 @@ export function start(root) {
 
   $('#join-call').addEventListener('click', join);
   $('#call-retry').addEventListener('click', retry);
-  $('#camera-select').addEventListener('change', preview);
-  $('#mic-select').addEventListener('change', preview);
+  $('#camera-select').addEventListener('change', () => { call.previewing = preview(); });
+  $('#mic-select').addEventListener('change', () => { call.previewing = preview(); });
   $('#mute').addEventListener('click', () => setState({ muted: !call.state.muted }));
   $('#camera').addEventListener('click', () => setState({ camera_off: !call.state.camera_off }));
   $('#hand').addEventListener('click', () => setState({ hand: !call.state.hand }));
@@ -454,7 +458,8 @@ export function start(root) {
     call.stream?.getTracks().forEach((t) => t.stop());
     meterContext?.close();
   });
-  if (!unsupported) preview();
+  if (!unsupported) call.previewing = preview();
+  if (root.dataset.joinRequested && !unsupported) join();
   return call;
 }
 
