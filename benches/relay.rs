@@ -9,6 +9,10 @@
 //! at the same instant with `--aligned`.
 //!
 //! cargo bench --bench relay -- --publishers 10 --subscribers 100 --seconds 10 [--aligned]
+//!
+//! `--audio` sends audio instead: 50 frames/s of `--kbits` (default 32) in groups of
+//! `--group-frames` (default 10) frames, to compare group sizes by the relay's cost per
+//! frame (`--skip-websocket --skip-forwarder` run the QUIC relay only).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -34,6 +38,21 @@ struct Options {
     kbits: u64,
     forwarder: bool,
     aligned: bool,
+    /// Audio (50 frames/s) rather than video (30 frames/s).
+    audio: bool,
+    group_frames: u64,
+    skip_websocket: bool,
+    skip_forwarder: bool,
+}
+
+impl Options {
+    fn fps(&self) -> u64 {
+        if self.audio { 50 } else { 30 }
+    }
+
+    fn frame_interval(&self) -> Duration {
+        Duration::from_micros(1_000_000 / self.fps())
+    }
 }
 
 fn options() -> Options {
@@ -42,9 +61,13 @@ fn options() -> Options {
         publishers: number("--publishers", 10) as usize,
         subscribers: number("--subscribers", 100) as usize,
         seconds: number("--seconds", 10),
-        kbits: number("--kbits", 500),
+        kbits: number("--kbits", if support::flag("--audio") { 32 } else { 500 }),
         forwarder: support::flag("--plain-forwarder"),
         aligned: support::flag("--aligned"),
+        audio: support::flag("--audio"),
+        group_frames: number("--group-frames", if support::flag("--audio") { 10 } else { 30 }),
+        skip_websocket: support::flag("--skip-websocket"),
+        skip_forwarder: support::flag("--skip-forwarder"),
     }
 }
 
@@ -106,24 +129,24 @@ async fn subscribe_loop<S: web_transport_trait::Session>(
     }
 }
 
-/// Publishes one track: a group per second of 30 frames of `kbits` kbit/s, each
+/// Publishes one track: groups of `group_frames` frames at `fps`, `kbits` kbit/s, each
 /// frame stamped with its send time. The first frame goes at `start`.
 async fn publish_loop<S: web_transport_trait::Session>(
     session: S,
     track: u64,
-    kbits: u64,
+    (kbits, fps, group_frames): (u64, u64, u64),
     start: Instant,
     until: Instant,
 ) {
-    let frame_bytes = (kbits * 1000 / 8 / 30) as usize;
+    let frame_bytes = (kbits * 1000 / 8 / fps) as usize;
     let payload = vec![0x5a; frame_bytes.saturating_sub(12)];
-    let mut tick = tokio::time::interval_at(start.into(), FRAME_INTERVAL);
+    let mut tick = tokio::time::interval_at(start.into(), Duration::from_micros(1_000_000 / fps));
     let mut sequence = 0u64;
     while Instant::now() < until {
         let Ok(mut stream) = web_transport_trait::Session::open_uni(&session).await else { return };
         let _ =
             web_transport_trait::SendStream::write_all(&mut stream, &GroupHeader { track, sequence }.encode()).await;
-        for i in 0..30 {
+        for i in 0..group_frames {
             tick.tick().await;
             let frame = encode_frame(&FrameInfo { keyframe: i == 0, timestamp_us: now_us(), level: 127 }, &payload);
             if web_transport_trait::SendStream::write_all(&mut stream, &frame).await.is_err() {
@@ -135,16 +158,15 @@ async fn publish_loop<S: web_transport_trait::Session>(
     }
 }
 
-const FRAME_INTERVAL: Duration = Duration::from_millis(33);
-
 /// Starts every publisher on the same schedule whichever server is measured: the first
 /// frames go 100 ms from now, publisher i's a fraction i/P of a frame interval later (as
 /// independent cameras would be), or all at once with `--aligned` (the worst burst).
 fn start_publishers<S: web_transport_trait::Session>(sessions: &[(S, u64)], o: &Options, until: Instant) {
     let start = Instant::now() + Duration::from_millis(100);
     for (i, (session, track)) in sessions.iter().enumerate() {
-        let offset = if o.aligned { Duration::ZERO } else { FRAME_INTERVAL * i as u32 / sessions.len() as u32 };
-        tokio::spawn(publish_loop(session.clone(), *track, o.kbits, start + offset, until));
+        let offset = if o.aligned { Duration::ZERO } else { o.frame_interval() * i as u32 / sessions.len() as u32 };
+        let shape = (o.kbits, o.fps(), o.group_frames);
+        tokio::spawn(publish_loop(session.clone(), *track, shape, start + offset, until));
     }
 }
 
@@ -252,6 +274,7 @@ struct Figures {
     egress_mbit: f64,
     cpu_percent: f64,
     cycles_per_byte: f64,
+    cycles_per_frame: f64,
     p50_ms: f64,
     p99_ms: f64,
     dropped: u64,
@@ -269,6 +292,7 @@ fn figures(tally: &Tally, cpu: f64, seconds: f64, rss_delta: u64, subscribers: u
         egress_mbit: bytes * 8.0 / seconds / 1e6,
         cpu_percent: 100.0 * cpu / seconds,
         cycles_per_byte: cpu * cpu_mhz() * 1e6 / bytes.max(1.0),
+        cycles_per_frame: cpu * cpu_mhz() * 1e6 / (lat.len().max(1) as f64),
         p50_ms: pct(0.5),
         p99_ms: pct(0.99),
         dropped: tally.groups_dropped.load(Ordering::Relaxed),
@@ -318,7 +342,12 @@ where
         let config = serde_json::json!({ "codec": "vp8" });
         p.control
             .write_all(&encode_control(&ClientMessage::Announce {
-                track: TrackAnnounce { id: 1, kind: TrackKind::Camera, layer: 0, config },
+                track: TrackAnnounce {
+                    id: 1,
+                    kind: if o.audio { TrackKind::Audio } else { TrackKind::Camera },
+                    layer: 0,
+                    config,
+                },
             }))
             .await
             .expect("announce");
@@ -463,10 +492,11 @@ async fn run_forwarder(o: &Options) -> Figures {
 
 fn print(name: &str, f: &Figures) {
     println!(
-        "{name:<18} {:>9.1} {:>8.0}% {:>10.1} {:>8.2} {:>8.2} {:>6}/{:<6} {:>10.1}",
+        "{name:<18} {:>9.1} {:>8.0}% {:>10.1} {:>10.0} {:>8.2} {:>8.2} {:>6}/{:<6} {:>10.1}",
         f.egress_mbit,
         f.cpu_percent,
         f.cycles_per_byte,
+        f.cycles_per_frame,
         f.p50_ms,
         f.p99_ms,
         f.dropped,
@@ -491,19 +521,29 @@ async fn main() {
         cpu_mhz()
     );
     println!(
-        "{:<18} {:>9} {:>9} {:>10} {:>8} {:>8} {:>13} {:>10}",
-        "server", "egress Mb", "CPU", "cycles/B", "p50 ms", "p99 ms", "dropped/groups", "RSS KiB/sub"
+        "{:<18} {:>9} {:>9} {:>10} {:>10} {:>8} {:>8} {:>13} {:>10}",
+        "server", "egress Mb", "CPU", "cycles/B", "cycles/fr", "p50 ms", "p99 ms", "dropped/groups", "RSS KiB/sub"
     );
+    if o.audio {
+        println!("audio: 50 frames/s, {} frames per group", o.group_frames);
+    }
     let floo = run_floo(&o, Via::WebTransport).await;
     print("relay (QUIC)", &floo);
-    let websocket = run_floo(&o, Via::WebSocket).await;
-    print("relay (WebSocket)", &websocket);
-    let plain = run_forwarder(&o).await;
-    print("plain forwarder", &plain);
-    println!("CPU per byte, relay over QUIC / plain forwarder: {:.2}x", floo.cycles_per_byte / plain.cycles_per_byte);
-    println!(
-        "CPU per byte, relay over the WebSocket / over QUIC: {:.2}x",
-        websocket.cycles_per_byte / floo.cycles_per_byte
-    );
+    if !o.skip_websocket {
+        let websocket = run_floo(&o, Via::WebSocket).await;
+        print("relay (WebSocket)", &websocket);
+        println!(
+            "CPU per byte, relay over the WebSocket / over QUIC: {:.2}x",
+            websocket.cycles_per_byte / floo.cycles_per_byte
+        );
+    }
+    if !o.skip_forwarder {
+        let plain = run_forwarder(&o).await;
+        print("plain forwarder", &plain);
+        println!(
+            "CPU per byte, relay over QUIC / plain forwarder: {:.2}x",
+            floo.cycles_per_byte / plain.cycles_per_byte
+        );
+    }
     std::process::exit(0);
 }

@@ -11,7 +11,7 @@
 //! time is abandoned instead of letting delay build up; every count and size a peer
 //! controls is bounded.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -162,6 +162,8 @@ struct OutGroup {
     opened: Instant,
     /// When a newer group of the same track started (the deadline counts from then).
     superseded: Option<Instant>,
+    /// Its entry in the room's timers, if it has one.
+    timer: Option<Instant>,
     /// Bytes the driver reports as queued and not yet taken by the transport.
     backlog: usize,
     finished: bool,
@@ -186,9 +188,10 @@ pub struct Room {
     groups: HashMap<SendId, OutGroup>,
     /// Open group streams per track, so a frame finds its subscribers without a scan.
     sends_by_track: HashMap<u64, Vec<SendId>>,
-    /// The groups that have a deadline (a newer group of their track started): the few
-    /// the timer looks at, rather than every open group on every event.
-    superseded: HashSet<SendId>,
+    /// The groups that have a deadline (a newer group of their track started), by the
+    /// deadline they had when last scheduled: the timer looks at the earliest only,
+    /// rather than at every open group on every event.
+    timers: BTreeSet<(Instant, SendId)>,
     outputs: VecDeque<Output>,
     next_track: u64,
     next_send: SendId,
@@ -214,7 +217,7 @@ impl Room {
             tracks: HashMap::new(),
             groups: HashMap::new(),
             sends_by_track: HashMap::new(),
-            superseded: HashSet::new(),
+            timers: BTreeSet::new(),
             outputs: VecDeque::new(),
             next_track: 1,
             next_send: 1,
@@ -452,7 +455,17 @@ impl Room {
         self.outputs.push_back(Output::OpenGroup { session, send, header, priority: priority(kind, sequence) });
         self.groups.insert(
             send,
-            OutGroup { session, track, sequence, kind, opened: now, superseded: None, backlog: 0, finished: false },
+            OutGroup {
+                session,
+                track,
+                sequence,
+                kind,
+                opened: now,
+                superseded: None,
+                timer: None,
+                backlog: 0,
+                finished: false,
+            },
         );
         if let Some(p) = self.participants.get_mut(&session) {
             p.sending.push_back(send);
@@ -468,6 +481,24 @@ impl Room {
         if let Some(g) = self.groups.get_mut(&send) {
             g.finished = true;
             self.outputs.push_back(Output::Finish { send });
+            // A finished group is given a little longer (for its acknowledgement).
+            self.schedule(send);
+        }
+    }
+
+    /// (Re)files a group's deadline with the timers.
+    fn schedule(&mut self, send: SendId) {
+        let Some(g) = self.groups.get(&send) else { return };
+        let deadline = self.deadline(g);
+        let old = g.timer;
+        if let Some(at) = old {
+            self.timers.remove(&(at, send));
+        }
+        if let Some(at) = deadline {
+            self.timers.insert((at, send));
+        }
+        if let Some(g) = self.groups.get_mut(&send) {
+            g.timer = deadline;
         }
     }
 
@@ -494,7 +525,9 @@ impl Room {
 
     fn forget(&mut self, send: SendId) {
         let Some(g) = self.groups.remove(&send) else { return };
-        self.superseded.remove(&send);
+        if let Some(at) = g.timer {
+            self.timers.remove(&(at, send));
+        }
         if let Some(p) = self.participants.get_mut(&g.session) {
             p.sending.retain(|s| *s != send);
         }
@@ -544,14 +577,18 @@ impl Room {
         let mut subscribers: Vec<SessionId> = t.subscribers.iter().copied().collect();
         subscribers.sort_unstable();
         // Older groups of this track still on their way are now superseded.
+        let mut superseded = Vec::new();
         for send in self.sends_by_track.get(&track).into_iter().flatten() {
             if let Some(g) = self.groups.get_mut(send)
                 && g.sequence < sequence
                 && g.superseded.is_none()
             {
                 g.superseded = Some(now);
-                self.superseded.insert(*send);
+                superseded.push(*send);
             }
+        }
+        for send in superseded {
+            self.schedule(send);
         }
         for subscriber in subscribers {
             self.open(now, subscriber, track, kind, sequence);
@@ -648,13 +685,22 @@ impl Room {
     /// A group still coming from its publisher, with nothing queued for this subscriber, is
     /// late at its source; otherwise the subscriber is the one that could not keep up.
     fn expire(&mut self, now: Instant) {
-        let late: Vec<(SendId, Cause)> = self
-            .superseded
-            .iter()
-            .filter_map(|s| self.groups.get(s).map(|g| (*s, g)))
-            .filter(|(_, g)| self.is_late(g, now))
-            .map(|(s, g)| (s, if g.finished || g.backlog > 0 { Cause::SlowLink } else { Cause::Elsewhere }))
-            .collect();
+        let mut late = Vec::new();
+        while let Some(&(at, send)) = self.timers.first() {
+            if at >= now {
+                break;
+            }
+            self.timers.pop_first();
+            let Some(g) = self.groups.get_mut(&send) else { continue };
+            g.timer = None;
+            let g = &self.groups[&send];
+            if self.is_late(g, now) {
+                late.push((send, if g.finished || g.backlog > 0 { Cause::SlowLink } else { Cause::Elsewhere }));
+            } else {
+                // Its deadline moved on (a longer round trip since it was filed).
+                self.schedule(send);
+            }
+        }
         let mut gone = Vec::new();
         for (send, cause) in late {
             let abandoned = self.abandon(send, cause);
@@ -752,7 +798,7 @@ impl Room {
 
     /// When the room next needs `handle_timeout`.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.superseded.iter().filter_map(|s| self.groups.get(s)).filter_map(|g| self.deadline(g)).min()
+        self.timers.first().map(|(at, _)| *at)
     }
 
     /// The next thing for the driver to do.
@@ -1098,9 +1144,9 @@ mod tests {
         assert_eq!(told_dropped(&out).len(), 1, "one message for one event, not one per group");
         // The subscriber leaves while a group of its is superseded: the timer forgets it.
         h.room.group_start(h.now, 1, 1, 2);
-        assert!(!h.room.superseded.is_empty());
+        assert!(!h.room.timers.is_empty());
         h.room.leave(2);
-        assert!(h.room.superseded.is_empty() && h.room.groups.is_empty());
+        assert!(h.room.timers.is_empty() && h.room.groups.is_empty());
         assert_eq!(h.room.poll_timeout(), None);
     }
 
