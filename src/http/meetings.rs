@@ -242,7 +242,26 @@ fn call_panel(base: &str, csrf: &str) -> Markup {
                     button #camera type="button" { "Camera off" }
                     button #screen type="button" { "Share screen" }
                     button #hand type="button" { "Raise hand" }
+                    button #view type="button" { "Speaker view" }
                     button.danger #leave-call type="button" { "Leave call" }
+                }
+                details #call-stats {
+                    summary { "Call statistics" }
+                    p.own.small.muted {}
+                    table.call-stats {
+                        thead {
+                            tr {
+                                th { "Person" } th { "Connection" } th { "Video" } th { "Receiving" }
+                                th { "Voice buffer" } th { "Voice delay" } th { "Picture delay" }
+                                th { "Picture − voice" } th { "Concealed" }
+                            }
+                        }
+                        tbody {}
+                    }
+                    p.small.muted {
+                        "Delays run from capture on the sender's machine to being heard or seen here; "
+                        "between two machines they include the difference of their clocks."
+                    }
                 }
             }
             div.call-status {

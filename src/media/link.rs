@@ -19,6 +19,9 @@ pub trait Link: wt::Session {
     /// The connection's shortest round trip: its distance, without the queue a slow
     /// link builds up (that queue must not buy its groups more time).
     fn min_rtt(&self) -> Duration;
+
+    /// The transport's running estimate of the round trip (a queue on the link raises it).
+    fn smoothed_rtt(&self) -> Duration;
 }
 
 impl Link for web_transport_quinn::Session {
@@ -26,6 +29,10 @@ impl Link for web_transport_quinn::Session {
 
     fn min_rtt(&self) -> Duration {
         quinn::Connection::stats(self).path.min_rtt
+    }
+
+    fn smoothed_rtt(&self) -> Duration {
+        quinn::Connection::rtt(self)
     }
 }
 
@@ -35,6 +42,10 @@ impl Link for qmux::Session {
     /// QMux measures its round trip with its own pings (once a second) over TCP, whose
     /// queue is kept short (`TCP_NOTSENT_LOWAT`), so the smoothed figure is the distance.
     fn min_rtt(&self) -> Duration {
+        self.smoothed_rtt()
+    }
+
+    fn smoothed_rtt(&self) -> Duration {
         use wt::Stats;
         wt::Session::stats(self).rtt().unwrap_or(Duration::ZERO)
     }

@@ -18,8 +18,8 @@ use bytes::Bytes;
 
 use super::close;
 use super::wire::{
-    ClientMessage, FrameInfo, GroupHeader, ParticipantInfo, ParticipantState, ServerMessage, TrackInfo, TrackKind,
-    Transport,
+    ClientMessage, FrameInfo, GroupHeader, ParticipantInfo, ParticipantState, Quality, ServerMessage, TrackInfo,
+    TrackKind, Transport,
 };
 
 /// Identifies a participant's session inside the relay.
@@ -136,6 +136,14 @@ struct Participant {
     stray_groups: u32,
     /// The transport's shortest round trip to this participant, as the driver last said.
     rtt: Duration,
+    /// Its smoothed round trip (which grows with a queue on its link).
+    smoothed_rtt: Duration,
+    /// When groups were given up on their way to it because of its link, recently.
+    drops: VecDeque<Instant>,
+    /// When its groups came too late from it for a subscriber, recently.
+    late: VecDeque<Instant>,
+    /// What others were last told of its connection.
+    quality: Option<(Quality, u32)>,
 }
 
 struct CachedGroup {
@@ -152,6 +160,8 @@ struct Track {
     config: serde_json::Value,
     latest: Option<CachedGroup>,
     subscribers: HashSet<SessionId>,
+    /// When its publisher was last asked for a keyframe.
+    keyframe_asked: Option<Instant>,
 }
 
 struct OutGroup {
@@ -197,6 +207,8 @@ pub struct Room {
     next_send: SendId,
     speaker: Option<SessionId>,
     recording: bool,
+    /// When connection qualities are next worked out (None while nobody is here).
+    next_quality: Option<Instant>,
 }
 
 /// Stream priority: audio over screen over camera, then newer groups over older.
@@ -223,6 +235,7 @@ impl Room {
             next_send: 1,
             speaker: None,
             recording: false,
+            next_quality: None,
         }
     }
 
@@ -286,8 +299,13 @@ impl Room {
                 loudest_recent: None,
                 stray_groups: 0,
                 rtt: DEFAULT_RTT,
+                smoothed_rtt: DEFAULT_RTT,
+                drops: VecDeque::new(),
+                late: VecDeque::new(),
+                quality: None,
             },
         );
+        self.next_quality.get_or_insert(now + QUALITY_EVERY);
         let mut ids: Vec<SessionId> = self.participants.keys().copied().collect();
         ids.sort_unstable();
         let participants = ids.iter().filter_map(|s| self.info(*s)).collect();
@@ -303,6 +321,14 @@ impl Room {
         }
         if let Some(participant) = self.info(session) {
             self.broadcast(Some(session), ServerMessage::Joined { participant });
+        }
+        let known: Vec<ServerMessage> = ids
+            .iter()
+            .filter_map(|s| self.participants.get(s).and_then(|p| p.quality).map(|q| (*s, q)))
+            .map(|(participant, (level, rtt_ms))| ServerMessage::Quality { participant, level, rtt_ms })
+            .collect();
+        for message in known {
+            self.outputs.push_back(Output::Control { session, message });
         }
         Ok(())
     }
@@ -388,6 +414,7 @@ impl Room {
                         config: track.config,
                         latest: None,
                         subscribers: HashSet::new(),
+                        keyframe_asked: None,
                     },
                 );
                 if let Some(info) = self.track_info(id) {
@@ -430,8 +457,32 @@ impl Room {
             ClientMessage::Ping { nonce } => {
                 self.outputs.push_back(Output::Control { session, message: ServerMessage::Pong { nonce } });
             }
+            ClientMessage::Keyframe { track } => self.ask_keyframe(now, session, track),
         }
         Ok(())
+    }
+
+    /// Passes a subscriber's wish for a keyframe on to the track's publisher, at most once
+    /// per [`KEYFRAME_EVERY`] per track however many subscribers ask (one new group serves
+    /// them all).
+    fn ask_keyframe(&mut self, now: Instant, session: SessionId, track: u64) {
+        let Some(t) = self.tracks.get_mut(&track) else { return };
+        if t.kind == TrackKind::Audio || !t.subscribers.contains(&session) {
+            return;
+        }
+        if t.keyframe_asked.is_some_and(|at| now.saturating_duration_since(at) < KEYFRAME_EVERY) {
+            return;
+        }
+        t.keyframe_asked = Some(now);
+        let owner = t.owner;
+        let local = self
+            .participants
+            .get(&owner)
+            .and_then(|p| p.tracks.iter().find(|(_, global)| **global == track).map(|(local, _)| *local));
+        if let Some(local) = local {
+            self.outputs
+                .push_back(Output::Control { session: owner, message: ServerMessage::Keyframe { track: local } });
+        }
     }
 
     /// A late subscriber starts with the latest group at once (it begins at a keyframe).
@@ -514,11 +565,14 @@ impl Room {
     /// Tells a subscriber that groups were given up because of its link, once per event
     /// however many groups went: a reset may never surface at the subscriber (the data it
     /// cuts short can still arrive whole), a control message does.
-    fn tell_dropped(&mut self, gone: impl IntoIterator<Item = (SessionId, u64)>) {
+    fn tell_dropped(&mut self, now: Instant, gone: impl IntoIterator<Item = (SessionId, u64)>) {
         let mut told = HashSet::new();
         for (session, track) in gone {
             if told.insert(session) {
                 self.outputs.push_back(Output::Control { session, message: ServerMessage::Dropped { track } });
+                if let Some(p) = self.participants.get_mut(&session) {
+                    p.drops.push_back(now);
+                }
             }
         }
     }
@@ -652,7 +706,7 @@ impl Room {
 
     /// The driver's report of bytes still queued on a group stream; 0 after the finish means
     /// the subscriber has it all.
-    pub fn backlog(&mut self, _now: Instant, send: SendId, queued: usize) {
+    pub fn backlog(&mut self, now: Instant, send: SendId, queued: usize) {
         let Some(g) = self.groups.get_mut(&send) else { return };
         g.backlog = queued;
         if g.finished && queued == 0 {
@@ -676,7 +730,7 @@ impl Room {
                 excess = excess.saturating_sub(self.groups.get(&victim).map(|g| g.backlog).unwrap_or(0));
                 gone.extend(self.abandon(victim, Cause::SlowLink));
             }
-            self.tell_dropped(gone);
+            self.tell_dropped(now, gone);
         }
     }
 
@@ -703,12 +757,21 @@ impl Room {
         }
         let mut gone = Vec::new();
         for (send, cause) in late {
+            let track = self.groups.get(&send).map(|g| g.track);
             let abandoned = self.abandon(send, cause);
-            if cause == Cause::SlowLink {
-                gone.extend(abandoned);
+            match cause {
+                Cause::SlowLink => gone.extend(abandoned),
+                // Late at its source: the publisher's link is the one to blame.
+                Cause::Elsewhere => {
+                    if let Some(p) =
+                        track.and_then(|t| self.tracks.get(&t)).and_then(|t| self.participants.get_mut(&t.owner))
+                    {
+                        p.late.push_back(now);
+                    }
+                }
             }
         }
-        self.tell_dropped(gone);
+        self.tell_dropped(now, gone);
     }
 
     fn is_late(&self, g: &OutGroup, now: Instant) -> bool {
@@ -733,9 +796,48 @@ impl Room {
 
     /// The driver's measure of the distance to a participant: its shortest round trip
     /// (not the smoothed one, which grows with the very queue a slow link builds).
-    pub fn set_rtt(&mut self, session: SessionId, rtt: Duration) {
+    /// (`smoothed`: the transport's running estimate, which a queue on the link raises; it
+    /// goes into the participant's connection quality.)
+    pub fn set_rtt(&mut self, session: SessionId, rtt: Duration, smoothed: Duration) {
         if let Some(p) = self.participants.get_mut(&session) {
             p.rtt = rtt.min(Duration::from_secs(5));
+            p.smoothed_rtt = smoothed.min(Duration::from_secs(5));
+        }
+    }
+
+    /// Works out each participant's connection quality from its round trip and the groups
+    /// lost on its way in or out recently, and tells everyone of the ones that changed.
+    fn update_quality(&mut self, now: Instant) {
+        let mut changed = Vec::new();
+        for (session, p) in &mut self.participants {
+            for events in [&mut p.drops, &mut p.late] {
+                while events.front().is_some_and(|at| now.saturating_duration_since(*at) > QUALITY_WINDOW) {
+                    events.pop_front();
+                }
+            }
+            let troubles = p.drops.len() + p.late.len();
+            let rtt_ms = u32::try_from(p.smoothed_rtt.as_millis()).unwrap_or(u32::MAX);
+            let level = if troubles >= 3 || rtt_ms > 400 {
+                Quality::Poor
+            } else if troubles >= 1 || rtt_ms > 150 {
+                Quality::Fair
+            } else {
+                Quality::Good
+            };
+            // A new level is news; a round trip only when it moved by a fifth (and 10 ms).
+            let news =
+                p.quality.is_none_or(|(old, old_rtt)| old != level || old_rtt.abs_diff(rtt_ms) > (old_rtt / 5).max(10));
+            if news {
+                p.quality = Some((level, rtt_ms));
+                changed.push(ServerMessage::Quality { participant: *session, level, rtt_ms });
+            }
+        }
+        changed.sort_by_key(|m| match m {
+            ServerMessage::Quality { participant, .. } => *participant,
+            _ => 0,
+        });
+        for message in changed {
+            self.broadcast(None, message);
         }
     }
 
@@ -794,11 +896,19 @@ impl Room {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.expire(now);
         self.pick_speaker(now);
+        if self.next_quality.is_some_and(|at| now >= at) {
+            self.update_quality(now);
+            self.next_quality = (!self.participants.is_empty()).then_some(now + QUALITY_EVERY);
+        }
     }
 
     /// When the room next needs `handle_timeout`.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.first().map(|(at, _)| *at)
+        let deadline = self.timers.first().map(|(at, _)| *at);
+        match (deadline, self.next_quality) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The next thing for the driver to do.
@@ -809,6 +919,11 @@ impl Room {
 
 /// The round-trip time assumed until the driver measures one.
 const DEFAULT_RTT: Duration = Duration::from_millis(100);
+/// How often connection qualities are worked out, and over how long a window.
+const QUALITY_EVERY: Duration = Duration::from_secs(2);
+const QUALITY_WINDOW: Duration = Duration::from_secs(10);
+/// One keyframe request per track per this long reaches its publisher.
+const KEYFRAME_EVERY: Duration = Duration::from_millis(250);
 /// Time allowed beyond two round trips for a finished group's acknowledgement: a busy
 /// receiver acknowledges late, and data really stuck behind a slow link is still given
 /// up within a second or so.
@@ -1003,6 +1118,85 @@ mod tests {
     }
 
     #[test]
+    fn a_keyframe_request_reaches_the_publisher_once_however_many_subscribers_ask() {
+        let mut h = Harness::new(Limits::default());
+        for s in 1..=4 {
+            h.join(s);
+        }
+        let camera = h.announce(1, 7, TrackKind::Camera);
+        let audio = h.announce(1, 8, TrackKind::Audio);
+        h.subscribe(2, camera);
+        h.subscribe(3, camera);
+        h.subscribe(2, audio);
+        h.outputs();
+        let asked = |out: &[Output]| {
+            all(out, |o| match o {
+                Output::Control { session, message: ServerMessage::Keyframe { track } } => Some((*session, *track)),
+                _ => None,
+            })
+        };
+        h.room.control(h.now, 2, ClientMessage::Keyframe { track: camera });
+        h.room.control(h.now, 3, ClientMessage::Keyframe { track: camera });
+        assert_eq!(asked(&h.outputs()), vec![(1, 7)], "the publisher, by its own id for the track, once");
+        h.room.control(h.now, 4, ClientMessage::Keyframe { track: camera });
+        h.room.control(h.now, 2, ClientMessage::Keyframe { track: audio });
+        h.advance(300);
+        h.room.control(h.now, 4, ClientMessage::Keyframe { track: camera });
+        assert!(asked(&h.outputs()).is_empty(), "not for someone who does not receive it, nor for audio");
+        h.room.control(h.now, 3, ClientMessage::Keyframe { track: camera });
+        assert_eq!(asked(&h.outputs()), vec![(1, 7)], "again after a quarter of a second");
+    }
+
+    #[test]
+    fn everyone_is_told_when_a_participants_connection_gets_worse_and_better() {
+        let mut h = Harness::new(Limits::default());
+        h.join(1);
+        h.join(2);
+        let quality = |out: &[Output]| {
+            all(out, |o| match o {
+                Output::Control { session, message: ServerMessage::Quality { participant, level, .. } } => {
+                    Some((*session, *participant, *level))
+                }
+                _ => None,
+            })
+        };
+        h.room.set_rtt(2, Duration::from_millis(20), Duration::from_millis(30));
+        h.outputs();
+        h.advance(2100);
+        let out = h.outputs();
+        assert!(quality(&out).contains(&(1, 2, Quality::Good)) && quality(&out).contains(&(2, 1, Quality::Good)));
+        // A queue on Bob's link: his round trip grows.
+        h.room.set_rtt(2, Duration::from_millis(20), Duration::from_millis(250));
+        h.advance(2000);
+        assert_eq!(quality(&h.outputs()), vec![(1, 2, Quality::Fair), (2, 2, Quality::Fair)]);
+        // Groups given up on their way to him, three times.
+        let track = h.announce(1, 1, TrackKind::Camera);
+        h.subscribe(2, track);
+        h.outputs();
+        for round in 0..3 {
+            let sequence = 2 * round;
+            h.room.group_start(h.now, 1, 1, sequence);
+            h.frame(1, 1, sequence, true, &[0; 100]);
+            let send = opens(&h.outputs())[0].1;
+            h.room.backlog(h.now, send, 100);
+            h.room.group_start(h.now, 1, 1, sequence + 1);
+            h.outputs();
+            h.advance(500);
+            h.outputs();
+        }
+        h.advance(2000);
+        assert!(quality(&h.outputs()).contains(&(1, 2, Quality::Poor)), "three drops make a poor connection");
+        // A calm while later, he is fine again; a newcomer is told at once.
+        h.room.set_rtt(2, Duration::from_millis(20), Duration::from_millis(30));
+        h.advance(11_000);
+        h.advance(2000);
+        assert!(quality(&h.outputs()).contains(&(1, 2, Quality::Good)));
+        h.join(3);
+        let out = h.outputs();
+        assert!(quality(&out).contains(&(3, 2, Quality::Good)) && quality(&out).contains(&(3, 1, Quality::Good)));
+    }
+
+    #[test]
     fn a_late_joiner_gets_the_cached_group_from_its_keyframe_at_once() {
         let mut h = Harness::new(Limits::default());
         h.join(1);
@@ -1054,8 +1248,8 @@ mod tests {
         let track = h.announce(1, 1, TrackKind::Camera);
         h.subscribe(2, track);
         h.subscribe(3, track);
-        h.room.set_rtt(2, Duration::from_millis(300));
-        h.room.set_rtt(3, Duration::from_millis(10));
+        h.room.set_rtt(2, Duration::from_millis(300), Duration::from_millis(300));
+        h.room.set_rtt(3, Duration::from_millis(10), Duration::from_millis(10));
         h.outputs();
         h.room.group_start(h.now, 1, 1, 0);
         h.frame(1, 1, 0, true, &[0; 1000]);
@@ -1147,7 +1341,7 @@ mod tests {
         assert!(!h.room.timers.is_empty());
         h.room.leave(2);
         assert!(h.room.timers.is_empty() && h.room.groups.is_empty());
-        assert_eq!(h.room.poll_timeout(), None);
+        assert!(h.room.poll_timeout().is_some_and(|at| at > h.now), "only the next quality round is left");
     }
 
     #[test]

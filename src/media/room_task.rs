@@ -107,7 +107,7 @@ pub(super) async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx
             input = rx.recv() => input,
             Some(report) = reports.recv() => {
                 if let Some(&owner) = owners.get(&report.send) {
-                    room.set_rtt(owner, report.rtt);
+                    room.set_rtt(owner, report.rtt, report.smoothed_rtt);
                 }
                 if report.done {
                     owners.remove(&report.send);

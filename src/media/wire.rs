@@ -218,12 +218,38 @@ pub struct ParticipantState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMessage {
-    Announce { track: TrackAnnounce },
-    Unannounce { id: u64 },
-    Subscribe { track: u64 },
-    Unsubscribe { track: u64 },
-    State { state: ParticipantState },
-    Ping { nonce: u64 },
+    Announce {
+        track: TrackAnnounce,
+    },
+    Unannounce {
+        id: u64,
+    },
+    Subscribe {
+        track: u64,
+    },
+    Unsubscribe {
+        track: u64,
+    },
+    State {
+        state: ParticipantState,
+    },
+    Ping {
+        nonce: u64,
+    },
+    /// The receiver lost part of a group of this (relay) track, or its decoder failed:
+    /// the track's publisher is asked for a new group starting with a keyframe.
+    Keyframe {
+        track: u64,
+    },
+}
+
+/// How well a participant's connection carries the call, as the relay sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Quality {
+    Good,
+    Fair,
+    Poor,
 }
 
 /// A participant as others see it.
@@ -299,6 +325,18 @@ pub enum ServerMessage {
     /// take it in time (a hint to ask for a smaller layer).
     Dropped {
         track: u64,
+    },
+    /// A subscriber wants a keyframe of your track (your own id for it): start a new
+    /// group with one.
+    Keyframe {
+        track: u64,
+    },
+    /// How well a participant's connection carries the call (sent when it changes).
+    Quality {
+        participant: u64,
+        level: Quality,
+        /// The connection's smoothed round trip to the relay.
+        rtt_ms: u32,
     },
 }
 

@@ -39,6 +39,8 @@ pub(super) struct WriterReport {
     pub done: bool,
     /// The connection's shortest round trip (see [`Link::min_rtt`]).
     pub rtt: Duration,
+    /// And its smoothed one (see [`Link::smoothed_rtt`]).
+    pub smoothed_rtt: Duration,
 }
 
 /// Reports of queued bytes are sent when they cross zero or move by this much.
@@ -202,20 +204,20 @@ where
     }
 }
 
-/// A connection's shortest round trip, read at most twice a second.
+/// A connection's shortest and smoothed round trips, read at most twice a second.
 #[derive(Default)]
 struct Distance {
-    read: Option<(Instant, Duration)>,
+    read: Option<(Instant, Duration, Duration)>,
 }
 
 impl Distance {
-    fn of<L: Link>(&mut self, link: &L) -> Duration {
+    fn of<L: Link>(&mut self, link: &L) -> (Duration, Duration) {
         match self.read {
-            Some((at, rtt)) if at.elapsed() < Duration::from_millis(500) => rtt,
+            Some((at, min, smoothed)) if at.elapsed() < Duration::from_millis(500) => (min, smoothed),
             _ => {
-                let rtt = link.min_rtt();
-                self.read = Some((Instant::now(), rtt));
-                rtt
+                let (min, smoothed) = (link.min_rtt(), link.smoothed_rtt());
+                self.read = Some((Instant::now(), min, smoothed));
+                (min, smoothed)
             }
         }
     }
@@ -247,7 +249,8 @@ pub(super) async fn run_writer<L: Link>(
             }
             out.reported = queued;
         }
-        let _ = reports.send(WriterReport { send, queued, done, rtt: distance.of(&link) });
+        let (rtt, smoothed_rtt) = distance.of(&link);
+        let _ = reports.send(WriterReport { send, queued, done, rtt, smoothed_rtt });
     };
     loop {
         tokio::select! {

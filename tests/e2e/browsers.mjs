@@ -25,7 +25,7 @@ const waitIn = (page, fn, arg, timeout = 20000) => (page.puppeteer
 const received = (page) => page.evaluate(() => {
   const f = window.__floo;
   return [...f.call.participants.entries()].map(([id, p]) => ({
-    name: p.name, transport: p.transport, video: f.stats.decoded[id] || 0, audio: f.stats.audio[id] || 0, loudest: f.stats.loudest[id] || 0,
+    name: p.name, transport: p.transport, video: f.stats.decodedFrames[id] || 0, audio: f.stats.audio[id] || 0, loudest: f.stats.loudest[id] || 0,
   }));
 });
 
@@ -54,6 +54,7 @@ const ownColour = (page) => page.evaluate(() => {
   for (let i = 0; i < data.length; i += 4 * 97) { r += data[i]; g += data[i + 1]; b += data[i + 2]; n++; }
   return { r: r / n, g: g / n, b: b / n };
 });
+const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const distance = (a, b) => Math.hypot(a.r - b.r, a.g - b.g, a.b - b.b);
 
 const chrome = await launch();
@@ -108,7 +109,7 @@ try {
     await waitIn(page, () => {
       const f = window.__floo;
       return f.call.participants.size === 2 && [...f.call.participants.keys()]
-        .every((id) => (f.stats.decoded[id] || 0) >= 30 && (f.stats.audio[id] || 0) >= 50);
+        .every((id) => (f.stats.decodedFrames[id] || 0) >= 30 && (f.stats.audio[id] || 0) >= 50);
     }, null, 30000);
   }
   const report = {};
@@ -121,6 +122,9 @@ try {
   // colours), and is not a blank or black tile.
   const byName = { Alice: alice, Bob: bob, Carol: carol };
   for (const [who, page] of Object.entries(byName)) {
+    // A page paints on animation frames, which a browser gives only to the tab in view.
+    await page.bringToFront();
+    await pause(500);
     for (const name of Object.keys(byName).filter((n) => n !== who)) {
       const [seen, sent] = await Promise.all([tileColour(page, name), ownColour(byName[name])]);
       check(seen && seen.width >= 320, `${who} draws ${name}'s tile (${JSON.stringify(seen)})`);
@@ -168,8 +172,9 @@ try {
   let i = 0;
   for (const page of pages) {
     i += 1;
-    await page.screenshot({ path: join(artifacts, `FAILED-page-${i}.png`), fullPage: true }).catch(() => {});
-    console.error(`page ${i}: ${await page.evaluate(() => JSON.stringify(window.__floo?.stats)).catch(() => '?')}`);
+    await Promise.race([page.screenshot({ path: join(artifacts, `FAILED-page-${i}.png`), fullPage: true }), pause(5000)]).catch(() => {});
+    const said = await Promise.race([page.evaluate(() => JSON.stringify(window.__floo?.stats)), pause(5000).then(() => 'no answer')]);
+    console.error(`page ${i}: ${said}`);
   }
   throw e;
 } finally {

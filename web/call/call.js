@@ -8,12 +8,15 @@
 import { ControlReader, encodeControl } from './wire.js';
 import { connect as connectTransport } from './transport.js';
 import { publishAudio, publishVideo, SCREEN_TRACK, VIDEO_LAYERS } from './publish.js';
-import { audioContext, readGroups } from './playout.js';
+import { audioContext, forgetSpeaker, readGroups, resetVideoDecoder, stopRenderClock } from './playout.js';
 import { Tiles } from './tiles.js';
 import { unsupportedMessage } from './support.js';
 import { captureMethod } from './capture.js';
+import { startStatsPanel } from './stats.js';
 
 const CLOSE = { NORMAL: 0, UNAUTHORIZED: 0x10, ROOM_FULL: 0x11, ENDED: 0x12, GOING_AWAY: 0x30 };
+/** A tile at least this wide (device pixels) gets the large camera layer. */
+const LARGE_TILE_PX = 400;
 /** Server messages can be larger than the client's own (a welcome lists everyone). */
 const MAX_SERVER_MESSAGE = 1 << 20;
 
@@ -28,22 +31,34 @@ class JoinError extends Error {
 export function start(root) {
   const $ = (sel) => root.querySelector(sel);
   const stats = {
-    decoded: {}, sizes: {}, firstFrameAt: {}, audio: {}, loudest: {}, sent: {}, joinedAt: 0, reconnects: 0,
-    closes: [], resets: {}, problems: [], transport: null, connectMs: null, capture: null,
+    // Per remote participant: pictures painted and decoded, picture size, voice frames
+    // decoded and their loudness, bytes received, jitter buffer, delays (ms).
+    decoded: {}, decodedFrames: {}, sizes: {}, firstFrameAt: {}, audio: {}, loudest: {}, received: {},
+    playout: {}, audioDelays: {}, videoDelays: {}, skippedPictures: 0,
+    sent: {}, joinedAt: 0, reconnects: 0, closes: [], resets: {}, problems: [], transport: null, connectMs: null,
+    capture: null, rtt: null, layers: {},
   };
   const call = {
     stream: null, link: null, writer: null, leaving: false,
     state: { muted: false, camera_off: false, screen: false, hand: false },
     self: null, participants: new Map(), tracks: new Map(), subscribed: new Set(),
     encoders: [], screenStream: null, audioContext: null, retry: 0, keyframeRequests: 0, stats,
-    tiles: new Tiles($('#grid'), $('#roster')),
+    // Local ids of the layers a receiver asked a keyframe of; how late each voice is heard.
+    keyframesWanted: new Set(), audioDelay: new Map(), quality: new Map(),
+    tiles: new Tiles($('#grid'), $('#roster'), () => chooseAllSubscriptions()),
     send(message) { call.writer?.write(encodeControl(message)).catch(() => {}); },
     problem(text) {
       stats.problems.push(text);
       status(text);
     },
   };
-  window.__floo = { stats, call, killTransport: () => call.link?.close(999, 'test') };
+  window.__floo = {
+    stats, call, killTransport: () => call.link?.close(999, 'test'),
+    // Test hook: a decoder failure on the video of `participant`.
+    resetDecoder: (participant) => {
+      for (const t of call.tracks.values()) if (t.participant === participant && t.decoder) resetVideoDecoder(call, t);
+    },
+  };
 
   function status(text, { retry = false } = {}) {
     $('#call-status').textContent = text;
@@ -145,9 +160,22 @@ export function start(root) {
     call.writer = control.writer;
     call.send({ type: 'state', state: call.state });
     readControl(control.readable, link);
+    keepMeasuring(link);
     readGroups(call, link);
     link.closed.then((info) => closed(link, info));
     publish(link);
+  }
+
+  /** The round trip to the relay, every 2 s (for the stats panel). */
+  function keepMeasuring(link) {
+    const ping = () => {
+      if (call.link !== link) return;
+      call.pingNonce = Math.floor(Math.random() * 2 ** 31);
+      call.pingAt = performance.now();
+      call.send({ type: 'ping', nonce: call.pingNonce });
+      setTimeout(ping, 2000);
+    };
+    ping();
   }
 
   async function closed(link, info) {
@@ -236,8 +264,27 @@ export function start(root) {
         // A recording starts with a keyframe from everyone, so that its video starts at once.
         if (m.on) call.keyframeRequests += 1;
         break;
-      case 'speaker': call.tiles.speaking(m.participant); break;
+      case 'speaker':
+        call.speaker = m.participant;
+        call.tiles.speaking(m.participant);
+        chooseAllSubscriptions();
+        break;
       case 'dropped': slowLink(); break;
+      case 'keyframe':
+        // A receiver lost a group of this layer: start a new one with a keyframe.
+        call.keyframesWanted.add(m.track);
+        stats.keyframesAsked = (stats.keyframesAsked || 0) + 1;
+        break;
+      case 'quality': {
+        call.quality.set(m.participant, m);
+        const p = call.participants.get(m.participant);
+        if (p) call.tiles.participant(p, m);
+        if (m.participant === call.self) call.tiles.ownQuality(m);
+        break;
+      }
+      case 'pong':
+        if (m.nonce === call.pingNonce) stats.rtt = Math.round(performance.now() - call.pingAt);
+        break;
     }
   }
 
@@ -252,6 +299,7 @@ export function start(root) {
   function removeParticipant(id) {
     call.participants.delete(id);
     call.tiles.remove(id);
+    forgetSpeaker(call, id);
     for (const [trackId, t] of call.tracks) if (t.participant === id) dropTrack(trackId);
     renderRoster();
   }
@@ -269,7 +317,7 @@ export function start(root) {
 
   function dropTrack(id) {
     const t = call.tracks.get(id);
-    try { t?.decoder?.close?.(); } catch (e) { /* closed */ }
+    if (t) resetTrack(t);
     call.tracks.delete(id);
     call.subscribed.delete(id);
     call.tiles.dropScreen(id);
@@ -282,20 +330,49 @@ export function start(root) {
   }
 
   /**
-   * Audio always; screens always; one camera layer per participant: the larger while the
-   * grid is small, unless this link recently could not keep up with it (the relay
+   * Audio always; screens always; one camera layer per participant: the one its tile
+   * needs (see `wantsLarge`), unless this link recently could not keep up (the relay
    * abandoned groups on the way), in which case the smaller until it has been calm.
    */
   function chooseSubscriptions(participant) {
     const mine = [...call.tracks.values()].filter((t) => t.participant === participant);
     const cameras = mine.filter((t) => t.kind === 'camera').sort((a, b) => a.layer - b.layer);
-    const congested = performance.now() - (call.congestedAt || -1e9) < 15000;
-    const wantLayer = call.participants.size <= 3 && !congested ? cameras[cameras.length - 1] : cameras[0];
+    const wantLayer = wantsLarge(participant) ? cameras[cameras.length - 1] : cameras[0];
     for (const t of mine) {
       const want = t.kind !== 'camera' || t === wantLayer;
       if (want && !call.subscribed.has(t.id)) { call.subscribed.add(t.id); call.send({ type: 'subscribe', track: t.id }); }
-      if (!want && call.subscribed.has(t.id)) { call.subscribed.delete(t.id); call.send({ type: 'unsubscribe', track: t.id }); }
+      if (!want && call.subscribed.has(t.id)) {
+        call.subscribed.delete(t.id);
+        call.send({ type: 'unsubscribe', track: t.id });
+        resetTrack(t);
+      }
     }
+    stats.layers[participant] = wantLayer?.layer ?? null;
+  }
+
+  function chooseAllSubscriptions() {
+    for (const id of call.participants.keys()) chooseSubscriptions(id);
+  }
+
+  /**
+   * Whether a participant's camera is wanted in its large layer: when pinned, when it is
+   * the main tile of the speaker view, or when its tile in the grid is large (the small
+   * layer would look soft there); never while our link is congested.
+   */
+  function wantsLarge(participant) {
+    if (performance.now() - (call.congestedAt || -1e9) < 15000) return false;
+    if (call.tiles.pinned === participant) return true;
+    if (call.tiles.view === 'speaker') return call.tiles.main() === participant;
+    return call.tiles.width(participant) >= LARGE_TILE_PX;
+  }
+
+  /** A layer no longer received: its decoder and waiting pictures go. */
+  function resetTrack(t) {
+    try { t.decoder?.close?.(); } catch (e) { /* closed */ }
+    t.decoder = null;
+    for (const p of t.pictures || []) p.close();
+    t.pictures = [];
+    t.sequence = undefined;
   }
 
   /** The relay gave up a group because our link could not take it: step down if it keeps happening. */
@@ -307,12 +384,12 @@ export function start(root) {
     if (call.losses.length >= 2 && now - (call.congestedAt || -1e9) > 5000) {
       call.congestedAt = now;
       stats.layerDowns = (stats.layerDowns || 0) + 1;
-      for (const id of call.participants.keys()) chooseSubscriptions(id);
+      chooseAllSubscriptions();
       const slow = 'Your connection is slow: showing smaller video.';
       status(slow);
       // Try the larger layers again once the link has been calm for a while.
       setTimeout(() => {
-        for (const id of call.participants.keys()) chooseSubscriptions(id);
+        chooseAllSubscriptions();
         if ($('#call-status').textContent === slow && performance.now() - call.congestedAt >= 15000) status('');
       }, 15500);
     }
@@ -431,6 +508,7 @@ export function start(root) {
 
   function leave() {
     call.leaving = true;
+    stopRenderClock(call);
     clearTimeout(call.reconnectTimer);
     stopPublishing();
     call.link?.close(CLOSE.NORMAL, 'left');
@@ -440,6 +518,12 @@ export function start(root) {
     showLobby();
   }
 
+  call.tiles.onPin = (participant) => call.tiles.setPinned(call.tiles.pinned === participant ? null : participant);
+  $('#view').addEventListener('click', () => {
+    const speaker = call.tiles.view !== 'speaker';
+    call.tiles.setView(speaker ? 'speaker' : 'grid');
+    $('#view').textContent = speaker ? 'Grid view' : 'Speaker view';
+  });
   $('#join-call').addEventListener('click', join);
   $('#call-retry').addEventListener('click', retry);
   $('#camera-select').addEventListener('change', () => { call.previewing = preview(); });
@@ -458,6 +542,7 @@ export function start(root) {
     call.stream?.getTracks().forEach((t) => t.stop());
     meterContext?.close();
   });
+  startStatsPanel(call, $('#call-stats'));
   if (!unsupported) call.previewing = preview();
   if (root.dataset.joinRequested && !unsupported) join();
   return call;

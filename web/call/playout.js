@@ -1,13 +1,23 @@
-// Receiving: the relay's group streams are read, their frames decoded with WebCodecs,
-// video drawn into the sender's tile and audio played through one AudioContext on the
-// default output (so that the browser's echo canceller hears it; see PROTOCOL.md).
+// Receiving: the relay's group streams are read, their frames decoded with WebCodecs;
+// voices go to the jitter buffer of playout-worklet.js in the call's one AudioContext
+// (the default output, so that the browser's echo canceller hears them), pictures to a
+// render clock that paints each frame when its speaker's voice of the same moment is
+// heard (lips and voice together). A lost group or a decoder error asks the publisher
+// for a keyframe at once instead of waiting for the next one.
 
 import { GroupReader, WireError } from './wire.js';
 
 /** The largest frame accepted from the relay (its own limit, src/media/room.rs). */
 const MAX_FRAME = 512 * 1024;
-/** How far ahead of the audio clock decoded audio is scheduled. */
-const AUDIO_DELAY_S = 0.06;
+/** A video track asks its publisher for a keyframe at most this often. */
+const KEYFRAME_REQUEST_EVERY_MS = 500;
+/** Decoded pictures kept waiting for their time, per track, at most. */
+const MAX_WAITING_PICTURES = 45;
+/** Without audio to follow, pictures wait this long beyond their fastest transit. */
+const VIDEO_ONLY_DELAY_MS = 30;
+
+/** Wall-clock µs (the clock capture times are stamped with). */
+export const wallUs = () => (performance.timeOrigin + performance.now()) * 1000;
 
 /** Reads the relay's group streams as they come, until the link closes. */
 export async function readGroups(call, link) {
@@ -16,116 +26,245 @@ export async function readGroups(call, link) {
     for (;;) {
       const { value, done } = await streams.read();
       if (done) return;
-      readGroup(call, value).catch((e) => groupLost(call, e));
+      readGroup(call, value);
     }
   } catch (e) { /* the link closed */ }
-}
-
-/**
- * A group the relay gave up on its way to us; the reset code says why (0x40: our link
- * could not take it in time; otherwise the publisher's uplink was late, the track ended
- * or we unsubscribed). Counted for the record: the relay says the same on the control
- * stream (`dropped`), which arrives even when the reset does not surface here.
- */
-function groupLost(call, error) {
-  if (!call.link) return; // the whole link went, not one group
-  if (error instanceof WireError) return call.problem(`The relay sent a malformed group (${error.message}).`);
-  const code = error?.streamErrorCode ?? 'none';
-  call.stats.resets[code] = (call.stats.resets[code] || 0) + 1;
 }
 
 async function readGroup(call, stream) {
   const reader = stream.getReader();
   const group = new GroupReader(MAX_FRAME);
   let track = null;
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    group.push(value);
-    if (!group.header) continue;
-    if (!track) {
-      track = call.tracks.get(group.header.track);
-      if (!track || (track.sequence !== undefined && group.header.sequence < track.sequence)) {
-        reader.cancel().catch(() => {});
-        return;
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      group.push(value);
+      if (!group.header) continue;
+      if (!track) {
+        track = call.tracks.get(group.header.track);
+        // Not (or no longer) wanted, or older than what already came: let it go.
+        const unwanted = !track || !call.subscribed.has(track.id);
+        if (unwanted || (track.sequence !== undefined && group.header.sequence < track.sequence)) {
+          reader.cancel().catch(() => {});
+          return;
+        }
+        track.sequence = group.header.sequence;
       }
-      track.sequence = group.header.sequence;
+      const participant = call.stats.received[track.participant] ??= { bytes: 0 };
+      participant.bytes += value.length;
+      for (let frame = group.nextFrame(); frame; frame = group.nextFrame()) {
+        if (!call.subscribed.has(track.id)) return reader.cancel().catch(() => {});
+        onFrame(call, track, frame);
+      }
     }
-    for (let frame = group.nextFrame(); frame; frame = group.nextFrame()) onFrame(call, track, frame);
+  } catch (error) {
+    groupLost(call, track, error);
   }
 }
 
-function onFrame(call, track, frame) {
-  if (track.kind === 'audio') return playAudio(call, track, frame);
-  if (!track.decoder) {
+/**
+ * A group the relay gave up on its way to us; the reset code says why (0x40: our link
+ * could not take it in time; otherwise the publisher's uplink was late, the track ended
+ * or we unsubscribed). The relay says the same on the control stream (`dropped`), which
+ * arrives even when the reset does not surface here. A video group cut short leaves the
+ * decoder without the frames its next ones build on: ask for a keyframe.
+ */
+function groupLost(call, track, error) {
+  if (!call.link) return; // the whole link went, not one group
+  if (error instanceof WireError) return call.problem(`The relay sent a malformed group (${error.message}).`);
+  const code = error?.streamErrorCode ?? 'none';
+  call.stats.resets[code] = (call.stats.resets[code] || 0) + 1;
+  if (track && track.kind !== 'audio' && call.tracks.has(track.id)) {
     track.needKey = true;
-    track.decoder = new VideoDecoder({
-      output: (videoFrame) => {
-        // A frame decoded after its track ended must not bring the tile back.
-        const tile = call.tracks.has(track.id) ? call.tiles.forTrack(track, call.participants.get(track.participant)) : null;
-        tile?.draw(videoFrame);
-        const stats = call.stats;
-        stats.decoded[track.participant] = (stats.decoded[track.participant] || 0) + 1;
-        stats.sizes[track.participant] = [videoFrame.displayWidth, videoFrame.displayHeight];
-        stats.firstFrameAt[track.participant] ??= performance.now();
-        videoFrame.close();
-      },
-      error: () => { track.decoder = null; },
-    });
-    track.decoder.configure({ codec: track.config.codec || 'vp8', optimizeForLatency: true });
+    requestKeyframe(call, track);
   }
+}
+
+/** Asks the track's publisher (through the relay) for a new group with a keyframe. */
+export function requestKeyframe(call, track) {
+  const now = performance.now();
+  if (now - (track.keyframeAskedAt || -1e9) < KEYFRAME_REQUEST_EVERY_MS) return;
+  track.keyframeAskedAt = now;
+  call.stats.keyframeRequests = (call.stats.keyframeRequests || 0) + 1;
+  call.send({ type: 'keyframe', track: track.id });
+}
+
+function onFrame(call, track, frame) {
+  const arrival = wallUs();
+  if (track.kind === 'audio') return playAudio(call, track, frame, arrival);
+  const transit = arrival - frame.timestampUs;
+  track.fastest = Math.min(track.fastest ?? Infinity, transit);
+  if (!track.decoder) startVideoDecoder(call, track);
   if (track.needKey && !frame.keyframe) return;
   track.needKey = false;
   try {
     track.decoder.decode(new EncodedVideoChunk({ type: frame.keyframe ? 'key' : 'delta', timestamp: frame.timestampUs, data: frame.payload }));
   } catch (e) {
-    track.needKey = true;
+    resetVideoDecoder(call, track);
   }
 }
 
+function startVideoDecoder(call, track) {
+  track.needKey = true;
+  track.pictures = [];
+  track.decoder = new VideoDecoder({
+    // Decoded pictures wait for their time on the render clock.
+    output: (picture) => {
+      if (!call.tracks.has(track.id)) return picture.close();
+      track.pictures.push(picture);
+      while (track.pictures.length > MAX_WAITING_PICTURES) track.pictures.shift().close();
+      call.stats.decodedFrames[track.participant] = (call.stats.decodedFrames[track.participant] || 0) + 1;
+    },
+    error: () => resetVideoDecoder(call, track),
+  });
+  track.decoder.configure({ codec: track.config.codec || 'vp8', optimizeForLatency: true });
+  startRenderClock(call);
+}
+
+/** A decoder that failed starts over from a keyframe, asked for at once. */
+export function resetVideoDecoder(call, track) {
+  try { track.decoder?.close(); } catch (e) { /* closed already */ }
+  track.decoder = null;
+  for (const p of track.pictures || []) p.close();
+  track.pictures = [];
+  call.stats.decoderResets = (call.stats.decoderResets || 0) + 1;
+  if (!call.tracks.has(track.id)) return;
+  startVideoDecoder(call, track);
+  requestKeyframe(call, track);
+}
+
 /**
- * The call's one AudioContext (remote voices, and the microphone where it is read by a
- * worklet). Browsers start an AudioContext only after a click: the join button makes it.
+ * The render clock: on every animation frame, each video track shows its newest picture
+ * whose time has come — its capture time plus the delay at which its sender's voice is
+ * heard now (or, without audio, its fastest transit plus a little) — and drops the older
+ * ones unseen, so a late joiner's catch-up frames never play as a burst.
+ */
+function startRenderClock(call) {
+  if (call.renderClock) return;
+  const tick = () => {
+    if (!call.renderClock) return;
+    const now = wallUs();
+    for (const track of call.tracks.values()) {
+      if (!track.pictures?.length) continue;
+      const delay = videoDelayUs(call, track);
+      let due = null;
+      while (track.pictures.length && track.pictures[0].timestamp + delay <= now) {
+        due?.close();
+        due = track.pictures.shift();
+        if (track.pictures.length && track.pictures[0].timestamp + delay <= now) call.stats.skippedPictures += 1;
+      }
+      if (!due) continue;
+      const tile = call.tiles.forTrack(track, call.participants.get(track.participant));
+      tile?.draw(due);
+      paintedStats(call, track, due, now);
+      due.close();
+    }
+    requestAnimationFrame(tick);
+  };
+  call.renderClock = true;
+  requestAnimationFrame(tick);
+}
+
+export function stopRenderClock(call) {
+  call.renderClock = false;
+}
+
+function videoDelayUs(call, track) {
+  const audio = call.audioDelay.get(track.participant);
+  if (audio && performance.now() - audio.at < 1000) return audio.delayUs;
+  return (Number.isFinite(track.fastest) ? track.fastest : 0) + VIDEO_ONLY_DELAY_MS * 1000;
+}
+
+function paintedStats(call, track, picture, now) {
+  const stats = call.stats;
+  const p = track.participant;
+  stats.decoded[p] = (stats.decoded[p] || 0) + 1;
+  stats.sizes[p] = [picture.displayWidth, picture.displayHeight];
+  stats.firstFrameAt[p] ??= performance.now();
+  const delayMs = (now - picture.timestamp) / 1000;
+  (stats.videoDelays[p] ??= []).push(delayMs);
+  if (stats.videoDelays[p].length > 200) stats.videoDelays[p].shift();
+}
+
+/**
+ * The call's one AudioContext and its playout worklet (remote voices, and the microphone
+ * where it is read by a worklet). Browsers start an AudioContext only after a click: the
+ * join button makes it.
  */
 export function audioContext(call) {
   call.audioContext ??= new AudioContext({ sampleRate: 48000 });
   return call.audioContext;
 }
 
-/** Remote audio plays through one AudioContext on the default output, so the echo canceller hears it. */
-function playAudio(call, track, frame) {
-  const ctx = audioContext(call);
-  if (ctx.state === 'suspended') ctx.resume().catch(() => {});
+async function playoutNode(call) {
+  if (!call.playoutNode) {
+    const ctx = audioContext(call);
+    call.playoutNode = ctx.audioWorklet.addModule('/static/call/playout-worklet.js').then(() => {
+      const node = new AudioWorkletNode(ctx, 'floo-playout', { numberOfInputs: 0, numberOfOutputs: 1, outputChannelCount: [2] });
+      node.connect(ctx.destination);
+      node.port.onmessage = (event) => onPlayoutReport(call, event.data);
+      return node;
+    });
+  }
+  return call.playoutNode;
+}
+
+/** What the jitter buffers say: their depth, and how late each voice is heard. */
+function onPlayoutReport(call, report) {
+  const ctx = call.audioContext;
+  const stamp = ctx.getOutputTimestamp?.();
+  // When the context time `report.time` is heard, on the wall clock.
+  const heardUs = stamp?.performanceTime
+    ? (performance.timeOrigin + stamp.performanceTime + (report.time - stamp.contextTime) * 1000) * 1000
+    : wallUs() + ((report.time - ctx.currentTime) + (ctx.outputLatency || ctx.baseLatency || 0)) * 1e6;
+  for (const [participant, s] of Object.entries(report.speakers)) {
+    const id = Number(participant);
+    call.stats.playout[id] = s;
+    if (s.started && s.playhead !== null) {
+      const delayUs = heardUs - s.playhead;
+      call.audioDelay.set(id, { delayUs, at: performance.now() });
+      (call.stats.audioDelays[id] ??= []).push(delayUs / 1000);
+      if (call.stats.audioDelays[id].length > 200) call.stats.audioDelays[id].shift();
+    }
+  }
+}
+
+/** Decodes a voice and hands each 20 ms to its jitter buffer, with its times. */
+function playAudio(call, track, frame, arrival) {
   if (!track.decoder) {
+    track.arrivals = new Map();
     track.decoder = new AudioDecoder({
       output: (data) => {
-        const buffer = ctx.createBuffer(data.numberOfChannels, data.numberOfFrames, data.sampleRate);
+        const samples = new Float32Array(data.numberOfFrames);
+        data.copyTo(samples, { planeIndex: 0, format: 'f32-planar' });
+        const capture = data.timestamp;
+        const arrived = track.arrivals.get(capture) ?? wallUs();
+        track.arrivals.delete(capture);
+        data.close();
         let energy = 0;
-        for (let c = 0; c < data.numberOfChannels; c++) {
-          const plane = new Float32Array(data.numberOfFrames);
-          data.copyTo(plane, { planeIndex: c, format: 'f32-planar' });
-          buffer.copyToChannel(plane, c);
-          if (c === 0) for (const x of plane) energy += x * x;
-        }
+        for (const x of samples) energy += x * x;
         const stats = call.stats;
         stats.audio[track.participant] = (stats.audio[track.participant] || 0) + 1;
-        const rms = Math.sqrt(energy / data.numberOfFrames);
-        stats.loudest[track.participant] = Math.max(stats.loudest[track.participant] || 0, rms);
-        data.close();
-        // A small jitter buffer: play a little behind, never in the past.
-        const at = Math.max(ctx.currentTime + AUDIO_DELAY_S, track.playhead || 0);
-        const source = ctx.createBufferSource();
-        source.buffer = buffer;
-        source.connect(ctx.destination);
-        source.start(at);
-        track.playhead = at + buffer.duration;
+        stats.loudest[track.participant] = Math.max(stats.loudest[track.participant] || 0, Math.sqrt(energy / samples.length));
+        playoutNode(call).then((node) => node.port.postMessage(
+          { type: 'frame', speaker: track.participant, samples, capture, arrival: arrived }, [samples.buffer],
+        ));
       },
       error: () => { track.decoder = null; },
     });
     const { sampleRate = 48000, numberOfChannels = 1 } = track.config;
     track.decoder.configure({ codec: 'opus', sampleRate, numberOfChannels });
   }
+  track.arrivals.set(frame.timestampUs, arrival);
+  if (track.arrivals.size > 100) track.arrivals.delete(track.arrivals.keys().next().value);
   try {
     track.decoder.decode(new EncodedAudioChunk({ type: 'key', timestamp: frame.timestampUs, data: frame.payload }));
   } catch (e) { /* skip a frame the decoder refuses */ }
+}
+
+/** A speaker who left: their jitter buffer goes. */
+export function forgetSpeaker(call, participant) {
+  call.audioDelay.delete(participant);
+  call.playoutNode?.then((node) => node.port.postMessage({ type: 'forget', speaker: participant }));
 }

@@ -5,6 +5,12 @@
 import { encodeFrame, encodeGroupHeader } from './wire.js';
 import { SAMPLE_RATE, audioSource, videoSource } from './capture.js';
 
+/** Wall-clock µs: every frame carries its capture time on the sender's wall clock. */
+const wallUs = () => Math.round((performance.timeOrigin + performance.now()) * 1000);
+/** Audio timestamps follow the sample count; they are set back to the wall clock only if
+ * they drift from it by more than this (µs). */
+const AUDIO_RESYNC_US = 100_000;
+
 export const VIDEO_LAYERS = [
   { id: 1, layer: 0, width: 320, height: 180, bitrate: 150_000 },
   { id: 2, layer: 1, width: 640, height: 360, bitrate: 600_000 },
@@ -12,7 +18,7 @@ export const VIDEO_LAYERS = [
 export const AUDIO_TRACK = 3;
 export const SCREEN_TRACK = 4;
 const GOP_FRAMES = 30; // a keyframe, hence a new group, every second at 30 fps
-const AUDIO_GROUP_FRAMES = 10; // 200 ms of 20 ms Opus frames per audio group
+const AUDIO_GROUP_FRAMES = 2; // 40 ms of 20 ms Opus frames per audio group (see BENCHMARKS.md)
 const AUDIO_CONFIG = { codec: 'opus', sampleRate: SAMPLE_RATE, numberOfChannels: 1 };
 
 /** Upstream send order: audio before screen before camera, newer groups first. */
@@ -84,22 +90,28 @@ export async function publishVideo(call, track, layers, kind) {
   }
   let count = 0;
   let keyframeRequests = call.keyframeRequests;
+  let last = 0;
   (async () => {
     while (!stopped) {
       const frame = await source.read();
       if (!frame) break;
+      const captured = Math.max(last + 1, wallUs());
+      last = captured;
       const paused = kind === 'camera' && call.state.camera_off;
       if (!paused && !stopped) {
         if (call.keyframeRequests !== keyframeRequests) {
           keyframeRequests = call.keyframeRequests;
           count = 0;
         }
-        const keyFrame = count % GOP_FRAMES === 0;
+        const gop = count % (call.gopFrames || GOP_FRAMES) === 0;
         for (const o of outs) {
           if (o.encoder.state !== 'configured' || o.encoder.encodeQueueSize > 2) continue; // behind: drop, not queue
+          // A receiver that lost this layer's group asked (through the relay) for a keyframe.
+          const keyFrame = gop || call.keyframesWanted.delete(o.l.id);
+          if (keyFrame && !gop) call.stats.keyframesSent = (call.stats.keyframesSent || 0) + 1;
           // Scale to the layer's size so every layer is a real picture of its own size.
           o.canvas.getContext('2d').drawImage(frame, 0, 0, o.l.width, o.l.height);
-          const scaled = new VideoFrame(o.canvas, { timestamp: frame.timestamp });
+          const scaled = new VideoFrame(o.canvas, { timestamp: captured });
           o.encoder.encode(scaled, { keyFrame });
           scaled.close();
         }
@@ -140,6 +152,7 @@ export async function publishAudio(call, track) {
     error: (e) => call.problem(`The microphone encoder failed: ${e.message}`),
   });
   let heard = false;
+  let nextTimestamp = null; // µs: the wall-clock capture time of the next chunk's first sample
   // A microphone that yields nothing would leave the person unheard without a word.
   const silent = setTimeout(() => {
     if (heard || stopped) return;
@@ -159,19 +172,25 @@ export async function publishAudio(call, track) {
         encoder.configure({ ...config, bitrate: 32000 });
         call.send({ type: 'announce', track: { id: AUDIO_TRACK, kind: 'audio', layer: 0, config } });
       }
+      const duration = (data.numberOfFrames / data.sampleRate) * 1e6;
+      const now = wallUs() - duration;
+      if (nextTimestamp === null || Math.abs(nextTimestamp - now) > AUDIO_RESYNC_US) nextTimestamp = now;
+      const captured = Math.round(nextTimestamp);
+      nextTimestamp += duration;
       if (!call.state.muted && !stopped) {
         // The level rides with the frames (RFC 6464 style: 0 loudest, 127 silent).
         const samples = new Float32Array(data.numberOfFrames);
         data.copyTo(samples, { planeIndex: 0, format: 'f32-planar' });
         const rms = Math.sqrt(samples.reduce((s, x) => s + x * x, 0) / samples.length) || 1e-7;
         level = Math.max(0, Math.min(127, Math.round(-20 * Math.log10(rms))));
-        // Opus here is mono: feed the first channel.
-        const mono = data.numberOfChannels === 1 ? data : new AudioData({
+        // Opus here is mono (the first channel), stamped with its capture time on the
+        // wall clock, continuous from chunk to chunk.
+        const mono = new AudioData({
           format: 'f32-planar', sampleRate: data.sampleRate, numberOfFrames: data.numberOfFrames,
-          numberOfChannels: 1, timestamp: data.timestamp, data: samples,
+          numberOfChannels: 1, timestamp: captured, data: samples,
         });
         if (encoder.state === 'configured') encoder.encode(mono);
-        if (mono !== data) mono.close();
+        mono.close();
       }
       data.close();
     }
