@@ -95,6 +95,7 @@ pub fn server_config(identity: &Identity) -> Result<quinn::ServerConfig, TlsErro
         Duration::from_secs(20).try_into().unwrap_or(quinn::IdleTimeout::from(quinn::VarInt::from_u32(20_000))),
     ));
     transport.keep_alive_interval(Some(Duration::from_secs(5)));
+    transport.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
     config.transport_config(Arc::new(transport));
     Ok(config)
 }

@@ -13,6 +13,11 @@ static ONE_BROWSER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const
 
 /// Runs `tests/e2e/<script>` against `app`; fails with the script's output if it fails.
 pub async fn run_browser_script(app: &TestApp, script: &str, artifact_dir: &str) {
+    run_browser_script_with(app, script, artifact_dir, &[]).await;
+}
+
+/// The same, with more environment variables for the script.
+pub async fn run_browser_script_with(app: &TestApp, script: &str, artifact_dir: &str, env: &[(&str, String)]) {
     let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let e2e = root.join("tests/e2e");
@@ -33,6 +38,7 @@ pub async fn run_browser_script(app: &TestApp, script: &str, artifact_dir: &str)
         .env("FLOO_CHROMIUM", &chromium)
         .env("FLOO_FIREFOX", &firefox)
         .env("FLOO_PULSE_SERVER", &sound.address)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .output()
         .await
@@ -227,5 +233,25 @@ async fn a_participant_behind_a_firewall_that_blocks_udp_joins_over_the_websocke
     let flags = ["--http-addr", "0.0.0.0:0", "--quic-addr", "[::]:0", "--allow-dev-login"];
     let app = TestApp::spawn_with(Backend::Sqlite, &flags).await;
     run_browser_script(&app, "udpblock.mjs", "udpblock").await;
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_a_delayed_lossy_link_audio_plays_on_recovers_from_a_stall_and_video_from_a_lost_decoder() {
+    // Served on every address so that Bob's page can be opened at 127.0.0.2, where the
+    // impairment proxy listens on the relay's port (the relay itself is on 127.0.0.1).
+    let app = TestApp::spawn_with(Backend::Sqlite, &["--http-addr", "0.0.0.0:0", "--allow-dev-login"]).await;
+    let port = app.quic_addr.port();
+    let impairment = crate::impair::Impairment {
+        delay: std::time::Duration::from_millis(40),
+        jitter: std::time::Duration::from_millis(15),
+        loss: 0.02,
+    };
+    let front = format!("127.0.0.2:{port}").parse().expect("address");
+    let proxy = crate::impair::Proxy::start(front, app.quic_addr, impairment).await;
+    let control = proxy.control.to_string();
+    run_browser_script_with(&app, "quality.mjs", "quality", &[("FLOO_IMPAIR_CONTROL", control)]).await;
+    let (passed, dropped) = proxy.counts();
+    assert!(dropped > 0 && passed > 1000, "the proxy carried Bob's call and dropped some of it ({passed} / {dropped})");
     app.finish().await;
 }

@@ -5,6 +5,7 @@ mod support;
 mod authorization;
 mod browser;
 mod foundation;
+mod impair;
 mod live;
 mod media;
 mod nodes;

@@ -34,7 +34,7 @@ export function start(root) {
     // Per remote participant: pictures painted and decoded, picture size, voice frames
     // decoded and their loudness, bytes received, jitter buffer, delays (ms).
     decoded: {}, decodedFrames: {}, sizes: {}, firstFrameAt: {}, audio: {}, loudest: {}, received: {},
-    playout: {}, audioDelays: {}, videoDelays: {}, skippedPictures: 0,
+    playout: {}, audioDelays: {}, videoDelays: {}, transits: {}, skippedPictures: 0,
     sent: {}, joinedAt: 0, reconnects: 0, closes: [], resets: {}, problems: [], transport: null, connectMs: null,
     capture: null, rtt: null, layers: {},
   };
@@ -54,6 +54,8 @@ export function start(root) {
   };
   window.__floo = {
     stats, call, killTransport: () => call.link?.close(999, 'test'),
+    // Test hook: the longest concealed gap counts from now.
+    measureAfresh: () => call.playoutNode?.then((node) => node.port.postMessage({ type: 'measure-afresh' })),
     // Test hook: a decoder failure on the video of `participant`.
     resetDecoder: (participant) => {
       for (const t of call.tracks.values()) if (t.participant === participant && t.decoder) resetVideoDecoder(call, t);

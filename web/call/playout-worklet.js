@@ -24,7 +24,7 @@ const MIN_TARGET_MS = 20;
 const MAX_TARGET_MS = 800;
 const WINDOW_MS = 2000; // the fastest frame is looked for over this long
 const GAP_RESET_MS = 300; // a longer gap in capture times is a new talk spurt (the speaker muted)
-const CONCEAL_MS = 60; // how long a gap is bridged with fading repeats before silence
+const CONCEAL_MS = 120; // how long a gap is bridged with fading repeats before silence
 const REPORT_EVERY = 0.1; // seconds
 
 class Speaker {
@@ -39,6 +39,7 @@ class Speaker {
     this.tailAt = 0;
     this.concealFor = 0; // samples of concealment played in the current gap
     this.fadeIn = 0;
+    this.longestGap = 0; // samples: the longest stretch of concealment so far
     this.stats = { concealed: 0, late: 0, accelerated: 0, decelerated: 0, frames: 0, resets: 0, skipped: 0 };
   }
 
@@ -141,6 +142,7 @@ class Speaker {
       }
     }
     if (this.concealFor > 0) {
+      this.longestGap = Math.max(this.longestGap, this.concealFor);
       this.concealFor = 0;
       this.fadeIn = 240;
     }
@@ -158,7 +160,11 @@ class Speaker {
     if (n >= limit) {
       // Nothing to play for longer than concealment covers (the speaker muted, or the
       // link stalled): wait for the buffer to fill to the target again.
-      if (!this.queue.length) this.started = false;
+      if (!this.queue.length && this.started) {
+        this.started = false;
+        this.longestGap = Math.max(this.longestGap, n);
+        this.concealFor = 0;
+      }
       return 0;
     }
     const fade = 1 - n / limit;
@@ -168,9 +174,10 @@ class Speaker {
   report() {
     return {
       depth: this.depth(), target: this.target, playhead: this.playhead, started: this.started,
+      newest: this.queue.length ? this.queue[this.queue.length - 1].capture : null,
       concealedMs: (this.stats.concealed / sampleRate) * 1000, late: this.stats.late,
       acceleratedMs: (this.stats.accelerated / sampleRate) * 1000, deceleratedMs: (this.stats.decelerated / sampleRate) * 1000,
-      frames: this.stats.frames, resets: this.stats.resets,
+      frames: this.stats.frames, resets: this.stats.resets, longestGapMs: (this.longestGap / sampleRate) * 1000,
     };
   }
 }
@@ -188,6 +195,8 @@ class FlooPlayout extends AudioWorkletProcessor {
         speaker.arrive(m.samples, m.capture, m.arrival);
       } else if (m.type === 'forget') {
         this.speakers.delete(m.speaker);
+      } else if (m.type === 'measure-afresh') {
+        for (const speaker of this.speakers.values()) speaker.longestGap = 0;
       }
     };
   }

@@ -92,6 +92,9 @@ export function requestKeyframe(call, track) {
 
 function onFrame(call, track, frame) {
   const arrival = wallUs();
+  const transits = (call.stats.transits[`${track.participant}:${track.kind}`] ??= []);
+  transits.push((arrival - frame.timestampUs) / 1000);
+  if (transits.length > 200) transits.shift();
   if (track.kind === 'audio') return playAudio(call, track, frame, arrival);
   const transit = arrival - frame.timestampUs;
   track.fastest = Math.min(track.fastest ?? Infinity, transit);
@@ -210,14 +213,13 @@ async function playoutNode(call) {
   return call.playoutNode;
 }
 
-/** What the jitter buffers say: their depth, and how late each voice is heard. */
+/**
+ * What the jitter buffers say: their depth, and how late each voice is heard: the context
+ * time `report.time` is heard the output latency after the context renders it.
+ */
 function onPlayoutReport(call, report) {
   const ctx = call.audioContext;
-  const stamp = ctx.getOutputTimestamp?.();
-  // When the context time `report.time` is heard, on the wall clock.
-  const heardUs = stamp?.performanceTime
-    ? (performance.timeOrigin + stamp.performanceTime + (report.time - stamp.contextTime) * 1000) * 1000
-    : wallUs() + ((report.time - ctx.currentTime) + (ctx.outputLatency || ctx.baseLatency || 0)) * 1e6;
+  const heardUs = wallUs() + (report.time - ctx.currentTime + outputLatency(call)) * 1e6;
   for (const [participant, s] of Object.entries(report.speakers)) {
     const id = Number(participant);
     call.stats.playout[id] = s;
@@ -230,25 +232,49 @@ function onPlayoutReport(call, report) {
   }
 }
 
-/** Decodes a voice and hands each 20 ms to its jitter buffer, with its times. */
+/** Firefox's `outputLatency` (and `getOutputTimestamp`) can hang the page (seen with
+ * Firefox ESR 153 and two calls in one browser): there a typical 20 ms is assumed. */
+const LATENCY_IS_SAFE = !/Firefox\//.test(navigator.userAgent);
+const ASSUMED_OUTPUT_LATENCY_S = 0.02;
+
+/** The output's latency (base and device), read at most every 5 s. */
+function outputLatency(call) {
+  const ctx = call.audioContext;
+  const now = performance.now();
+  if (!call.latency || now - call.latency.at > 5000) {
+    const device = LATENCY_IS_SAFE ? ctx.outputLatency || 0 : ASSUMED_OUTPUT_LATENCY_S;
+    call.latency = { at: now, seconds: (ctx.baseLatency || 0) + device };
+  }
+  return call.latency.seconds;
+}
+
+/**
+ * Decodes a voice and hands each 20 ms to its jitter buffer with its capture and arrival
+ * times. The times come from our own record of what went into the decoder (one output
+ * per Opus frame, in order), not from the decoder's output timestamps, which count
+ * samples from the first frame and so fall behind by a frame for every frame that never
+ * came. A frame older than one already decoded (its retransmission came after its
+ * successors) is not decoded out of order: the jitter buffer conceals its slot.
+ */
 function playAudio(call, track, frame, arrival) {
   if (!track.decoder) {
-    track.arrivals = new Map();
+    track.inFlight = [];
+    track.lastDecoded = -Infinity;
     track.decoder = new AudioDecoder({
       output: (data) => {
+        const i = track.inFlight.findIndex((f) => f.capture === data.timestamp);
+        const times = i >= 0 ? track.inFlight.splice(0, i + 1).pop() : track.inFlight.shift();
         const samples = new Float32Array(data.numberOfFrames);
         data.copyTo(samples, { planeIndex: 0, format: 'f32-planar' });
-        const capture = data.timestamp;
-        const arrived = track.arrivals.get(capture) ?? wallUs();
-        track.arrivals.delete(capture);
         data.close();
+        if (!times) return;
         let energy = 0;
         for (const x of samples) energy += x * x;
         const stats = call.stats;
         stats.audio[track.participant] = (stats.audio[track.participant] || 0) + 1;
         stats.loudest[track.participant] = Math.max(stats.loudest[track.participant] || 0, Math.sqrt(energy / samples.length));
         playoutNode(call).then((node) => node.port.postMessage(
-          { type: 'frame', speaker: track.participant, samples, capture, arrival: arrived }, [samples.buffer],
+          { type: 'frame', speaker: track.participant, samples, capture: times.capture, arrival: times.arrival }, [samples.buffer],
         ));
       },
       error: () => { track.decoder = null; },
@@ -256,11 +282,18 @@ function playAudio(call, track, frame, arrival) {
     const { sampleRate = 48000, numberOfChannels = 1 } = track.config;
     track.decoder.configure({ codec: 'opus', sampleRate, numberOfChannels });
   }
-  track.arrivals.set(frame.timestampUs, arrival);
-  if (track.arrivals.size > 100) track.arrivals.delete(track.arrivals.keys().next().value);
+  if (frame.timestampUs <= track.lastDecoded) {
+    call.stats.lateAudio = (call.stats.lateAudio || 0) + 1;
+    return;
+  }
+  track.lastDecoded = frame.timestampUs;
+  track.inFlight.push({ capture: frame.timestampUs, arrival });
+  if (track.inFlight.length > 50) track.inFlight.shift();
   try {
     track.decoder.decode(new EncodedAudioChunk({ type: 'key', timestamp: frame.timestampUs, data: frame.payload }));
-  } catch (e) { /* skip a frame the decoder refuses */ }
+  } catch (e) {
+    track.inFlight.pop();
+  }
 }
 
 /** A speaker who left: their jitter buffer goes. */

@@ -27,28 +27,44 @@ function sendOrder(kind, sequence) {
   return rank * 2 ** 40 + (sequence % 2 ** 40);
 }
 
-/** A track's groups: a new stream per group, frames written in order. */
+/**
+ * A track's groups: a new stream per group, its frames written in order. Groups do not
+ * wait for each other: the next group's stream opens while the last one's frames are
+ * still being written (opening a stream takes a round trip through the browser), and
+ * frames are queued, not awaited one by one.
+ */
 function groupWriter(call, trackId, kind) {
   let sequence = Date.now(); // increases across reconnects
-  let writer = null;
-  let chain = Promise.resolve();
+  let current = null;
+  const fail = (group) => () => { group.broken = true; };
   return {
     start() {
-      const previous = writer;
+      current?.finish();
       const link = call.link;
       const seq = sequence++;
-      writer = null;
-      chain = chain.then(async () => {
-        previous?.close().catch(() => {});
-        if (!link) return;
-        writer = await link.openGroup(sendOrder(kind, seq));
-        await writer.write(encodeGroupHeader(trackId, seq));
-      }).catch(() => { writer = null; });
+      const group = { pending: [encodeGroupHeader(trackId, seq)], writer: null, done: false, broken: false };
+      group.flush = () => {
+        if (!group.writer || group.broken) return;
+        for (const bytes of group.pending.splice(0)) group.writer.write(bytes).catch(fail(group));
+        if (group.done) group.writer.close().catch(() => {});
+      };
+      group.finish = () => {
+        group.done = true;
+        group.flush();
+      };
+      current = group;
+      if (!link) return;
+      link.openGroup(sendOrder(kind, seq)).then((writer) => {
+        group.writer = writer;
+        group.flush();
+      }, fail(group));
     },
     write(bytes) {
-      chain = chain.then(() => writer?.write(bytes)).catch(() => { writer = null; });
+      if (!current || current.broken) return;
+      current.pending.push(bytes);
+      current.flush();
     },
-    close() { chain = chain.then(() => writer?.close()).catch(() => {}); },
+    close() { current?.finish(); current = null; },
   };
 }
 
@@ -140,13 +156,25 @@ export async function publishAudio(call, track) {
   let level = 127;
   let count = 0;
   let config = null;
+  // Each output frame is stamped with the capture time of its first sample, worked out
+  // from what went in (some browsers' encoders give every output the same timestamp).
+  const inputs = []; // { sample: the input's first sample, counted over all inputs; capture µs }
+  let inputSamples = 0;
+  let outputSamples = 0;
+  const captureOf = (sample) => {
+    while (inputs.length > 1 && inputs[1].sample <= sample) inputs.shift();
+    const from = inputs[0];
+    return from ? Math.round(from.capture + ((sample - from.sample) / config.sampleRate) * 1e6) : 0;
+  };
   const encoder = new AudioEncoder({
     output: (chunk) => {
       if (count % AUDIO_GROUP_FRAMES === 0) group.start();
       count += 1;
       const data = new Uint8Array(chunk.byteLength);
       chunk.copyTo(data);
-      group.write(encodeFrame({ keyframe: true, timestampUs: chunk.timestamp, level }, data));
+      const timestampUs = captureOf(outputSamples);
+      outputSamples += Math.round(((chunk.duration || 20_000) * config.sampleRate) / 1e6);
+      group.write(encodeFrame({ keyframe: true, timestampUs, level }, data));
       call.stats.sent.audio = (call.stats.sent.audio || 0) + 1;
     },
     error: (e) => call.problem(`The microphone encoder failed: ${e.message}`),
@@ -189,7 +217,11 @@ export async function publishAudio(call, track) {
           format: 'f32-planar', sampleRate: data.sampleRate, numberOfFrames: data.numberOfFrames,
           numberOfChannels: 1, timestamp: captured, data: samples,
         });
-        if (encoder.state === 'configured') encoder.encode(mono);
+        if (encoder.state === 'configured') {
+          inputs.push({ sample: inputSamples, capture: captured });
+          inputSamples += data.numberOfFrames;
+          encoder.encode(mono);
+        }
         mono.close();
       }
       data.close();
