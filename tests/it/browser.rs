@@ -255,3 +255,10 @@ async fn over_a_delayed_lossy_link_audio_plays_on_recovers_from_a_stall_and_vide
     assert!(dropped > 0 && passed > 1000, "the proxy carried Bob's call and dropped some of it ({passed} / {dropped})");
     app.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_call_of_five_small_tiles_get_the_small_layer_and_a_pinned_person_the_large_one() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    run_browser_script(&app, "layers.mjs", "layers").await;
+    app.finish().await;
+}
