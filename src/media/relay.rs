@@ -28,6 +28,10 @@ use crate::clock::now_ms;
 use crate::recording::FileOutcome;
 use crate::store::Store;
 
+/// How long a refused session is kept for its control stream before it is closed (see
+/// [`Relay::start_session`]).
+const REFUSAL_WAIT: Duration = Duration::from_secs(2);
+
 /// Where and how the relay listens.
 #[derive(Debug, Clone)]
 pub struct MediaConfig {
@@ -248,7 +252,15 @@ impl Relay {
     {
         let admitted = match self.authorize(token).await {
             Ok(admitted) => admitted,
-            Err((code, reason)) => return link.close(code, reason),
+            Err((code, reason)) => {
+                // A session closed the moment it opens can lose its reason over the
+                // WebSocket: QMux's writer may not have flushed its transport parameters
+                // yet, and the close then races the teardown (seen under load). The
+                // client opens its control stream first thing; once that has arrived,
+                // the session is established both ways and the close goes out whole.
+                let _ = tokio::time::timeout(REFUSAL_WAIT, link.accept_bi()).await;
+                return link.close(code, reason);
+            }
         };
         let id = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!(
