@@ -52,8 +52,13 @@ pub struct Floo {
 
 impl Floo {
     pub async fn start(data_dir: &Path, extra: &[&str]) -> Floo {
+        Floo::start_on("127.0.0.1:0", "127.0.0.1:0", data_dir, extra).await
+    }
+
+    /// The same, listening where told.
+    pub async fn start_on(http_addr: &str, quic_addr: &str, data_dir: &Path, extra: &[&str]) -> Floo {
         let mut child = Command::new(env!("CARGO_BIN_EXE_floo"))
-            .args(["serve", "--http-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0"])
+            .args(["serve", "--http-addr", http_addr, "--quic-addr", quic_addr])
             .args(extra)
             .arg("--data-dir")
             .arg(data_dir)

@@ -45,6 +45,8 @@ export function start(root) {
     encoders: [], screenStream: null, audioContext: null, retry: 0, keyframeRequests: 0, stats,
     // Local ids of the layers a receiver asked a keyframe of; how late each voice is heard.
     keyframesWanted: new Set(), audioDelay: new Map(), quality: new Map(),
+    // The old fixed 60 ms playout, for comparison only (benches/call_delay.rs).
+    fixedPlayout: localStorage.getItem('floo.playout') === 'fixed',
     tiles: new Tiles($('#grid'), $('#roster'), () => chooseAllSubscriptions()),
     send(message) { call.writer?.write(encodeControl(message)).catch(() => {}); },
     problem(text) {

@@ -6,7 +6,9 @@
 // - Target delay, per speaker, from the arrival jitter it measures (in the manner of
 //   WebRTC's NetEq): each frame's delay relative to the fastest frame of the last two
 //   seconds goes into a histogram of 5 ms buckets that forgets (a factor per frame), and
-//   the target is its 95th percentile plus one frame.
+//   the target is its 97th percentile plus half a frame: the depth falls by a whole frame
+//   between arrivals, and the target is its mean, so at its lowest the buffer still holds
+//   the lateness it has to cover.
 // - The buffer is steered to the target by playing a little faster or slower (at most
 //   8 % faster, 4 % slower, by resampling), so a buffer that grew during a stall comes
 //   back down within seconds; after a long pause (the speaker muted) playing starts
@@ -19,16 +21,23 @@ const FRAME_MS = 20;
 const BUCKET_MS = 5;
 const BUCKETS = 200; // up to a second
 const FORGET = 0.995; // per frame: about 3 s of memory at 50 frames/s
-const QUANTILE = 0.95;
+const QUANTILE = 0.97;
 const MIN_TARGET_MS = 20;
+const STEER_DEAD_BAND_MS = 5; // within this of the target, play at the normal rate
 const MAX_TARGET_MS = 800;
 const WINDOW_MS = 2000; // the fastest frame is looked for over this long
 const GAP_RESET_MS = 300; // a longer gap in capture times is a new talk spurt (the speaker muted)
 const CONCEAL_MS = 120; // how long a gap is bridged with fading repeats before silence
 const REPORT_EVERY = 0.1; // seconds
 
+// `fixed` (for comparison in benches/call_delay.rs only): the playout Floo had before —
+// each frame played at max(60 ms from now, the end of the last one), nothing adapted,
+// nothing dropped.
+const FIXED_MS = 60;
+
 class Speaker {
-  constructor() {
+  constructor(fixed) {
+    this.fixed = fixed;
     this.queue = []; // { samples, capture (µs), at: read index }
     this.hist = new Float64Array(BUCKETS);
     this.recent = []; // [arrival µs, transit µs] of the last WINDOW_MS
@@ -59,7 +68,12 @@ class Speaker {
     const relative = (transit - fastest) / 1000;
     for (let i = 0; i < BUCKETS; i++) this.hist[i] *= FORGET;
     this.hist[Math.min(BUCKETS - 1, Math.floor(relative / BUCKET_MS))] += 1 - FORGET;
-    this.target = Math.min(MAX_TARGET_MS, Math.max(MIN_TARGET_MS, this.quantile() + FRAME_MS));
+    this.target = this.fixed ? FIXED_MS : Math.min(MAX_TARGET_MS, Math.max(MIN_TARGET_MS, this.quantile() + FRAME_MS / 2));
+    if (this.fixed) {
+      this.queue.push({ samples, capture, at: 0 });
+      if (this.playhead === null) this.playhead = capture;
+      return;
+    }
 
     const duration = (samples.length / sampleRate) * 1e6;
     if (this.playhead !== null && capture + duration <= this.playhead) {
@@ -105,8 +119,9 @@ class Speaker {
     // Play faster when the buffer is above its target, slower when below.
     const error = depth - this.target;
     let rate = 1;
-    if (error > 15) rate = 1 + Math.min(0.08, error / 1000);
-    else if (error < -15 && depth > 0) rate = 1 - Math.min(0.04, -error / 2000);
+    if (this.fixed) rate = 1;
+    else if (error > STEER_DEAD_BAND_MS) rate = 1 + Math.min(0.08, error / 1000);
+    else if (error < -STEER_DEAD_BAND_MS && depth > 0) rate = 1 - Math.min(0.04, -error / 2000);
     if (rate > 1) this.stats.accelerated += out.length * (rate - 1);
     if (rate < 1) this.stats.decelerated += out.length * (1 - rate);
     for (let n = 0; n < out.length; n++) {
@@ -118,10 +133,16 @@ class Speaker {
   /** The next output sample, `rate` input samples on. */
   next(rate) {
     const front = this.queue[0];
-    if (!front) return this.conceal();
+    if (!front) {
+      if (this.fixed) {
+        this.started = false;
+        return 0;
+      }
+      return this.conceal();
+    }
     const step = (rate * 1e6) / sampleRate;
     // A frame later than the playhead: a gap (a lost frame) to bridge first.
-    if (front.at === 0 && front.capture > this.playhead + step) {
+    if (!this.fixed && front.at === 0 && front.capture > this.playhead + step) {
       this.playhead += step;
       return this.conceal();
     }
@@ -135,7 +156,9 @@ class Speaker {
     if (front.at >= front.samples.length) {
       this.queue.shift();
       const next = this.queue[0];
-      if (next) {
+      if (next && this.fixed) {
+        this.playhead = next.capture;
+      } else if (next) {
         // Carry the fraction over; a frame that starts before the playhead has overlapped.
         next.at = Math.max(0, Math.min(next.samples.length - 1, (this.playhead - next.capture) * sampleRate / 1e6));
         this.playhead = Math.max(this.playhead, next.capture + (next.at / sampleRate) * 1e6);
@@ -183,15 +206,16 @@ class Speaker {
 }
 
 class FlooPlayout extends AudioWorkletProcessor {
-  constructor() {
+  constructor(options) {
     super();
+    this.fixed = !!options.processorOptions?.fixed;
     this.speakers = new Map();
     this.reported = 0;
     this.port.onmessage = (event) => {
       const m = event.data;
       if (m.type === 'frame') {
         let speaker = this.speakers.get(m.speaker);
-        if (!speaker) this.speakers.set(m.speaker, (speaker = new Speaker()));
+        if (!speaker) this.speakers.set(m.speaker, (speaker = new Speaker(this.fixed)));
         speaker.arrive(m.samples, m.capture, m.arrival);
       } else if (m.type === 'forget') {
         this.speakers.delete(m.speaker);

@@ -174,6 +174,7 @@ export function stopRenderClock(call) {
 }
 
 function videoDelayUs(call, track) {
+  if (call.fixedPlayout) return 0; // the old way (benches/call_delay.rs): painted as soon as decoded
   const audio = call.audioDelay.get(track.participant);
   if (audio && performance.now() - audio.at < 1000) return audio.delayUs;
   return (Number.isFinite(track.fastest) ? track.fastest : 0) + VIDEO_ONLY_DELAY_MS * 1000;
@@ -204,7 +205,10 @@ async function playoutNode(call) {
   if (!call.playoutNode) {
     const ctx = audioContext(call);
     call.playoutNode = ctx.audioWorklet.addModule('/static/call/playout-worklet.js').then(() => {
-      const node = new AudioWorkletNode(ctx, 'floo-playout', { numberOfInputs: 0, numberOfOutputs: 1, outputChannelCount: [2] });
+      const fixed = call.fixedPlayout;
+      const node = new AudioWorkletNode(ctx, 'floo-playout', {
+        numberOfInputs: 0, numberOfOutputs: 1, outputChannelCount: [2], processorOptions: { fixed },
+      });
       node.connect(ctx.destination);
       node.port.onmessage = (event) => onPlayoutReport(call, event.data);
       return node;
