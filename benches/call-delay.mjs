@@ -13,6 +13,7 @@
 //
 // node benches/call-delay.mjs BASE_URL IMPAIRED_BASE_URL [SECONDS]
 import { chromium } from '../tests/e2e/node_modules/playwright-core/index.mjs';
+import { createTeam, startMeeting, joinTeam } from '../tests/e2e/lib.mjs';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -116,21 +117,10 @@ let run = 0;
 async function flooCall(listenerAt, playout, { recovery = false } = {}) {
   run += 1;
   const speaker = await signIn(speakerBrowser, base, `Speaker ${run}`);
-  await speaker.getByLabel('Team name').fill(`Delay ${run}`);
-  await speaker.getByRole('button', { name: 'Create team' }).click();
-  await speaker.getByRole('heading', { name: `Delay ${run}` }).waitFor();
-  const teamUrl = speaker.url();
-  await speaker.getByRole('link', { name: 'Invite', exact: true }).click();
-  const invite = new URL(await speaker.locator('#invite-link').inputValue()).pathname;
-  await speaker.goto(teamUrl);
-  await speaker.getByLabel('Title').fill('Delay');
-  await speaker.getByRole('button', { name: 'Start meeting' }).click();
-  await speaker.locator('#call').waitFor();
-  const meeting = new URL(speaker.url()).pathname;
+  const { invite } = await createTeam(speaker, `Delay ${run}`);
+  const meeting = await startMeeting(speaker, 'Delay');
   const listener = await signIn(listenerBrowser, listenerAt, `Listener ${run}`);
-  await listener.goto(listenerAt + invite);
-  await listener.getByRole('button', { name: `Join Delay ${run}` }).click();
-  await listener.getByRole('heading', { name: `Delay ${run}` }).waitFor();
+  await joinTeam(listener, listenerAt, invite, `Delay ${run}`);
   await listener.evaluate((p) => localStorage.setItem('floo.playout', p), playout);
   await listener.goto(listenerAt + meeting);
   for (const page of [speaker, listener]) {

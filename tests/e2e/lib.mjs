@@ -78,20 +78,43 @@ export async function withBrowser(artifacts, body, options) {
  * A team made in the browser: `owner` creates it, each of `members` signs in in a context
  * of their own and joins through the invite link. Returns the pages and the team's URL.
  */
+/**
+ * `page` (signed in) creates a team; returns its URL and the path of its invite link
+ * (a path, so that it can be opened at another of Floo's addresses).
+ */
+export async function createTeam(page, teamName) {
+  await page.getByLabel('Team name').fill(teamName);
+  await page.getByRole('button', { name: 'Create team' }).click();
+  await page.getByRole('heading', { name: teamName }).waitFor();
+  const teamUrl = page.url();
+  await page.getByRole('link', { name: 'Invite', exact: true }).click();
+  const invite = new URL(await page.locator('#invite-link').inputValue()).pathname;
+  await page.goto(teamUrl);
+  return { teamUrl, invite };
+}
+
+/** `page`, on its team's page, starts a meeting; returns the meeting's path. */
+export async function startMeeting(page, title) {
+  await page.getByLabel('Title').fill(title);
+  await page.getByRole('button', { name: 'Start meeting' }).click();
+  await page.locator('#call').waitFor();
+  return new URL(page.url()).pathname;
+}
+
+/** `page` (signed in at `at`) joins a team by its invite path. */
+export async function joinTeam(page, at, invite, teamName) {
+  await page.goto(at + invite);
+  await page.getByRole('button', { name: `Join ${teamName}` }).click();
+  await page.getByRole('heading', { name: teamName }).waitFor();
+}
+
 export async function teamWith(browser, base, teamName, owner, members) {
   const ownerPage = await signIn(browser, base, owner);
-  await ownerPage.getByLabel('Team name').fill(teamName);
-  await ownerPage.getByRole('button', { name: 'Create team' }).click();
-  await ownerPage.getByRole('heading', { name: teamName }).waitFor();
-  const teamUrl = ownerPage.url();
-  await ownerPage.getByRole('link', { name: 'Invite', exact: true }).click();
-  const link = await ownerPage.locator('#invite-link').inputValue();
+  const { teamUrl, invite } = await createTeam(ownerPage, teamName);
   const memberPages = [];
   for (const name of members) {
     const page = await signIn(browser, base, name);
-    await page.goto(link);
-    await page.getByRole('button', { name: `Join ${teamName}` }).click();
-    await page.getByRole('heading', { name: teamName }).waitFor();
+    await joinTeam(page, base, invite, teamName);
     memberPages.push(page);
   }
   await ownerPage.goto(teamUrl);

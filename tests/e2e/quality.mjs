@@ -10,7 +10,7 @@
 //    starts a new group with one, and Bob decodes again — which only that request
 //    could have brought about.
 import { connect } from 'node:net';
-import { args, launch, signIn, shot, check } from './lib.mjs';
+import { args, launch, signIn, createTeam, startMeeting, joinTeam, shot, check } from './lib.mjs';
 
 const { base, artifacts } = args();
 const clean = base.replace('//localhost', '//127.0.0.1');
@@ -39,21 +39,10 @@ const ofAlice = (page) => page.evaluate(() => {
 const browser = await launch();
 try {
   const alice = await signIn(browser, clean, 'Alice');
-  await alice.getByLabel('Team name').fill('Far away');
-  await alice.getByRole('button', { name: 'Create team' }).click();
-  await alice.getByRole('heading', { name: 'Far away' }).waitFor();
-  const teamUrl = alice.url();
-  await alice.getByRole('link', { name: 'Invite', exact: true }).click();
-  const invite = new URL(await alice.locator('#invite-link').inputValue()).pathname;
-  await alice.goto(teamUrl);
-  await alice.getByLabel('Title').fill('Over a bad line');
-  await alice.getByRole('button', { name: 'Start meeting' }).click();
-  await alice.locator('#call').waitFor();
-  const meeting = new URL(alice.url()).pathname;
+  const { invite } = await createTeam(alice, 'Far away');
+  const meeting = await startMeeting(alice, 'Over a bad line');
   const bob = await signIn(browser, impaired, 'Bob');
-  await bob.goto(impaired + invite);
-  await bob.getByRole('button', { name: 'Join Far away' }).click();
-  await bob.getByRole('heading', { name: 'Far away' }).waitFor();
+  await joinTeam(bob, impaired, invite, 'Far away');
   await bob.goto(impaired + meeting);
   for (const page of [alice, bob]) {
     await page.waitForFunction(() => document.getElementById('preview').videoWidth > 0, null, { timeout: 15000 });

@@ -8,7 +8,7 @@
 // his client reconnects by itself and the call goes on.
 // Needs root (tc, ss -K); ops/test runs as root or through sudo.
 import { execFileSync } from 'node:child_process';
-import { args, launch, signIn, shot, check } from './lib.mjs';
+import { args, launch, signIn, createTeam, startMeeting, joinTeam, shot, check } from './lib.mjs';
 
 const { base, artifacts } = args();
 const { port } = new URL(base);
@@ -41,23 +41,12 @@ try {
     'match', 'ip', 'dst', '127.0.0.2/32', 'match', 'ip', 'protocol', '17', '0xff', 'flowid', '1:20');
 
   const alice = await signIn(browser, base, 'Alice');
-  await alice.getByLabel('Team name').fill('Behind firewalls');
-  await alice.getByRole('button', { name: 'Create team' }).click();
-  await alice.getByRole('heading', { name: 'Behind firewalls' }).waitFor();
-  const teamUrl = alice.url();
-  await alice.getByRole('link', { name: 'Invite', exact: true }).click();
-  const invite = (await alice.locator('#invite-link').inputValue()).replace(base, blockedBase);
-  await alice.goto(teamUrl);
-  await alice.getByLabel('Title').fill('No UDP here');
-  await alice.getByRole('button', { name: 'Start meeting' }).click();
-  await alice.locator('#call').waitFor();
-  const meetingPath = new URL(alice.url()).pathname;
+  const { invite } = await createTeam(alice, 'Behind firewalls');
+  const meetingPath = await startMeeting(alice, 'No UDP here');
   await join(alice);
 
   const dave = await signIn(browser, blockedBase, 'Dave');
-  await dave.goto(invite);
-  await dave.getByRole('button', { name: 'Join Behind firewalls' }).click();
-  await dave.getByRole('heading', { name: 'Behind firewalls' }).waitFor();
+  await joinTeam(dave, blockedBase, invite, 'Behind firewalls');
   await dave.goto(blockedBase + meetingPath);
   await join(dave);
   const [aliceJoin, daveJoin] = await Promise.all([alice, dave].map((p) => p.evaluate(() => ({
