@@ -32,14 +32,22 @@ impl App {
     /// Connects everything and binds the listeners; nothing is served until [`App::run`].
     pub async fn build(config: Config) -> anyhow::Result<App> {
         if config.database_url.is_none() {
-            tokio::fs::create_dir_all(&config.data_dir)
-                .await
+            crate::files::private_dir(&config.data_dir)
                 .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
         }
         let store = Store::connect(&config.database_url(), config.database_max_connections)
             .await
             .context("connecting to the database")?;
+        if config.database_url.is_none() {
+            for suffix in ["", "-wal", "-shm"] {
+                let file = format!("{}{suffix}", crate::config::SQLITE_FILE);
+                crate::files::make_private(&config.data_dir.join(&file))
+                    .with_context(|| format!("making {file} private"))?;
+            }
+        }
         let recordings_dir = config.recordings_dir.clone().unwrap_or_else(|| config.data_dir.join("recordings"));
+        crate::files::private_dir(&recordings_dir)
+            .with_context(|| format!("creating the recordings directory {}", recordings_dir.display()))?;
         let settings = crate::recording::Settings { preset: config.compose_preset.clone(), ..Default::default() };
         let listener = TcpListener::bind(config.http_addr)
             .await

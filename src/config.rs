@@ -6,6 +6,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// The embedded database's file in the data directory (with its `-wal` and `-shm`).
+pub const SQLITE_FILE: &str = "floo.db";
+
 /// The command line of the `floo` binary.
 #[derive(Debug, Parser)]
 #[command(name = "floo", version, about = "Floo: self-hosted team meetings in one binary")]
@@ -172,7 +175,7 @@ impl Config {
     pub fn database_url(&self) -> String {
         match &self.database_url {
             Some(url) => url.clone(),
-            None => format!("sqlite://{}?mode=rwc", self.data_dir.join("floo.db").display()),
+            None => format!("sqlite://{}?mode=rwc", self.data_dir.join(SQLITE_FILE).display()),
         }
     }
 }

@@ -90,9 +90,14 @@ pub async fn end(store: &Store, headers: &axum::http::HeaderMap, secure: bool) -
     Ok(set_cookie(COOKIE, "", Some(0), "Lax", secure))
 }
 
-/// A path to return to after sign-in: only local paths, so no open redirect.
+/// A path to return to after sign-in: only local paths, so no open redirect. Browsers
+/// strip tabs and newlines from a `Location` and read a backslash as `/`, so
+/// `/<TAB>/evil.example` or `/<BACKSLASH>evil.example` would take the user elsewhere: any
+/// whitespace, control character or backslash makes the path refused (a real one has them
+/// percent-encoded), which also keeps every accepted path a valid header value.
 pub fn safe_return_to(path: &str) -> String {
-    if path.starts_with('/') && !path.starts_with("//") && !path.starts_with("/\\") && !path.contains(['\r', '\n']) {
+    let local = path.starts_with('/') && !path.starts_with("//");
+    if local && !path.chars().any(|c| c.is_whitespace() || c.is_control() || c == '\\') {
         path.to_owned()
     } else {
         "/".to_owned()
@@ -109,5 +114,20 @@ mod tests {
         assert_eq!(safe_return_to("//evil.example"), "/");
         assert_eq!(safe_return_to("https://evil.example"), "/");
         assert_eq!(safe_return_to("/\\evil.example"), "/");
+        for tricky in [
+            "/\t/evil.example",
+            "/ /evil.example",
+            "/\u{b}",
+            "/\0",
+            "/\u{7f}",
+            "/a\\b",
+            "/\u{a0}x",
+            "/\r\nSet-Cookie: x=1",
+        ] {
+            assert_eq!(safe_return_to(tricky), "/", "{tricky:?}");
+        }
+        assert_eq!(safe_return_to("/teams/3/topics/7#m-12"), "/teams/3/topics/7#m-12");
+        assert_eq!(safe_return_to("/search?q=%E6%9D%8E%20%E9%9B%B7"), "/search?q=%E6%9D%8E%20%E9%9B%B7");
+        assert_eq!(safe_return_to("/teams/李雷"), "/teams/李雷", "non-ASCII is a valid header value");
     }
 }

@@ -67,6 +67,8 @@ pub enum ComposeError {
     Empty,
     #[error("cancelled")]
     Cancelled,
+    #[error("cannot create the file: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 const AUDIO_RATE: i64 = 48_000;
@@ -638,6 +640,7 @@ struct Output {
 
 impl Output {
     fn create(path: &Path, settings: &Settings) -> Result<Output, ComposeError> {
+        crate::files::private_file(path)?;
         let mut output = format::output_as(path, "mp4")?;
         let global_header = output.format().flags().contains(format::Flags::GLOBAL_HEADER);
 

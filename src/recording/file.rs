@@ -22,6 +22,9 @@ pub enum RecordingError {
     /// A packet for a stream the file does not have.
     #[error("the file has no {0:?} stream")]
     NoStream(TrackKind),
+    /// The file could not be created.
+    #[error("cannot create the file: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 /// Which stream of the file a packet belongs to.
@@ -55,6 +58,7 @@ impl ParticipantFile {
     /// Opus audio stream (if `audio`).
     pub fn create(path: &Path, video: Option<(u32, u32)>, audio: bool) -> Result<ParticipantFile, RecordingError> {
         init()?;
+        crate::files::private_file(path)?;
         let mut output = format::output_as(path, "webm")?;
         let mut video_index = None;
         let mut audio_index = None;
@@ -148,6 +152,7 @@ impl Drop for ParticipantFile {
 pub fn repair(broken: &Path, fixed: &Path) -> Result<f64, RecordingError> {
     init()?;
     let mut input = format::input(broken)?;
+    crate::files::private_file(fixed)?;
     let mut output = format::output_as(fixed, "webm")?;
     let mut map = Vec::new();
     for stream in input.streams() {

@@ -54,7 +54,7 @@ struct Participant {
 impl Recorder {
     /// Starts recording into `dir` (created if needed).
     pub fn start(dir: PathBuf) -> std::io::Result<Recorder> {
-        std::fs::create_dir_all(&dir)?;
+        crate::files::private_dir(&dir)?;
         let (frames, inbox) = mpsc::channel::<RecordedFrame>();
         let thread = std::thread::Builder::new().name("floo-recorder".into()).spawn(move || record(dir, inbox))?;
         Ok(Recorder { frames, thread })

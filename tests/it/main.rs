@@ -5,6 +5,7 @@ mod support;
 mod authorization;
 mod browser;
 mod foundation;
+mod hardening;
 mod impair;
 mod live;
 mod media;

@@ -769,6 +769,10 @@ async fn a_recorded_meeting_yields_a_playable_file_per_participant_that_members_
     let streams = crate::recording::streams(&mp4);
     assert_eq!(streams.iter().map(|s| s.0.as_str()).collect::<Vec<_>>(), vec!["h264", "aac"]);
     assert!(streams.iter().all(|s| (s.2 - 3.0).abs() < 1.0), "{streams:?}");
+    // Only Floo's user can read them (the hardening issue: they were 0644 in 0755).
+    for (path, want) in [(&recordings, 0o700), (&recordings.join("1"), 0o700), (&file, 0o600), (&mp4, 0o600)] {
+        assert_eq!(crate::hardening::mode(path), want, "{}", path.display());
+    }
 
     // Members download it whole or in ranges; others get 404.
     let bytes = std::fs::read(&file).expect("read");
