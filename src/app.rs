@@ -65,8 +65,11 @@ impl App {
         if dev_login && !providers.is_empty() {
             tracing::warn!("the development login is enabled beside real providers (--allow-dev-login)");
         }
+        // Nodes sharing the database are one deployment; in a shared Redis, deployments keep
+        // to their own events and placement keys.
+        let deployment = crate::media::token::TokenKey::of_deployment(&store).await?.fingerprint();
         let bus = match &config.redis_url {
-            Some(url) => Bus::redis(url).await.context("connecting to Redis")?,
+            Some(url) => Bus::redis(url, &deployment).await.context("connecting to Redis")?,
             None => Bus::in_process(),
         };
         let (closing, closing_rx) = watch::channel(false);
@@ -83,7 +86,7 @@ impl App {
             .context("starting the media relay")?;
         let placement = match &config.redis_url {
             Some(url) => {
-                Placement::redis(url, relay.deployment()).await.context("connecting to Redis for meeting placement")?
+                Placement::redis(url, deployment).await.context("connecting to Redis for meeting placement")?
             }
             None => Placement::local(),
         };

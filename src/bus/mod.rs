@@ -107,10 +107,10 @@ impl Bus {
         Bus { hub: new_hub(), link: None }
     }
 
-    /// Events also travel through Redis pub/sub to every node sharing it.
-    pub async fn redis(url: &str) -> Result<Bus, Error> {
+    /// Events also travel through Redis pub/sub to every node of `deployment` sharing it.
+    pub async fn redis(url: &str, deployment: &str) -> Result<Bus, Error> {
         let hub = new_hub();
-        let link = redis_link::Link::start(url, Arc::clone(&hub))
+        let link = redis_link::Link::start(url, deployment, Arc::clone(&hub))
             .await
             .map_err(|source| Error { url: url.to_owned(), source })?;
         Ok(Bus { hub, link: Some(link) })

@@ -1,5 +1,5 @@
-//! The bus across nodes: every event is published as JSON on one Redis pub/sub channel
-//! and delivered by every other node to its local listeners. When the link to Redis
+//! The bus across nodes: every event is published as JSON on its deployment's Redis
+//! pub/sub channel and delivered by every other node to its local listeners. When the link to Redis
 //! comes back after a loss, the node tells its readers to resync from the database
 //! (they may have missed events) and tells the other nodes the same.
 
@@ -14,7 +14,11 @@ use tokio::sync::mpsc;
 use super::{Event, Hub, LiveMessage};
 use crate::store::Message;
 
-const CHANNEL: &str = "floo:events";
+/// The pub/sub channel of one deployment (nodes sharing a database): deployments sharing
+/// a Redis must not hear each other's events (their team and topic ids overlap).
+fn channel(deployment: &str) -> String {
+    format!("floo:{deployment}:events")
+}
 /// Events waiting for Redis beyond this are dropped (readers recover them on resync).
 const QUEUE: usize = 4096;
 /// Nothing a node publishes is this large; anything larger is refused.
@@ -101,16 +105,18 @@ pub struct Link {
 impl Link {
     /// Connects (failing fast on a wrong URL or an unreachable server), then keeps the
     /// subscription and the publisher alive in background tasks.
-    pub async fn start(url: &str, hub: Arc<Hub>) -> redis::RedisResult<Link> {
+    pub async fn start(url: &str, deployment: &str, hub: Arc<Hub>) -> redis::RedisResult<Link> {
         let client = redis::Client::open(url)?;
+        let channel: Arc<str> = channel(deployment).into();
         let publisher = redis::aio::ConnectionManager::new(client.clone()).await?;
         let node: Arc<str> = crate::auth::random_token()[..16].into();
         let (outbox, inbox) = mpsc::channel(QUEUE);
         let connected = Arc::new(AtomicBool::new(false));
         let link = Link { node: Arc::clone(&node), outbox, connected: Arc::clone(&connected) };
         let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(subscribe_forever(client, Arc::clone(&node), hub, connected, subscribed_tx, link.clone()));
-        tokio::spawn(publish_forever(publisher, inbox, link.clone()));
+        let subscribed = (connected, subscribed_tx);
+        tokio::spawn(subscribe_forever(client, Arc::clone(&channel), Arc::clone(&node), hub, subscribed, link.clone()));
+        tokio::spawn(publish_forever(publisher, channel, inbox, link.clone()));
         // Serve only once subscribed, so nothing published after start-up is missed.
         let _ = tokio::time::timeout(Duration::from_secs(10), subscribed_rx).await;
         Ok(link)
@@ -140,13 +146,18 @@ impl Link {
 /// Publishes queued events in order. A failed publish is retried until Redis is back
 /// (newer events wait in the queue meanwhile), then every node is asked to resync, for
 /// whatever the outage may have cost them.
-async fn publish_forever(mut conn: redis::aio::ConnectionManager, mut inbox: mpsc::Receiver<String>, link: Link) {
+async fn publish_forever(
+    mut conn: redis::aio::ConnectionManager,
+    channel: Arc<str>,
+    mut inbox: mpsc::Receiver<String>,
+    link: Link,
+) {
     while let Some(payload) = inbox.recv().await {
         let mut backoff = Duration::from_millis(100);
         let mut failed = false;
         loop {
             let result: redis::RedisResult<i64> =
-                redis::cmd("PUBLISH").arg(CHANNEL).arg(&payload).query_async(&mut conn).await;
+                redis::cmd("PUBLISH").arg(&*channel).arg(&payload).query_async(&mut conn).await;
             match result {
                 Ok(_) => break,
                 Err(e) => {
@@ -166,12 +177,14 @@ async fn publish_forever(mut conn: redis::aio::ConnectionManager, mut inbox: mps
     }
 }
 
+/// `subscribed`: the flag that says whether the link is up, and who waits for the first
+/// subscription.
 async fn subscribe_forever(
     client: redis::Client,
+    channel: Arc<str>,
     node: Arc<str>,
     hub: Arc<Hub>,
-    connected: Arc<AtomicBool>,
-    subscribed: tokio::sync::oneshot::Sender<()>,
+    (connected, subscribed): (Arc<AtomicBool>, tokio::sync::oneshot::Sender<()>),
     link: Link,
 ) {
     let mut subscribed = Some(subscribed);
@@ -180,7 +193,7 @@ async fn subscribe_forever(
     loop {
         let attempt = async {
             let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(CHANNEL).await?;
+            pubsub.subscribe(&*channel).await?;
             redis::RedisResult::Ok(pubsub)
         };
         match attempt.await {

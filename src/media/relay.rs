@@ -76,9 +76,7 @@ impl Relay {
         bus: Bus,
         mut closing: watch::Receiver<bool>,
     ) -> anyhow::Result<Relay> {
-        let fresh = TokenKey::random().to_hex();
-        let kept = store.media_secret(&fresh).await.context("reading the media token secret")?;
-        let key = TokenKey::from_hex(&kept).context("the media token secret in the database is damaged")?;
+        let key = TokenKey::of_deployment(&store).await?;
         let (identity, dev) = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => (tls::load_identity(cert, key)?, false),
             (None, None) => (tls::dev_identity()?, true),
@@ -155,12 +153,6 @@ impl Relay {
             node: self.inner.node.clone(),
             node_url: self.inner.node_url.clone(),
         }
-    }
-
-    /// The same for every node of one deployment (nodes sharing a database), and different
-    /// between deployments: it keeps their meetings apart in a shared Redis.
-    pub fn deployment(&self) -> String {
-        self.inner.key.fingerprint()
     }
 
     /// The meetings whose call this relay hosts now.

@@ -21,6 +21,15 @@ pub struct Admission {
 pub struct TokenKey([u8; 32]);
 
 impl TokenKey {
+    /// The deployment's key, kept in its database (made on first use); every node of the
+    /// deployment has the same one.
+    pub async fn of_deployment(store: &crate::store::Store) -> anyhow::Result<TokenKey> {
+        use anyhow::Context;
+        let fresh = TokenKey::random().to_hex();
+        let kept = store.media_secret(&fresh).await.context("reading the media token secret")?;
+        TokenKey::from_hex(&kept).context("the media token secret in the database is damaged")
+    }
+
     pub fn random() -> TokenKey {
         let mut key = [0u8; 32];
         // The OS generator failing leaves no secure way to admit anyone.

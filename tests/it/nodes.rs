@@ -160,6 +160,31 @@ async fn a_message_posted_on_one_node_reaches_readers_on_the_other() {
     assert!(event.data.contains("posted on B"));
 }
 
+/// A team with a topic on `node`, made by `name`; returns the client and the topic's path.
+async fn team_with_topic(node: &Node, name: &str) -> (Client, String) {
+    let client = sign_in(node, name).await;
+    let team = client.post_form("/teams", &[("name", "Our team")]).await;
+    let team_id = team.url.split("/teams/").nth(1).expect("team").to_owned();
+    let topic = client.post_form(&format!("/teams/{team_id}/forum"), &[("title", "Plans"), ("body", "")]).await;
+    let path = topic.url.trim_start_matches(&node.base).to_owned();
+    (client, path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_deployments_sharing_a_redis_do_not_hear_each_other() {
+    let ((first, _), (second, _)) = (create_postgres_database().await, create_postgres_database().await);
+    let a = Node::start(&first, &redis_url()).await;
+    let b = Node::start(&second, &redis_url()).await;
+    let (alice, on_a) = team_with_topic(&a, "Alice").await;
+    let (zoe, on_b) = team_with_topic(&b, "Zoe").await;
+    assert_eq!(on_a, on_b, "the same team and topic ids in both deployments");
+    let mut reader = SseStream::open(&zoe, &format!("{on_b}/events"), None).await;
+    alice.post_form(&format!("{on_a}/messages"), &[("body", "only for deployment A")]).await;
+    zoe.post_form(&format!("{on_b}/messages"), &[("body", "said in deployment B")]).await;
+    let event = reader.next_named("message").await;
+    assert!(event.data.contains("said in deployment B"), "B's reader got another deployment's message: {}", event.data);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_message_is_lost_while_redis_restarts() {
     let (database, _) = create_postgres_database().await;
