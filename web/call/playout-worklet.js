@@ -6,9 +6,9 @@
 // - Target delay, per speaker, from the arrival jitter it measures (in the manner of
 //   WebRTC's NetEq): each frame's delay relative to the fastest frame of the last two
 //   seconds goes into a histogram of 5 ms buckets that forgets (a factor per frame), and
-//   the target is its 97th percentile plus half a frame: the depth falls by a whole frame
-//   between arrivals, and the target is its mean, so at its lowest the buffer still holds
-//   the lateness it has to cover.
+//   the target is its 97th percentile plus one frame (the depth falls by a frame between
+//   arrivals). Half a frame measured 5-10 ms less delay but let gaps longer than
+//   concealment through on a loaded machine (BENCHMARKS.md).
 // - The buffer is steered to the target by playing a little faster or slower (at most
 //   8 % faster, 4 % slower, by resampling), so a buffer that grew during a stall comes
 //   back down within seconds; after a long pause (the speaker muted) playing starts
@@ -23,7 +23,7 @@ const BUCKETS = 200; // up to a second
 const FORGET = 0.995; // per frame: about 3 s of memory at 50 frames/s
 const QUANTILE = 0.97;
 const MIN_TARGET_MS = 20;
-const STEER_DEAD_BAND_MS = 5; // within this of the target, play at the normal rate
+const STEER_DEAD_BAND_MS = 10; // within this of the target, play at the normal rate
 const MAX_TARGET_MS = 800;
 const WINDOW_MS = 2000; // the fastest frame is looked for over this long
 const GAP_RESET_MS = 300; // a longer gap in capture times is a new talk spurt (the speaker muted)
@@ -68,7 +68,7 @@ class Speaker {
     const relative = (transit - fastest) / 1000;
     for (let i = 0; i < BUCKETS; i++) this.hist[i] *= FORGET;
     this.hist[Math.min(BUCKETS - 1, Math.floor(relative / BUCKET_MS))] += 1 - FORGET;
-    this.target = this.fixed ? FIXED_MS : Math.min(MAX_TARGET_MS, Math.max(MIN_TARGET_MS, this.quantile() + FRAME_MS / 2));
+    this.target = this.fixed ? FIXED_MS : Math.min(MAX_TARGET_MS, Math.max(MIN_TARGET_MS, this.quantile() + FRAME_MS));
     if (this.fixed) {
       this.queue.push({ samples, capture, at: 0 });
       if (this.playhead === null) this.playhead = capture;
