@@ -13,7 +13,7 @@
 //
 // node benches/call-delay.mjs BASE_URL IMPAIRED_BASE_URL [SECONDS]
 import { chromium } from '../tests/e2e/node_modules/playwright-core/index.mjs';
-import { createTeam, startMeeting, joinTeam } from '../tests/e2e/lib.mjs';
+import { createTeam, startMeeting, joinTeam, joinCall } from '../tests/e2e/lib.mjs';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -127,8 +127,7 @@ async function flooCall(listenerAt, playout, { recovery = false } = {}) {
     if (!(await page.locator('#preview').count())) {
       throw new Error(`no meeting at ${page.url()}: ${(await page.locator('main').innerText()).slice(0, 400)}`);
     }
-    await page.waitForFunction(() => document.getElementById('preview').videoWidth > 0, null, { timeout: 15000 });
-    await page.getByRole('button', { name: 'Join call' }).click();
+    await joinCall(page);
   }
   await listener.waitForFunction(() => window.__floo.call.playoutNode && window.__floo.call.participants.size === 1, null, { timeout: 20000 });
   await speaker.evaluate(watchCapture('window.__floo.call.stream'));

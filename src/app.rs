@@ -67,7 +67,8 @@ impl App {
         }
         // Nodes sharing the database are one deployment; in a shared Redis, deployments keep
         // to their own events and placement keys.
-        let deployment = crate::media::token::TokenKey::of_deployment(&store).await?.fingerprint();
+        let key = crate::media::token::TokenKey::of_deployment(&store).await?;
+        let deployment = key.fingerprint();
         let bus = match &config.redis_url {
             Some(url) => Bus::redis(url, &deployment).await.context("connecting to Redis")?,
             None => Bus::in_process(),
@@ -81,7 +82,7 @@ impl App {
             media_host: config.media_host.clone(),
             node_url: config.node_url.as_ref().map(|u| u.trim_end_matches('/').to_owned()),
         };
-        let relay = Relay::start(media, store.clone(), bus.clone(), closing_rx.clone())
+        let relay = Relay::start(media, key, store.clone(), bus.clone(), closing_rx.clone())
             .await
             .context("starting the media relay")?;
         let placement = match &config.redis_url {

@@ -1,6 +1,6 @@
 //! The bus across nodes: every event is published as JSON on its deployment's Redis
-//! pub/sub channel and delivered by every other node to its local listeners. When the link to Redis
-//! comes back after a loss, the node tells its readers to resync from the database
+//! pub/sub channel and delivered by every other node to its local listeners. When the
+//! link to Redis comes back after a loss, the node tells its readers to resync from the database
 //! (they may have missed events) and tells the other nodes the same.
 
 use std::sync::Arc;
@@ -98,6 +98,8 @@ impl Wire {
 #[derive(Clone)]
 pub struct Link {
     node: Arc<str>,
+    /// The deployment's channel.
+    channel: Arc<str>,
     outbox: mpsc::Sender<String>,
     connected: Arc<AtomicBool>,
 }
@@ -107,16 +109,17 @@ impl Link {
     /// subscription and the publisher alive in background tasks.
     pub async fn start(url: &str, deployment: &str, hub: Arc<Hub>) -> redis::RedisResult<Link> {
         let client = redis::Client::open(url)?;
-        let channel: Arc<str> = channel(deployment).into();
         let publisher = redis::aio::ConnectionManager::new(client.clone()).await?;
-        let node: Arc<str> = crate::auth::random_token()[..16].into();
         let (outbox, inbox) = mpsc::channel(QUEUE);
-        let connected = Arc::new(AtomicBool::new(false));
-        let link = Link { node: Arc::clone(&node), outbox, connected: Arc::clone(&connected) };
+        let link = Link {
+            node: crate::auth::random_token()[..16].into(),
+            channel: channel(deployment).into(),
+            outbox,
+            connected: Arc::new(AtomicBool::new(false)),
+        };
         let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel();
-        let subscribed = (connected, subscribed_tx);
-        tokio::spawn(subscribe_forever(client, Arc::clone(&channel), Arc::clone(&node), hub, subscribed, link.clone()));
-        tokio::spawn(publish_forever(publisher, channel, inbox, link.clone()));
+        tokio::spawn(subscribe_forever(client, hub, subscribed_tx, link.clone()));
+        tokio::spawn(publish_forever(publisher, inbox, link.clone()));
         // Serve only once subscribed, so nothing published after start-up is missed.
         let _ = tokio::time::timeout(Duration::from_secs(10), subscribed_rx).await;
         Ok(link)
@@ -146,18 +149,13 @@ impl Link {
 /// Publishes queued events in order. A failed publish is retried until Redis is back
 /// (newer events wait in the queue meanwhile), then every node is asked to resync, for
 /// whatever the outage may have cost them.
-async fn publish_forever(
-    mut conn: redis::aio::ConnectionManager,
-    channel: Arc<str>,
-    mut inbox: mpsc::Receiver<String>,
-    link: Link,
-) {
+async fn publish_forever(mut conn: redis::aio::ConnectionManager, mut inbox: mpsc::Receiver<String>, link: Link) {
     while let Some(payload) = inbox.recv().await {
         let mut backoff = Duration::from_millis(100);
         let mut failed = false;
         loop {
             let result: redis::RedisResult<i64> =
-                redis::cmd("PUBLISH").arg(&*channel).arg(&payload).query_async(&mut conn).await;
+                redis::cmd("PUBLISH").arg(&*link.channel).arg(&payload).query_async(&mut conn).await;
             match result {
                 Ok(_) => break,
                 Err(e) => {
@@ -177,14 +175,11 @@ async fn publish_forever(
     }
 }
 
-/// `subscribed`: the flag that says whether the link is up, and who waits for the first
-/// subscription.
+/// `subscribed` hears of the first subscription.
 async fn subscribe_forever(
     client: redis::Client,
-    channel: Arc<str>,
-    node: Arc<str>,
     hub: Arc<Hub>,
-    (connected, subscribed): (Arc<AtomicBool>, tokio::sync::oneshot::Sender<()>),
+    subscribed: tokio::sync::oneshot::Sender<()>,
     link: Link,
 ) {
     let mut subscribed = Some(subscribed);
@@ -193,12 +188,12 @@ async fn subscribe_forever(
     loop {
         let attempt = async {
             let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&*channel).await?;
+            pubsub.subscribe(&*link.channel).await?;
             redis::RedisResult::Ok(pubsub)
         };
         match attempt.await {
             Ok(mut pubsub) => {
-                connected.store(true, Ordering::Relaxed);
+                link.connected.store(true, Ordering::Relaxed);
                 backoff = Duration::from_millis(100);
                 if let Some(tx) = subscribed.take() {
                     let _ = tx.send(());
@@ -216,7 +211,7 @@ async fn subscribe_forever(
                         continue;
                     }
                     match serde_json::from_slice::<Envelope>(&payload) {
-                        Ok(envelope) if *envelope.node == *node => {}
+                        Ok(envelope) if *envelope.node == *link.node => {}
                         Ok(envelope) => match envelope.event.into_event() {
                             Some(event) => hub.deliver(event),
                             None => hub.resync(),
@@ -232,7 +227,7 @@ async fn subscribe_forever(
                 }
             }
         }
-        connected.store(false, Ordering::Relaxed);
+        link.connected.store(false, Ordering::Relaxed);
         lost = true;
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));

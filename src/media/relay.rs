@@ -69,14 +69,15 @@ struct Inner {
 }
 
 impl Relay {
-    /// Binds the QUIC endpoint and starts accepting sessions until `closing` turns true.
+    /// Binds the QUIC endpoint and starts accepting sessions until `closing` turns true;
+    /// `key` is the deployment's (see [`TokenKey::of_deployment`]).
     pub async fn start(
         config: MediaConfig,
+        key: TokenKey,
         store: Store,
         bus: Bus,
         mut closing: watch::Receiver<bool>,
     ) -> anyhow::Result<Relay> {
-        let key = TokenKey::of_deployment(&store).await?;
         let (identity, dev) = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => (tls::load_identity(cert, key)?, false),
             (None, None) => (tls::dev_identity()?, true),

@@ -3,7 +3,7 @@
 // and she receives his large layer (and paints 640×360 pictures of him) while the others
 // stay small; unpinning sends him back to the small layer. The speaker view gives its
 // main tile the large layer too.
-import { args, withBrowser, teamWith, shot, check } from './lib.mjs';
+import { args, withBrowser, teamWith, startMeeting, joinCall, shot, check } from './lib.mjs';
 
 const { base, artifacts } = args();
 
@@ -45,14 +45,10 @@ const waitForLayers = (page, want) => until(page,
 
 await withBrowser(artifacts, async (browser) => {
   const { owner: alice, members } = await teamWith(browser, base, 'Five of us', 'Alice', ['Bob', 'Carol', 'Dave', 'Erin']);
-  await alice.getByLabel('Title').fill('Stand-up');
-  await alice.getByRole('button', { name: 'Start meeting' }).click();
-  await alice.locator('#call').waitFor();
-  const meetingUrl = alice.url();
+  const meeting = await startMeeting(alice, 'Stand-up');
   for (const page of [alice, ...members]) {
-    if (page !== alice) await page.goto(meetingUrl);
-    await page.waitForFunction(() => document.getElementById('preview').videoWidth > 0, null, { timeout: 15000 });
-    await page.getByRole('button', { name: 'Join call' }).click();
+    if (page !== alice) await page.goto(base + meeting);
+    await joinCall(page);
   }
   await alice.waitForFunction(() => window.__floo.call.participants.size === 4, null, { timeout: 20000 });
   const small = { Bob: 0, Carol: 0, Dave: 0, Erin: 0 };

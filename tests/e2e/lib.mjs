@@ -75,10 +75,6 @@ export async function withBrowser(artifacts, body, options) {
 }
 
 /**
- * A team made in the browser: `owner` creates it, each of `members` signs in in a context
- * of their own and joins through the invite link. Returns the pages and the team's URL.
- */
-/**
  * `page` (signed in) creates a team; returns its URL and the path of its invite link
  * (a path, so that it can be opened at another of Floo's addresses).
  */
@@ -101,6 +97,12 @@ export async function startMeeting(page, title) {
   return new URL(page.url()).pathname;
 }
 
+/** `page`, on a meeting's page, waits for its camera preview and joins the call. */
+export async function joinCall(page) {
+  await page.waitForFunction(() => document.getElementById('preview').videoWidth > 0, null, { timeout: 15000 });
+  await page.getByRole('button', { name: 'Join call' }).click();
+}
+
 /** `page` (signed in at `at`) joins a team by its invite path. */
 export async function joinTeam(page, at, invite, teamName) {
   await page.goto(at + invite);
@@ -108,6 +110,10 @@ export async function joinTeam(page, at, invite, teamName) {
   await page.getByRole('heading', { name: teamName }).waitFor();
 }
 
+/**
+ * A team made in the browser: `owner` creates it, each of `members` signs in in a context
+ * of their own and joins through the invite link. Returns the pages and the team's URL.
+ */
 export async function teamWith(browser, base, teamName, owner, members) {
   const ownerPage = await signIn(browser, base, owner);
   const { teamUrl, invite } = await createTeam(ownerPage, teamName);

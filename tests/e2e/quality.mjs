@@ -10,7 +10,7 @@
 //    starts a new group with one, and Bob decodes again — which only that request
 //    could have brought about.
 import { connect } from 'node:net';
-import { args, launch, signIn, createTeam, startMeeting, joinTeam, shot, check } from './lib.mjs';
+import { args, launch, signIn, createTeam, startMeeting, joinTeam, joinCall, shot, check } from './lib.mjs';
 
 const { base, artifacts } = args();
 const clean = base.replace('//localhost', '//127.0.0.1');
@@ -45,8 +45,7 @@ try {
   await joinTeam(bob, impaired, invite, 'Far away');
   await bob.goto(impaired + meeting);
   for (const page of [alice, bob]) {
-    await page.waitForFunction(() => document.getElementById('preview').videoWidth > 0, null, { timeout: 15000 });
-    await page.getByRole('button', { name: 'Join call' }).click();
+    await joinCall(page);
   }
   await bob.waitForFunction(() => {
     const f = window.__floo;

@@ -8,7 +8,7 @@
 // his client reconnects by itself and the call goes on.
 // Needs root (tc, ss -K); ops/test runs as root or through sudo.
 import { execFileSync } from 'node:child_process';
-import { args, launch, signIn, createTeam, startMeeting, joinTeam, shot, check } from './lib.mjs';
+import { args, launch, signIn, createTeam, startMeeting, joinTeam, joinCall, shot, check } from './lib.mjs';
 
 const { base, artifacts } = args();
 const { port } = new URL(base);
@@ -25,8 +25,7 @@ const decodedFromAll = (page, min) => page.waitForFunction((n) => {
 }, min, { timeout: 30000 });
 
 const join = async (page) => {
-  await page.waitForFunction(() => document.getElementById('preview').videoWidth > 0, null, { timeout: 15000 });
-  await page.getByRole('button', { name: 'Join call' }).click();
+  await joinCall(page);
   await page.waitForFunction(() => window.__floo.stats.joinedAt > 0, null, { timeout: 20000 });
 };
 

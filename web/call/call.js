@@ -8,7 +8,7 @@
 import { ControlReader, encodeControl } from './wire.js';
 import { connect as connectTransport } from './transport.js';
 import { publishAudio, publishVideo, SCREEN_TRACK, VIDEO_LAYERS } from './publish.js';
-import { audioContext, forgetSpeaker, readGroups, resetVideoDecoder, stopRenderClock } from './playout.js';
+import { audioContext, closeDecoding, forgetSpeaker, readGroups, resetVideoDecoder, stopRenderClock } from './playout.js';
 import { Tiles } from './tiles.js';
 import { unsupportedMessage } from './support.js';
 import { captureMethod } from './capture.js';
@@ -60,7 +60,7 @@ export function start(root) {
     measureAfresh: () => call.playoutNode?.then((node) => node.port.postMessage({ type: 'measure-afresh' })),
     // Test hook: a decoder failure on the video of `participant`.
     resetDecoder: (participant) => {
-      for (const t of call.tracks.values()) if (t.participant === participant && t.decoder) resetVideoDecoder(call, t);
+      for (const t of call.tracks.values()) if (t.participant === participant && t.kind !== 'audio' && t.decoder) resetVideoDecoder(call, t);
     },
   };
 
@@ -269,7 +269,6 @@ export function start(root) {
         if (m.on) call.keyframeRequests += 1;
         break;
       case 'speaker':
-        call.speaker = m.participant;
         call.tiles.speaking(m.participant);
         chooseAllSubscriptions();
         break;
@@ -372,10 +371,7 @@ export function start(root) {
 
   /** A layer no longer received: its decoder and waiting pictures go. */
   function resetTrack(t) {
-    try { t.decoder?.close?.(); } catch (e) { /* closed */ }
-    t.decoder = null;
-    for (const p of t.pictures || []) p.close();
-    t.pictures = [];
+    closeDecoding(t);
     t.sequence = undefined;
   }
 

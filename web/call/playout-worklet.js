@@ -49,7 +49,7 @@ class Speaker {
     this.concealFor = 0; // samples of concealment played in the current gap
     this.fadeIn = 0;
     this.longestGap = 0; // samples: the longest stretch of concealment so far
-    this.stats = { concealed: 0, late: 0, accelerated: 0, decelerated: 0, frames: 0, resets: 0, skipped: 0 };
+    this.stats = { concealed: 0, late: 0, accelerated: 0, decelerated: 0, frames: 0, resets: 0 };
   }
 
   /** Queued audio, in ms, from the playhead. */
@@ -119,8 +119,9 @@ class Speaker {
     // Play faster when the buffer is above its target, slower when below.
     const error = depth - this.target;
     let rate = 1;
-    if (this.fixed) rate = 1;
-    else if (error > STEER_DEAD_BAND_MS) rate = 1 + Math.min(0.08, error / 1000);
+    if (this.fixed) {
+      // played as it comes
+    } else if (error > STEER_DEAD_BAND_MS) rate = 1 + Math.min(0.08, error / 1000);
     else if (error < -STEER_DEAD_BAND_MS && depth > 0) rate = 1 - Math.min(0.04, -error / 2000);
     if (rate > 1) this.stats.accelerated += out.length * (rate - 1);
     if (rate < 1) this.stats.decelerated += out.length * (1 - rate);

@@ -82,7 +82,7 @@ function groupLost(call, track, error) {
 }
 
 /** Asks the track's publisher (through the relay) for a new group with a keyframe. */
-export function requestKeyframe(call, track) {
+function requestKeyframe(call, track) {
   const now = performance.now();
   if (now - (track.keyframeAskedAt || -1e9) < KEYFRAME_REQUEST_EVERY_MS) return;
   track.keyframeAskedAt = now;
@@ -92,11 +92,11 @@ export function requestKeyframe(call, track) {
 
 function onFrame(call, track, frame) {
   const arrival = wallUs();
+  const transit = arrival - frame.timestampUs;
   const transits = (call.stats.transits[`${track.participant}:${track.kind}`] ??= []);
-  transits.push((arrival - frame.timestampUs) / 1000);
+  transits.push(transit / 1000);
   if (transits.length > 200) transits.shift();
   if (track.kind === 'audio') return playAudio(call, track, frame, arrival);
-  const transit = arrival - frame.timestampUs;
   track.fastest = Math.min(track.fastest ?? Infinity, transit);
   if (!track.decoder) startVideoDecoder(call, track);
   if (track.needKey && !frame.keyframe) return;
@@ -125,12 +125,17 @@ function startVideoDecoder(call, track) {
   startRenderClock(call);
 }
 
-/** A decoder that failed starts over from a keyframe, asked for at once. */
-export function resetVideoDecoder(call, track) {
+/** A track's decoder and the pictures waiting to be painted go. */
+export function closeDecoding(track) {
   try { track.decoder?.close(); } catch (e) { /* closed already */ }
   track.decoder = null;
   for (const p of track.pictures || []) p.close();
   track.pictures = [];
+}
+
+/** A decoder that failed starts over from a keyframe, asked for at once. */
+export function resetVideoDecoder(call, track) {
+  closeDecoding(track);
   call.stats.decoderResets = (call.stats.decoderResets || 0) + 1;
   if (!call.tracks.has(track.id)) return;
   startVideoDecoder(call, track);

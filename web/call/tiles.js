@@ -64,6 +64,7 @@ export class Tiles {
       tile.el.append(tile.pin);
       this.grid.append(tile.el);
       this.byParticipant.set(p.id, tile);
+      this.arrange();
       this.layoutChanged();
     }
     const s = p.state || {};
@@ -77,7 +78,6 @@ export class Tiles {
     tile.el.classList.toggle('muted', !!s.muted);
     tile.el.classList.toggle('camera-off', !!s.camera_off);
     tile.el.classList.toggle('hand', !!s.hand);
-    this.arrange();
     return tile;
   }
 
