@@ -107,6 +107,8 @@ export async function joinCall(page) {
 export async function joinTeam(page, at, invite, teamName) {
   await page.goto(at + invite);
   await page.getByRole('button', { name: `Join ${teamName}` }).click();
+  // The invite page's own heading ("Join <team>?") holds the name too: wait for the team's page.
+  await page.waitForURL((url) => url.pathname.startsWith('/teams/'));
   await page.getByRole('heading', { name: teamName }).waitFor();
 }
 
