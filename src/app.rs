@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -25,6 +24,7 @@ pub struct App {
     listener: TcpListener,
     closing: watch::Sender<bool>,
     http_addr: SocketAddr,
+    limits: http::server::ServerLimits,
     state: AppState,
 }
 
@@ -136,7 +136,12 @@ impl App {
                 async move { crate::http::calls::carry_out(&state, command).await }
             });
         }
-        Ok(App { listener, closing, http_addr, state })
+        let limits = http::server::ServerLimits {
+            max_connections: config.max_http_connections,
+            headers: Duration::from_secs(config.http_header_timeout.max(1)),
+            body: Duration::from_secs(config.http_body_timeout.max(1)),
+        };
+        Ok(App { listener, closing, http_addr, limits, state })
     }
 
     pub fn http_addr(&self) -> SocketAddr {
@@ -171,18 +176,16 @@ impl App {
         let closing = self.closing;
         // Keep what waits in the kernel to be sent short, so that media over a
         // WebSocket queues where the relay can still drop it (see media::writer).
-        let listener = self.listener.tap_io(|tcp| {
-            let _ = socket2::SockRef::from(&*tcp).set_tcp_notsent_lowat(UNSENT_LOW_WATER);
+        let tune = |tcp: &tokio::net::TcpStream| {
+            let _ = socket2::SockRef::from(tcp).set_tcp_notsent_lowat(UNSENT_LOW_WATER);
             let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown.wait_for(|stop| *stop).await;
-                // Live streams never end by themselves: end them so connections drain.
-                let _ = closing.send(true);
-            })
-            .await
-            .context("serving HTTP")?;
+        };
+        let stopping = async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+            // Live streams never end by themselves: end them so connections drain.
+            let _ = closing.send(true);
+        };
+        http::server::serve(self.listener, router, self.limits, tune, stopping).await;
         sweeper.abort();
         store.close().await;
         Ok(())

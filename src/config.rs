@@ -118,6 +118,19 @@ pub struct Config {
     #[arg(long, env = "FLOO_MAX_STREAMS_PER_USER", default_value_t = 24)]
     pub max_streams_per_user: usize,
 
+    /// Most HTTP connections open at once; past it a new one is answered 503 and closed.
+    #[arg(long, env = "FLOO_MAX_HTTP_CONNECTIONS", default_value_t = 8192)]
+    pub max_http_connections: usize,
+
+    /// Seconds a client has to send a request's headers; also how long an idle
+    /// keep-alive connection stays open.
+    #[arg(long, env = "FLOO_HTTP_HEADER_TIMEOUT", default_value_t = 10)]
+    pub http_header_timeout: u64,
+
+    /// Seconds a request body may pause between two of its parts before it is refused.
+    #[arg(long, env = "FLOO_HTTP_BODY_TIMEOUT", default_value_t = 30)]
+    pub http_body_timeout: u64,
+
     #[command(flatten)]
     pub google: GoogleConfig,
 

@@ -41,8 +41,10 @@ pub struct SecureCookies(pub bool);
 pub enum Refusal {
     /// The token was missing or did not match.
     BadToken,
-    /// The body was larger than [`MAX_FORM_BYTES`].
+    /// The body was (or declared itself) larger than [`MAX_FORM_BYTES`].
     TooLarge,
+    /// The body stopped arriving (see `http::server::ServerLimits::body`).
+    TooSlow,
 }
 
 /// Middleware: issues the cookie when missing and checks the token on unsafe methods.
@@ -52,6 +54,11 @@ pub async fn protect(State(secure): State<SecureCookies>, mut req: Request, next
     let token = existing.unwrap_or_else(random_token);
 
     if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        // Refuse what cannot fit before waiting for any of it.
+        let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > MAX_FORM_BYTES as u64) {
+            return Err(Refusal::TooLarge);
+        }
         let header_ok = req
             .headers()
             .get(HEADER)
@@ -59,7 +66,9 @@ pub async fn protect(State(secure): State<SecureCookies>, mut req: Request, next
             .is_some_and(|v| !issued && constant_time_eq(v, &token));
         if !header_ok {
             let (parts, body) = req.into_parts();
-            let bytes = to_bytes(body, MAX_FORM_BYTES).await.map_err(|_| Refusal::TooLarge)?;
+            let bytes = to_bytes(body, MAX_FORM_BYTES)
+                .await
+                .map_err(|e| if timed_out(&e) { Refusal::TooSlow } else { Refusal::TooLarge })?;
             let form_ok = !issued
                 && url::form_urlencoded::parse(&bytes)
                     .find(|(k, _)| k == FIELD)
@@ -80,4 +89,17 @@ pub async fn protect(State(secure): State<SecureCookies>, mut req: Request, next
         }
     }
     Ok(response)
+}
+
+/// Whether reading a body failed because it stopped arriving (its chain of causes holds
+/// the body timeout's error).
+pub fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }

@@ -42,13 +42,14 @@ pub enum Error {
     Store(#[from] crate::store::Error),
 }
 
+impl Error {
+    const NOT_FOUND: &str = "This page does not exist, or you are not a member of the team it belongs to.";
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         match self {
-            Error::NotFound => error_page_response(
-                StatusCode::NOT_FOUND,
-                "This page does not exist, or you are not a member of the team it belongs to.",
-            ),
+            Error::NotFound => error_page_response(StatusCode::NOT_FOUND, Error::NOT_FOUND),
             Error::Forbidden(why) => error_page_response(StatusCode::FORBIDDEN, &why),
             Error::BadRequest(why) => error_page_response(StatusCode::BAD_REQUEST, &why),
             Error::Conflict(why) => error_page_response(StatusCode::CONFLICT, &why),
@@ -99,8 +100,48 @@ impl IntoResponse for Refusal {
                 "This form has expired or did not come from Floo. Go back, reload the page and try again.",
             ),
             Refusal::TooLarge => error_page_response(StatusCode::PAYLOAD_TOO_LARGE, "What you sent is too large."),
+            Refusal::TooSlow => error_page_response(
+                StatusCode::REQUEST_TIMEOUT,
+                "What you sent stopped arriving part of the way. Check your connection and try again.",
+            ),
         }
     }
+}
+
+/// Middleware: what axum answers by itself (an unparsable id or query, a form that is not
+/// a form, a method a route does not take) is plain text meant for programmers; users get
+/// Floo's error page instead, saying the same in their terms.
+pub async fn plain_errors_as_pages(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let plain =
+        response.headers().get(header::CONTENT_TYPE).is_none_or(|kind| kind.as_bytes().starts_with(b"text/plain"));
+    if !status.is_client_error() || !plain {
+        return response;
+    }
+    // Rejections are one short line; anything longer is not one of them.
+    let text = match axum::body::to_bytes(response.into_body(), 4096).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(_) => String::new(),
+    };
+    tracing::debug!(%status, rejection = %text, "request refused before reaching its handler");
+    let (status, message) = match status {
+        // A path segment that does not parse (`/teams/abc`) names nothing that exists.
+        _ if text.starts_with("Invalid URL") => (StatusCode::NOT_FOUND, Error::NOT_FOUND),
+        StatusCode::METHOD_NOT_ALLOWED => (status, "This address does not take that kind of request."),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (status, "Floo expected a form from one of its own pages here."),
+        StatusCode::PAYLOAD_TOO_LARGE => (status, "What you sent is too large."),
+        _ if text.contains("timed out") => {
+            (StatusCode::REQUEST_TIMEOUT, "What you sent stopped arriving part of the way. Try again.")
+        }
+        StatusCode::NOT_FOUND => (status, Error::NOT_FOUND),
+        _ => (
+            StatusCode::BAD_REQUEST,
+            "Floo could not understand this link or form: it may be damaged or out of date. \
+             Go back, reload the page and try again.",
+        ),
+    };
+    error_page_response(status, message)
 }
 
 /// A whole error page with a status; it needs no viewer, so any layer can produce it.
@@ -112,6 +153,8 @@ pub fn error_page_response(status: StatusCode, message: &str) -> Response {
         StatusCode::PAYLOAD_TOO_LARGE => "Too large",
         StatusCode::CONFLICT => "Cannot do that now",
         StatusCode::TOO_MANY_REQUESTS => "Slow down",
+        StatusCode::REQUEST_TIMEOUT => "Took too long",
+        StatusCode::METHOD_NOT_ALLOWED | StatusCode::UNSUPPORTED_MEDIA_TYPE => "Cannot do that here",
         _ => "Cannot do that",
     };
     let body = views::error_page(

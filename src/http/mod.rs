@@ -14,6 +14,7 @@ mod media_socket;
 mod meetings;
 mod ops;
 mod recordings;
+pub mod server;
 mod sse;
 mod teams;
 pub mod views;
@@ -102,6 +103,7 @@ pub fn router(state: AppState) -> Router {
         .merge(media_socket::router())
         .merge(ops::router())
         .fallback(|| async { Error::NotFound })
+        .layer(middleware::from_fn(error::plain_errors_as_pages))
         .layer(middleware::from_fn(htmx_navigation))
         .layer(middleware::from_fn_with_state(secure, csrf::protect))
         .layer(DefaultBodyLimit::max(csrf::MAX_FORM_BYTES))

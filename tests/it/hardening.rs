@@ -2,6 +2,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::time::Duration;
 
 use reqwest::StatusCode;
 
@@ -49,5 +50,111 @@ async fn the_data_directory_and_the_database_are_floos_own() {
     assert_eq!(mode(&app.data_dir), 0o700);
     assert_eq!(mode(&app.data_dir.join("recordings")), 0o700);
     assert_eq!(mode(&app.data_dir.join(floo::config::SQLITE_FILE)), 0o600, "it holds the key that signs media tokens");
+    app.finish().await;
+}
+
+/// Opens a raw TCP connection to the app and sends `bytes`.
+async fn raw(app: &TestApp, bytes: &[u8]) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let addr = app.base.trim_start_matches("http://");
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tcp.write_all(bytes).await.expect("send");
+    tcp
+}
+
+/// Everything the server sends until it closes the connection; None if it is still open
+/// after `within`.
+async fn read_until_closed(tcp: &mut tokio::net::TcpStream, within: Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(within, async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match tcp.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
+        }
+    });
+    read.await.ok().map(|()| String::from_utf8_lossy(&got).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_idle_and_oversized_clients_are_let_go_and_a_full_server_says_so() {
+    let limits = ["--http-header-timeout", "1", "--http-body-timeout", "1", "--max-http-connections", "6"];
+    let app = TestApp::spawn_with(Backend::Sqlite, &limits).await;
+    let patience = Duration::from_secs(4);
+
+    // Half the headers, then nothing: closed after the header timeout.
+    let mut half = raw(&app, b"GET / HTTP/1.1\r\nHost: floo\r\nX-Slow: ").await;
+    let answer =
+        read_until_closed(&mut half, patience).await.expect("a client that never finishes its headers is let go");
+    assert!(!answer.contains("200 OK"), "{answer}");
+
+    // A finished request, then an idle keep-alive connection: answered, then closed.
+    let mut idle = raw(&app, b"GET /healthz HTTP/1.1\r\nHost: floo\r\n\r\n").await;
+    let answer = read_until_closed(&mut idle, patience).await.expect("an idle keep-alive connection is closed");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // A body declared far larger than any form: refused at once, nothing read.
+    let mut huge =
+        raw(&app, b"POST /teams HTTP/1.1\r\nHost: floo\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 104857600\r\n\r\n")
+            .await;
+    let answer = read_until_closed(&mut huge, patience).await.expect("an oversized declared body is refused");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("too large"), "{answer}");
+
+    // A body that stops arriving: refused after the body timeout.
+    let mut stalled =
+        raw(&app, b"POST /login/dev HTTP/1.1\r\nHost: floo\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nname=Mal")
+            .await;
+    let answer = read_until_closed(&mut stalled, patience).await.expect("a stalled body is let go");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+
+    // Connections past the cap get a clear 503 and are closed; slots free up again.
+    tokio::time::sleep(Duration::from_millis(1500)).await; // the earlier connections are gone
+    let mut held = Vec::new();
+    for _ in 0..6 {
+        held.push(raw(&app, b"GET / HTTP/1.1\r\nHost: floo\r\n").await);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut extra = raw(&app, b"GET / HTTP/1.1\r\nHost: floo\r\n\r\n").await;
+    let answer = read_until_closed(&mut extra, patience).await.expect("the refusal closes the connection");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("Floo is busy") && answer.to_lowercase().contains("retry-after: 5"), "{answer}");
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.client().get("/login").await.expect_ok_with("Sign in");
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_refused_before_their_handler_get_floos_error_page() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let alice = app.signed_in("Alice").await;
+    let team = alice.post_form("/teams", &[("name", "Pages")]).await.url;
+    let token = alice.csrf().await;
+    let cases: [(reqwest::RequestBuilder, StatusCode); 5] = [
+        (alice.http.get(format!("{team}/forum?page=first")), StatusCode::BAD_REQUEST),
+        (alice.http.get(format!("{}/teams/not-a-number", app.base)), StatusCode::NOT_FOUND),
+        (alice.http.get(format!("{}/teams/99999999999999999999999/forum", app.base)), StatusCode::NOT_FOUND),
+        (alice.http.put(format!("{}/teams", app.base)).header("x-csrf-token", &token), StatusCode::METHOD_NOT_ALLOWED),
+        (
+            alice.http.post(format!("{}/teams", app.base)).header("x-csrf-token", &token).body("{\"name\":1}"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+    ];
+    for (request, status) in cases {
+        let response = request.send().await.expect("request");
+        let url = response.url().to_string();
+        assert_eq!(response.status(), status, "{url}");
+        let kind = response.headers()[reqwest::header::CONTENT_TYPE].to_str().expect("type").to_owned();
+        let body = response.text().await.expect("body");
+        assert!(kind.starts_with("text/html"), "{url}: {kind}");
+        assert!(body.contains("Go to your home page"), "{url}: {body}");
+        for raw_text in ["Failed to", "Invalid URL", "deserialize", "Content-Type"] {
+            assert!(!body.contains(raw_text), "{url} shows axum's own text: {body}");
+        }
+    }
     app.finish().await;
 }
