@@ -2,6 +2,7 @@
 //! server-side sessions behind an HttpOnly cookie, and CSRF protection of every POST.
 
 pub mod csrf;
+pub mod names;
 pub mod oauth;
 pub mod session;
 

@@ -202,15 +202,14 @@ impl Provider {
         if info.sub.is_empty() || info.sub.len() > 255 {
             return Err(ProviderError::Userinfo("no usable subject".into()));
         }
-        let display_name = info
-            .name
-            .or(info.preferred_username)
-            .or_else(|| info.email.clone())
-            .filter(|n| !n.trim().is_empty())
+        let salvage = |name: Option<String>| name.and_then(|n| super::names::salvage(&n, 100));
+        let display_name = salvage(info.name)
+            .or_else(|| salvage(info.preferred_username))
+            .or_else(|| salvage(info.email.clone()))
             .unwrap_or_else(|| "Unnamed user".into());
         Ok(Identity {
             subject: info.sub,
-            display_name: display_name.chars().take(100).collect(),
+            display_name,
             email: info.email,
             avatar_url: info.picture.filter(|p| p.starts_with("https://")),
         })

@@ -130,16 +130,16 @@ struct CreateTeamForm {
     name: String,
 }
 
-/// A team name, trimmed, 1 to 100 characters.
-pub fn parse_team_name(raw: &str) -> Result<&str, String> {
-    let name = raw.trim();
-    if name.is_empty() {
-        Err("Give the team a name.".into())
-    } else if name.chars().count() > MAX_TEAM_NAME {
-        Err(format!("A team name can be at most {MAX_TEAM_NAME} characters (this one has {}).", name.chars().count()))
-    } else {
-        Ok(name)
-    }
+/// A team name: a name as people's are (see [`crate::auth::names`]), 1 to 100 characters.
+pub fn parse_team_name(raw: &str) -> Result<String, String> {
+    use crate::auth::names::{NameProblem, clean};
+    clean(raw, MAX_TEAM_NAME).map_err(|problem| match problem {
+        NameProblem::Empty => "Give the team a name.".into(),
+        NameProblem::TooLong { max, length } => {
+            format!("A team name can be at most {max} characters (this one has {length}).")
+        }
+        invisible => invisible.to_string(),
+    })
 }
 
 async fn create_team(
@@ -155,7 +155,7 @@ async fn create_team(
             return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
         }
     };
-    let team = state.store.create_team(name, viewer.user.id, now_ms(), new_invite_code).await?;
+    let team = state.store.create_team(&name, viewer.user.id, now_ms(), new_invite_code).await?;
     tracing::info!(team_id = team.id, user_id = viewer.user.id, "team created");
     Ok(Redirect::to(&format!("/teams/{}", team.id)).into_response())
 }
@@ -248,7 +248,8 @@ mod tests {
 
     #[test]
     fn team_names_are_trimmed_and_bounded() {
-        assert_eq!(parse_team_name("  Rocket  "), Ok("Rocket"));
+        assert_eq!(parse_team_name("  Rocket \n Science "), Ok("Rocket Science".into()));
+        assert!(parse_team_name("Rocket\u{202E}").is_err());
         assert!(parse_team_name("   ").is_err());
         assert!(parse_team_name(&"é".repeat(100)).is_ok());
         assert!(parse_team_name(&"é".repeat(101)).is_err());

@@ -103,21 +103,16 @@ async fn dev_login(
         return Err(Error::NotFound);
     }
     let next = safe_return_to(form.next.as_deref().unwrap_or("/"));
-    let name = form.name.trim();
-    let problem = if name.is_empty() {
-        Some("Enter a name.".to_owned())
-    } else if name.chars().count() > MAX_NAME {
-        Some(format!("A name can be at most {MAX_NAME} characters."))
-    } else {
-        None
+    let name = match crate::auth::names::clean(&form.name, MAX_NAME) {
+        Ok(name) => name,
+        Err(problem) => {
+            let page = login_view(&state, &viewer, &next, Some(&problem.to_string()), form.name.trim());
+            return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+        }
     };
-    if let Some(problem) = problem {
-        let page = login_view(&state, &viewer, &next, Some(&problem), name);
-        return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
-    }
     // The same name signs in as the same dev user.
     let subject = name.to_lowercase();
-    let user = state.store.upsert_user("dev", &subject, name, None, None, now_ms()).await?;
+    let user = state.store.upsert_user("dev", &subject, &name, None, None, now_ms()).await?;
     signed_in(&state, user.id, &next).await
 }
 

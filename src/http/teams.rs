@@ -279,7 +279,7 @@ async fn rename(State(state): State<AppState>, m: TeamMember, Form(form): Form<R
     m.require_owner()?;
     match parse_team_name(&form.name) {
         Ok(name) => {
-            state.store.rename_team(m.team.id, name).await?;
+            state.store.rename_team(m.team.id, &name).await?;
             Ok(Redirect::to(&format!("/teams/{}/settings", m.team.id)).into_response())
         }
         Err(problem) => {

@@ -158,3 +158,39 @@ async fn requests_refused_before_their_handler_get_floos_error_page() {
     }
     app.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_cannot_hide_characters_or_pose_as_someone_else() {
+    use crate::oidc_provider::{CLIENT_ID, CLIENT_SECRET, NextLogin, Provider};
+    let provider = Provider::start().await;
+    let sso = ["--oidc-issuer", &provider.issuer, "--oidc-client-id", CLIENT_ID, "--oidc-client-secret", CLIENT_SECRET];
+    let app = TestApp::spawn_with(Backend::Sqlite, &[&sso[..], &["--allow-dev-login"]].concat()).await;
+
+    // The dev login refuses what would hide or reorder characters, and says why.
+    for trick in ["Ali\u{200B}ce", "Bob\u{202E}ecilA", "Al\u{0}ice", "\u{2066}Alice\u{2069}"] {
+        let page = app.client().post_form("/login/dev", &[("name", trick)]).await;
+        assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY, "{trick:?}");
+        assert!(page.body.contains("invisible or control characters"), "{trick:?}: {}", page.body);
+    }
+    // What only looks different is the same name: normalised, it signs in as one user.
+    let first = app.signed_in("Am\u{e9}lie Poulain").await;
+    first
+        .post_form("/teams", &[("name", "Caf\u{e9}\n\n  des Deux   Moulins ")])
+        .await
+        .expect_ok_with("Café des Deux Moulins");
+    let again = app.client();
+    let home = again.post_form("/login/dev", &[("name", "  Ame\u{301}lie \r\n Poulain ")]).await;
+    home.expect_ok_with("Hello, Amélie Poulain").expect_ok_with("Café des Deux Moulins");
+
+    // A provider's name is not sent back: what would be refused is left out.
+    provider.set_next(NextLogin::User {
+        subject: "77".into(),
+        name: "Grace\u{202E} \u{200B}Hopper\r\n".into(),
+        email: "grace@example.com".into(),
+    });
+    let grace = app.client();
+    let home = grace.post_form("/auth/oidc/start", &[("next", "/")]).await;
+    home.expect_ok_with("Hello, Grace Hopper");
+    assert!(!home.body.contains('\u{202E}') && !home.body.contains('\u{200B}'));
+    app.finish().await;
+}
