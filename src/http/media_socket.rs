@@ -13,7 +13,7 @@ use axum::routing::get;
 use hyper_util::rt::TokioIo;
 use qmux::ws::tungstenite::handshake::derive_accept_key;
 
-use super::AppState;
+use super::{AppState, error_page_response};
 use crate::media::websocket::choose_subprotocol;
 
 pub fn router() -> Router<AppState> {
@@ -23,28 +23,26 @@ pub fn router() -> Router<AppState> {
 async fn upgrade(State(state): State<AppState>, request: Request) -> Response {
     let headers = request.headers();
     if !is_websocket_upgrade(headers) {
-        return (
+        return error_page_response(
             StatusCode::BAD_REQUEST,
             "This address is for the WebSocket of a call; open the meeting page instead.",
-        )
-            .into_response();
+        );
     }
     if let Some(origin) = headers.get(header::ORIGIN)
         && !origin.to_str().is_ok_and(|origin| same_site_as(origin, &state.public_url))
     {
         tracing::info!(origin = ?origin, "refused a call WebSocket from another site");
-        return (StatusCode::FORBIDDEN, "Calls are joined from Floo's own pages.").into_response();
+        return error_page_response(StatusCode::FORBIDDEN, "Calls are joined from Floo's own pages.");
     }
     let offered = headers.get_all(header::SEC_WEBSOCKET_PROTOCOL).iter().filter_map(|v| v.to_str().ok());
     let Some(subprotocol) = choose_subprotocol(offered) else {
-        return (
+        return error_page_response(
             StatusCode::BAD_REQUEST,
             "No supported version of Floo's media protocol was offered; reload the page.",
-        )
-            .into_response();
+        );
     };
     let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
-        return (StatusCode::BAD_REQUEST, "Missing Sec-WebSocket-Key.").into_response();
+        return error_page_response(StatusCode::BAD_REQUEST, "Missing Sec-WebSocket-Key.");
     };
     let accept = derive_accept_key(key.as_bytes());
     let token = request.uri().query().and_then(|q| {

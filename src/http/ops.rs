@@ -80,7 +80,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 /// it is unchanged), so that the modules of a call always come from one version of Floo.
 async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
     let Some((content_type, body, tag)) = TAGGED.get(path.as_str()) else {
-        return (StatusCode::NOT_FOUND, "No such file.").into_response();
+        return super::Error::NotFound.into_response();
     };
     let fresh = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v == tag);
     let mut response = if fresh { StatusCode::NOT_MODIFIED.into_response() } else { (*body).into_response() };

@@ -22,7 +22,8 @@ use super::room::Limits;
 use super::room_task::{Input, run_room};
 use super::session::run_session;
 use super::tls;
-use super::token::{Admission, TokenKey};
+use super::token::{Admission, TokenKey, UsedTickets};
+use super::wire::Transport;
 use crate::bus::Bus;
 use crate::clock::now_ms;
 use crate::recording::FileOutcome;
@@ -56,6 +57,7 @@ struct Inner {
     endpoint: quinn::Endpoint,
     addr: SocketAddr,
     key: TokenKey,
+    used_tickets: UsedTickets,
     cert_hash: RwLock<Option<[u8; 32]>>,
     rooms: Mutex<HashMap<i64, mpsc::UnboundedSender<Input>>>,
     store: Store,
@@ -99,6 +101,7 @@ impl Relay {
                 endpoint: endpoint.clone(),
                 addr,
                 key,
+                used_tickets: UsedTickets::default(),
                 cert_hash: RwLock::new(identity.dev_hash),
                 rooms: Mutex::new(HashMap::new()),
                 store,
@@ -243,7 +246,7 @@ impl Relay {
         L::SendStream: Send + 'static,
         L::RecvStream: Send + 'static,
     {
-        let admitted = match self.authorize(token).await {
+        let admitted = match self.authorize(token, L::TRANSPORT).await {
             Ok(admitted) => admitted,
             Err((code, reason)) => {
                 // A session closed the moment it opens can lose its reason over the
@@ -265,10 +268,15 @@ impl Relay {
         run_session(self, link, id, admitted).instrument(span).await;
     }
 
-    async fn authorize(&self, token: Option<String>) -> Result<Admitted, (u32, &'static str)> {
-        let Some(admission) = token.and_then(|t| self.inner.key.verify(&t, now_ms())) else {
+    async fn authorize(&self, token: Option<String>, transport: Transport) -> Result<Admitted, (u32, &'static str)> {
+        let now = now_ms();
+        let Some(ticket) = token.and_then(|t| self.inner.key.verify(&t, now)) else {
             return Err((close::UNAUTHORIZED, "invalid or expired admission token: reload the meeting page"));
         };
+        if !self.inner.used_tickets.first_use(&ticket, transport, now) {
+            return Err((close::UNAUTHORIZED, "this admission token was used already: reload the meeting page"));
+        }
+        let admission = ticket.admission;
         let found = match self.inner.store.meeting_admission(admission.meeting_id, admission.user_id).await {
             Ok(found) => found,
             Err(e) => {

@@ -2,9 +2,13 @@
 //! session only with a valid one. A token names the meeting and the user, expires
 //! after a minute, and carries an HMAC-SHA-256 over both made with a secret that every
 //! node on the same database shares (kept in the database), so that any node's relay
-//! admits a token minted by any node's page.
+//! admits a token minted by any node's page. Each token carries a random id and admits
+//! once per transport ([`UsedTickets`]): the page races WebTransport against the
+//! WebSocket with one ticket, and asks for a fresh ticket for every reconnection.
 
 use sha2::{Digest, Sha256};
+
+use super::wire::Transport;
 
 /// How long a token admits (it is used at once by the page that asked for it).
 pub const TOKEN_TTL_MS: i64 = 60_000;
@@ -14,6 +18,31 @@ pub const TOKEN_TTL_MS: i64 = 60_000;
 pub struct Admission {
     pub meeting_id: i64,
     pub user_id: i64,
+}
+
+/// A genuine, unexpired token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    pub admission: Admission,
+    /// Random, different for every token minted.
+    pub id: u128,
+    pub expires_ms: i64,
+}
+
+/// The tickets a relay has admitted, until they expire: a ticket admits one session per
+/// transport, so a token seen in a log, a proxy or a browser's history admits nobody.
+#[derive(Default)]
+pub struct UsedTickets(std::sync::Mutex<std::collections::HashMap<(u128, Transport), i64>>);
+
+impl UsedTickets {
+    /// Records the ticket's use over `transport`; false if it was used that way already.
+    pub fn first_use(&self, ticket: &Ticket, transport: Transport, now_ms: i64) -> bool {
+        let mut used = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if used.len() >= 1024 {
+            used.retain(|_, expires| *expires >= now_ms);
+        }
+        used.insert((ticket.id, transport), ticket.expires_ms).is_none()
+    }
 }
 
 /// Signs and checks tokens with one secret.
@@ -62,15 +91,18 @@ impl TokenKey {
         Some(TokenKey(key))
     }
 
-    /// `meeting.user.expires.mac`
+    /// `meeting.user.expires.id.mac`
     pub fn mint(&self, admission: Admission, now_ms: i64) -> String {
-        let body = format!("{}.{}.{}", admission.meeting_id, admission.user_id, now_ms + TOKEN_TTL_MS);
+        let mut id = [0u8; 16];
+        getrandom::fill(&mut id).unwrap_or_else(|e| panic!("the operating system's random generator failed: {e}"));
+        let id = u128::from_be_bytes(id);
+        let body = format!("{}.{}.{}.{id:032x}", admission.meeting_id, admission.user_id, now_ms + TOKEN_TTL_MS);
         let mac = self.mac(body.as_bytes());
         format!("{body}.{}", hex(&mac))
     }
 
-    /// The admission a token grants, if it is genuine and unexpired.
-    pub fn verify(&self, token: &str, now_ms: i64) -> Option<Admission> {
+    /// The ticket a token is, if it is genuine and unexpired.
+    pub fn verify(&self, token: &str, now_ms: i64) -> Option<Ticket> {
         if token.len() > 200 {
             return None;
         }
@@ -82,8 +114,10 @@ impl TokenKey {
         let mut parts = body.split('.');
         let meeting_id = parts.next()?.parse().ok()?;
         let user_id = parts.next()?.parse().ok()?;
-        let expires: i64 = parts.next()?.parse().ok()?;
-        (parts.next().is_none() && now_ms <= expires).then_some(Admission { meeting_id, user_id })
+        let expires_ms: i64 = parts.next()?.parse().ok()?;
+        let id = u128::from_str_radix(parts.next()?, 16).ok()?;
+        let admission = Admission { meeting_id, user_id };
+        (parts.next().is_none() && now_ms <= expires_ms).then_some(Ticket { admission, id, expires_ms })
     }
 
     /// HMAC-SHA-256 (RFC 2104).
@@ -126,7 +160,11 @@ mod tests {
         let key = TokenKey::random();
         let admission = Admission { meeting_id: 4, user_id: 9 };
         let token = key.mint(admission, 1_000);
-        assert_eq!(key.verify(&token, 1_000), Some(admission));
+        assert_eq!(key.verify(&token, 1_000).map(|t| t.admission), Some(admission));
+        assert_ne!(
+            key.verify(&key.mint(admission, 1_000), 1_000).map(|t| t.id),
+            key.verify(&token, 1_000).map(|t| t.id)
+        );
         assert_eq!(key.verify(&token, 1_000 + TOKEN_TTL_MS + 1), None, "expired");
         assert_eq!(key.verify(&token.replacen("4.", "5.", 1), 1_000), None, "another meeting");
         assert_eq!(TokenKey::random().verify(&token, 1_000), None, "another key");
@@ -138,8 +176,21 @@ mod tests {
         let key = TokenKey::random();
         let kept = TokenKey::from_hex(&key.to_hex()).expect("round trip");
         let token = key.mint(Admission { meeting_id: 1, user_id: 2 }, 0);
-        assert_eq!(kept.verify(&token, 0), Some(Admission { meeting_id: 1, user_id: 2 }));
+        assert_eq!(kept.verify(&token, 0).map(|t| t.admission), Some(Admission { meeting_id: 1, user_id: 2 }));
         assert!(TokenKey::from_hex("abc").is_none());
         assert!(TokenKey::from_hex(&"zz".repeat(32)).is_none());
+    }
+
+    #[test]
+    fn a_ticket_admits_once_per_transport() {
+        let key = TokenKey::random();
+        let used = UsedTickets::default();
+        let ticket = key.verify(&key.mint(Admission { meeting_id: 1, user_id: 2 }, 0), 0).expect("genuine");
+        assert!(used.first_use(&ticket, Transport::WebTransport, 0));
+        assert!(!used.first_use(&ticket, Transport::WebTransport, 1), "replayed");
+        assert!(used.first_use(&ticket, Transport::WebSocket, 1), "the race's other transport");
+        assert!(!used.first_use(&ticket, Transport::WebSocket, 2));
+        let other = key.verify(&key.mint(Admission { meeting_id: 1, user_id: 2 }, 0), 0).expect("genuine");
+        assert!(used.first_use(&other, Transport::WebTransport, 2), "a fresh ticket");
     }
 }

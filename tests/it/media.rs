@@ -396,6 +396,27 @@ async fn malformed_input_and_bad_tokens_close_only_the_offending_session() {
     app.finish().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_media_ticket_admits_once_over_each_transport_and_never_again() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (clients, meeting) = meeting(&app, &["Alice"]).await;
+    let token = ticket(&clients[0], &meeting).await["token"].as_str().expect("token").to_owned();
+    // The page races both transports with one ticket: each may use it once.
+    let _over_quic = connect_with_token(&app, &token).await;
+    let _over_websocket = open_peer(connect_websocket(&app, &token).await.expect("WebSocket session")).await;
+    // Seen again (a log, a proxy, a browser's history), it admits nobody.
+    let replayed = connect(&app, &token).await;
+    let (code, reason) = tokio::time::timeout(DEADLINE, replayed.closed()).await.map(close_of).expect("closed");
+    assert_eq!(code, close::UNAUTHORIZED);
+    assert!(reason.contains("used already"), "{reason}");
+    let replayed = connect_websocket(&app, &token).await.expect("WebSocket session");
+    let (code, reason) = tokio::time::timeout(DEADLINE, replayed.closed()).await.map(close_of).expect("closed");
+    assert_eq!((code, reason.contains("used already")), (close::UNAUTHORIZED, true), "{reason}");
+    // A fresh ticket, as a reconnecting page asks for, admits.
+    let _again = join(&app, &clients[0], &meeting).await;
+    app.finish().await;
+}
+
 /// Waits for `n` tracks of other participants, subscribes to each, and returns them once
 /// the relay has taken the subscriptions (a ping answered after them).
 async fn subscribe_to_others<S: web_transport_trait::Session>(
