@@ -334,6 +334,11 @@ impl Relay {
         false
     }
 
+    /// An ended meeting's room leaves the map whatever is queued for it.
+    pub(super) fn forget_room(&self, meeting_id: i64) {
+        self.inner.rooms.lock().unwrap_or_else(|p| p.into_inner()).remove(&meeting_id);
+    }
+
     pub(super) fn limits(&self) -> &Limits {
         &self.inner.limits
     }

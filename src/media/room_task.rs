@@ -185,6 +185,16 @@ pub(super) async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx
                 for (_, handle) in sessions.drain() {
                     handle.closer.close(close::ENDED, "the meeting has ended");
                 }
+                // Gone from the map at once (else its claim is renewed for ever), and
+                // whoever was on the way in is told, not left waiting.
+                relay.forget_room(meeting_id);
+                rx.close();
+                while let Ok(input) = rx.try_recv() {
+                    if let Input::Join { admitted, .. } = input {
+                        let ended = Refusal { code: close::ENDED, reason: "this meeting has ended".into() };
+                        let _ = admitted.send(Err(ended));
+                    }
+                }
                 break;
             }
             None => break,

@@ -417,6 +417,29 @@ async fn a_media_ticket_admits_once_over_each_transport_and_never_again() {
     app.finish().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_meeting_leaves_the_relay_and_is_no_longer_claimed() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (clients, meeting) = meeting(&app, &["Alice", "Bob"]).await;
+    let alice = join(&app, &clients[0], &meeting).await;
+    let bob = join(&app, &clients[1], &meeting).await;
+    assert_eq!(app.relay.hosted_meetings().len(), 1);
+    clients[0].post_form(&format!("{meeting}/end"), &[]).await;
+    assert_eq!(alice.close_code().await.0, close::ENDED);
+    assert_eq!(bob.close_code().await.0, close::ENDED);
+    // The room is gone, so this node stops renewing its claim on the meeting.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !app.relay.hosted_meetings().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the ended meeting's room stayed: {:?}",
+            app.relay.hosted_meetings()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.finish().await;
+}
+
 /// Waits for `n` tracks of other participants, subscribes to each, and returns them once
 /// the relay has taken the subscriptions (a ping answered after them).
 async fn subscribe_to_others<S: web_transport_trait::Session>(
