@@ -12,7 +12,7 @@ use crate::auth::{Provider, oauth};
 use crate::bus::Bus;
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::http::{self, AppState, PostRate, Shared, StreamCap};
+use crate::http::{self, AppState, PostRate, Rate, Shared, StreamCap};
 use crate::media::placement::Placement;
 use crate::media::relay::{MediaConfig, Relay};
 use crate::media::room::Limits;
@@ -120,6 +120,8 @@ impl App {
             store,
             bus,
             post_rate: PostRate::new(config.posts_per_minute, config.post_burst),
+            create_rate: Rate::new(config.creations_per_minute, config.creation_burst),
+            join_guesses: Rate::new(JOIN_GUESSES_PER_MINUTE, JOIN_GUESS_BURST),
             streams: StreamCap::new(config.max_streams_per_user.max(1)),
             dev_login,
             secure_cookies: public_url.starts_with("https://"),
@@ -191,6 +193,11 @@ impl App {
         Ok(())
     }
 }
+
+/// Wrong invite codes a user or an address may try at once, then per minute: a person
+/// mistyping gets several tries; guessing a 50-bit code at this pace is hopeless.
+const JOIN_GUESS_BURST: u32 = 10;
+const JOIN_GUESSES_PER_MINUTE: u32 = 5;
 
 /// Bytes a TCP connection may hold unsent in the kernel before writes wait: enough to
 /// keep a link busy, little enough that late media is dropped in the relay rather than

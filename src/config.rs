@@ -114,6 +114,14 @@ pub struct Config {
     #[arg(long, env = "FLOO_POST_BURST", default_value_t = 10)]
     pub post_burst: u32,
 
+    /// How many teams, topics and meetings one user may create per minute (after a burst).
+    #[arg(long, env = "FLOO_CREATIONS_PER_MINUTE", default_value_t = 10)]
+    pub creations_per_minute: u32,
+
+    /// How many teams, topics and meetings one user may create at once.
+    #[arg(long, env = "FLOO_CREATION_BURST", default_value_t = 20)]
+    pub creation_burst: u32,
+
     /// How many live streams (open pages with live updates) one user may hold on this node.
     #[arg(long, env = "FLOO_MAX_STREAMS_PER_USER", default_value_t = 24)]
     pub max_streams_per_user: usize,

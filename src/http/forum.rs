@@ -154,6 +154,10 @@ async fn create_topic(
         let page = new_topic_view(&m, &form.title, &form.body, (title_error.as_deref(), body_error.as_deref()));
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
     }
+    if let Err(problem) = super::limits::allow_creation(&state, m.user_id()) {
+        let page = new_topic_view(&m, &form.title, &form.body, (Some(&problem), None));
+        return Ok((StatusCode::TOO_MANY_REQUESTS, page).into_response());
+    }
     let id = state.store.create_topic(m.team.id, m.user_id(), title, body, now_ms()).await?;
     state.bus.publish(Event::TeamChanged { team_id: m.team.id });
     Ok(Redirect::to(&format!("/teams/{}/topics/{id}", m.team.id)).into_response())

@@ -9,8 +9,9 @@ use axum::{Form, Router};
 use maud::{Markup, html};
 use serde::Deserialize;
 
+use super::server::ClientAddress;
 use super::views::{self, Chrome, csrf_field, empty_state, field_error};
-use super::{AppState, Error};
+use super::{AppState, Error, Guesser};
 use crate::auth::{MaybeViewer, Viewer, new_invite_code};
 use crate::clock::now_ms;
 use crate::store::MeetingSummary;
@@ -147,12 +148,18 @@ async fn create_team(
     viewer: Viewer,
     Form(form): Form<CreateTeamForm>,
 ) -> Result<Response, Error> {
-    let name = match parse_team_name(&form.name) {
+    let refused = match parse_team_name(&form.name) {
+        Ok(name) => super::limits::allow_creation(&state, viewer.user.id)
+            .map(|()| name)
+            .map_err(|problem| (StatusCode::TOO_MANY_REQUESTS, problem)),
+        Err(problem) => Err((StatusCode::UNPROCESSABLE_ENTITY, problem)),
+    };
+    let name = match refused {
         Ok(name) => name,
-        Err(problem) => {
+        Err((status, problem)) => {
             let forms = HomeForms { team_name: &form.name, team_error: Some(&problem), ..Default::default() };
             let page = home_view(&state, &viewer, forms).await?;
-            return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+            return Ok((status, page).into_response());
         }
     };
     let team = state.store.create_team(&name, viewer.user.id, now_ms(), new_invite_code).await?;
@@ -174,10 +181,11 @@ fn code_from_input(input: &str) -> &str {
 async fn join_with_code(
     State(state): State<AppState>,
     viewer: Viewer,
+    ClientAddress(from): ClientAddress,
     Form(form): Form<JoinForm>,
 ) -> Result<Response, Error> {
     let code = code_from_input(&form.code);
-    match state.store.team_by_invite(code).await? {
+    match find_invite(&state, &viewer, from, code).await? {
         Some(team) => {
             state.store.add_member(team.id, viewer.user.id, now_ms()).await?;
             Ok(Redirect::to(&format!("/teams/{}", team.id)).into_response())
@@ -191,13 +199,41 @@ async fn join_with_code(
     }
 }
 
+/// The team an invite code belongs to. Wrong codes are counted per user and per address,
+/// and past the allowance every code is refused for a while, so codes cannot be guessed.
+async fn find_invite(
+    state: &AppState,
+    viewer: &Viewer,
+    from: Option<std::net::IpAddr>,
+    code: &str,
+) -> Result<Option<crate::store::Team>, Error> {
+    let now = std::time::Instant::now();
+    let guessers = std::iter::once(Guesser::User(viewer.user.id)).chain(from.map(Guesser::Address));
+    for guesser in guessers.clone() {
+        if let Err(wait) = state.join_guesses.left(guesser, now) {
+            tracing::warn!(user_id = viewer.user.id, ?from, "invite codes refused after too many wrong ones");
+            return Err(Error::TooMany(format!(
+                "Too many invite codes that did not work were tried. Wait {wait} s, then check the code and try again."
+            )));
+        }
+    }
+    let team = state.store.team_by_invite(code).await?;
+    if team.is_none() {
+        for guesser in guessers {
+            let _ = state.join_guesses.allow(guesser, now);
+        }
+    }
+    Ok(team)
+}
+
 async fn invite_landing(
     State(state): State<AppState>,
     viewer: Viewer,
+    ClientAddress(from): ClientAddress,
     Path(code): Path<String>,
 ) -> Result<Response, Error> {
     let chrome = Chrome { user: Some(&viewer.user), csrf: &viewer.csrf.0 };
-    let Some(team) = state.store.team_by_invite(&code).await? else {
+    let Some(team) = find_invite(&state, &viewer, from, &code).await? else {
         let page = views::page(
             chrome,
             "Invite not valid",
@@ -234,9 +270,10 @@ async fn invite_landing(
 async fn join_with_link(
     State(state): State<AppState>,
     viewer: Viewer,
+    ClientAddress(from): ClientAddress,
     Path(code): Path<String>,
 ) -> Result<Response, Error> {
-    let team = state.store.team_by_invite(&code).await?.ok_or(Error::NotFound)?;
+    let team = find_invite(&state, &viewer, from, &code).await?.ok_or(Error::NotFound)?;
     state.store.add_member(team.id, viewer.user.id, now_ms()).await?;
     tracing::info!(team_id = team.id, user_id = viewer.user.id, "joined team by link");
     Ok(Redirect::to(&format!("/teams/{}", team.id)).into_response())

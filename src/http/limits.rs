@@ -1,29 +1,43 @@
-//! Per-user limits on live features, kept in memory on each node: how fast a user may
-//! post, and how many live streams a user may hold open; and the end of all streams at
-//! shutdown.
+//! Per-user limits, kept in memory on each node: how fast a user may post and create,
+//! how many invite codes a user or an address may get wrong, how many live streams a
+//! user may hold open; and the end of all streams at shutdown.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// A token bucket per user: `burst` posts at once, then one every `interval`.
-pub struct PostRate {
+/// A token bucket per key (a user, an address): `burst` at once, then `per_minute`.
+pub struct Rate<K> {
     burst: f64,
     per_second: f64,
-    buckets: Mutex<HashMap<i64, (f64, Instant)>>,
+    buckets: Mutex<HashMap<K, (f64, Instant)>>,
 }
 
-impl PostRate {
-    pub fn new(per_minute: u32, burst: u32) -> PostRate {
-        PostRate {
+/// How fast one user may post messages and comments.
+pub type PostRate = Rate<i64>;
+
+impl<K: Hash + Eq> Rate<K> {
+    pub fn new(per_minute: u32, burst: u32) -> Rate<K> {
+        Rate {
             burst: f64::from(burst.max(1)),
             per_second: f64::from(per_minute.max(1)) / 60.0,
             buckets: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Takes one post from the user's allowance; Err(seconds to wait) when empty.
-    pub fn allow(&self, user_id: i64, now: Instant) -> Result<(), u64> {
+    /// Takes one from the key's allowance; Err(seconds to wait) when empty.
+    pub fn allow(&self, key: K, now: Instant) -> Result<(), u64> {
+        self.check(key, now, true)
+    }
+
+    /// Whether the key has any allowance left, taking none (for limits on failures:
+    /// check before, [`Rate::allow`] after one).
+    pub fn left(&self, key: K, now: Instant) -> Result<(), u64> {
+        self.check(key, now, false)
+    }
+
+    fn check(&self, key: K, now: Instant, take: bool) -> Result<(), u64> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() > 100_000 {
             // Full buckets carry no information: forget them to bound memory.
@@ -31,16 +45,34 @@ impl PostRate {
             let per_second = self.per_second;
             buckets.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * per_second < burst);
         }
-        let (tokens, at) = buckets.entry(user_id).or_insert((self.burst, now));
+        let (tokens, at) = buckets.entry(key).or_insert((self.burst, now));
         let refilled = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second).min(self.burst);
         if refilled >= 1.0 {
-            *tokens = refilled - 1.0;
-            *at = now;
+            if take {
+                *tokens = refilled - 1.0;
+                *at = now;
+            }
             Ok(())
         } else {
             Err(((1.0 - refilled) / self.per_second).ceil() as u64)
         }
     }
+}
+
+/// Who guesses invite codes: each signed-in user, and each address (many accounts from
+/// one place).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Guesser {
+    User(i64),
+    Address(std::net::IpAddr),
+}
+
+/// Takes one creation (a team, a topic, a meeting) from the user's allowance; Err with
+/// what to tell them (shown on the form, which keeps what they wrote).
+pub fn allow_creation(state: &super::AppState, user_id: i64) -> Result<(), String> {
+    state.create_rate.allow(user_id, Instant::now()).map_err(|wait| {
+        format!("You are creating teams, topics and meetings faster than this server allows. Try again in {wait} s.")
+    })
 }
 
 /// Counts open live streams per user.
@@ -111,6 +143,17 @@ mod tests {
         assert!(rate.allow(2, t0).is_ok(), "other users are not affected");
         assert!(rate.allow(1, t0 + Duration::from_millis(1000)).is_ok());
         assert!(rate.allow(1, t0 + Duration::from_millis(1100)).is_err());
+    }
+
+    #[test]
+    fn looking_at_an_allowance_takes_none_of_it() {
+        let rate = Rate::new(60, 1);
+        let t0 = Instant::now();
+        assert!(rate.left(Guesser::User(1), t0).is_ok());
+        assert!(rate.left(Guesser::User(1), t0).is_ok());
+        assert!(rate.allow(Guesser::User(1), t0).is_ok());
+        assert_eq!(rate.left(Guesser::User(1), t0), Err(1));
+        assert!(rate.left(Guesser::Address([127, 0, 0, 1].into()), t0).is_ok());
     }
 
     #[test]

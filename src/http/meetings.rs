@@ -105,6 +105,10 @@ async fn create(State(state): State<AppState>, m: TeamMember, Form(form): Form<C
         let page = overview_view(&state, &m, &form.title, Some(&problem)).await?;
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
     }
+    if let Err(problem) = super::limits::allow_creation(&state, m.user_id()) {
+        let page = overview_view(&state, &m, &form.title, Some(&problem)).await?;
+        return Ok((StatusCode::TOO_MANY_REQUESTS, page).into_response());
+    }
     let id = state.store.create_meeting(m.team.id, m.user_id(), title, now_ms()).await?;
     state.bus.publish(Event::TeamChanged { team_id: m.team.id });
     tracing::info!(team_id = m.team.id, meeting_id = id, "meeting started");

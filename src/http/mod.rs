@@ -35,7 +35,7 @@ use crate::auth::csrf::{self, SecureCookies};
 use crate::auth::session::SessionStore;
 use crate::bus::Bus;
 use crate::store::Store;
-pub use limits::{PostRate, StreamCap};
+pub use limits::{Guesser, PostRate, Rate, StreamCap};
 
 /// What every handler can reach; cheap to clone.
 #[derive(Clone)]
@@ -46,6 +46,10 @@ pub struct Shared {
     /// Live events to open pages, on this node and (with Redis) on the others.
     pub bus: Bus,
     pub post_rate: PostRate,
+    /// How fast one user may create teams, topics and meetings.
+    pub create_rate: Rate<i64>,
+    /// How many wrong invite codes a user, or an address, may try.
+    pub join_guesses: Rate<Guesser>,
     /// Where recordings are written, one directory per recording.
     pub recordings_dir: std::path::PathBuf,
     /// Composes each finished recording into one video, in the background.

@@ -109,3 +109,25 @@ async fn refuse(mut tcp: TcpStream) {
 pub fn peer(extensions: &axum::http::Extensions) -> Option<SocketAddr> {
     extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0)
 }
+
+/// Where a request comes from, for limits per address: the TCP peer, or, when that is a
+/// reverse proxy on this machine (loopback), the last address the proxy added to
+/// `X-Forwarded-For`.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddress(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let peer = peer(&parts.extensions).map(|addr| addr.ip());
+        let forwarded = || {
+            let header = parts.headers.get_all("x-forwarded-for").iter().last()?.to_str().ok()?;
+            header.rsplit(',').next()?.trim().parse().ok()
+        };
+        Ok(ClientAddress(match peer {
+            Some(ip) if ip.is_loopback() => forwarded().or(Some(ip)),
+            other => other,
+        }))
+    }
+}

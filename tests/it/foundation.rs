@@ -106,7 +106,7 @@ fn user_id_in(members_html: &str, name: &str) -> String {
 }
 
 async fn the_forum_lists_topics_by_activity_with_paging_and_renders_markdown_safely(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::spawn_with(backend, &["--creation-burst", "30"]).await;
     let alice = app.signed_in("Alice").await;
     let team = team_id_of(&alice.post_form("/teams", &[("name", "Writers")]).await.url);
 

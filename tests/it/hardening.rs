@@ -194,3 +194,53 @@ async fn names_cannot_hide_characters_or_pose_as_someone_else() {
     assert!(!home.body.contains('\u{202E}') && !home.body.contains('\u{200B}'));
     app.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creating_and_guessing_invite_codes_are_rate_limited_per_user_and_address() {
+    let app = TestApp::spawn_with(Backend::Sqlite, &["--creation-burst", "2", "--creations-per-minute", "1"]).await;
+    let alice = app.signed_in("Alice").await;
+    let team = alice.post_form("/teams", &[("name", "Busy")]).await.url;
+    alice.post_form(&format!("{team}/forum"), &[("title", "One"), ("body", "")]).await.expect_ok_with("One");
+    // The third creation of any kind is refused on its form, which keeps the draft.
+    let meeting = alice.post_form(&format!("{team}/meetings"), &[("title", "Third thing")]).await;
+    assert_eq!(meeting.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(meeting.body.contains("faster than this server allows") && meeting.body.contains("Third thing"));
+    let topic = alice.post_form(&format!("{team}/forum"), &[("title", "Spam"), ("body", "kept draft")]).await;
+    assert_eq!(topic.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(topic.body.contains("kept draft"));
+    let another = alice.post_form("/teams", &[("name", "Spam team")]).await;
+    assert_eq!(another.status, StatusCode::TOO_MANY_REQUESTS);
+    // Bob is not slowed down by Alice.
+    let bob = app.signed_in("Bob").await;
+    bob.post_form("/teams", &[("name", "Bob's")]).await.expect_ok_with("Bob's");
+
+    // Wrong invite codes: a few tries, then every code is refused for a while.
+    let code = alice.get(&format!("{team}/invite")).await.between("id=\"invite-code\">", "<");
+    let mallory = app.signed_in("Mallory").await;
+    for guess in 0..10 {
+        let page = mallory.post_form("/join", &[("code", &format!("guess{guess:05}"))]).await;
+        assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY, "guess {guess}");
+    }
+    let page = mallory.post_form("/join", &[("code", &code)]).await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "even a right code, once guessing was seen");
+    assert!(page.body.contains("Too many invite codes"), "{}", page.body);
+    let link = mallory.get(&format!("/join/{code}")).await;
+    assert_eq!(link.status, StatusCode::TOO_MANY_REQUESTS, "invite links count too");
+    // The same address under another account is refused too...
+    let carol = app.signed_in("Carol").await;
+    assert_eq!(carol.post_form("/join", &[("code", &code)]).await.status, StatusCode::TOO_MANY_REQUESTS);
+    // ...while someone elsewhere (behind the local reverse proxy) joins.
+    let dave = app.signed_in("Dave").await;
+    let token = dave.csrf().await;
+    let joined = dave
+        .http
+        .post(dave.url("/join"))
+        .header("x-forwarded-for", "203.0.113.9")
+        .form(&[("code", code.as_str()), ("_csrf", token.as_str())])
+        .send()
+        .await
+        .expect("join");
+    assert_eq!(joined.status(), StatusCode::OK);
+    assert!(joined.text().await.expect("body").contains("Busy"));
+    app.finish().await;
+}
