@@ -122,7 +122,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddress {
     async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
         let peer = peer(&parts.extensions).map(|addr| addr.ip());
         let forwarded = || {
-            let header = parts.headers.get_all("x-forwarded-for").iter().last()?.to_str().ok()?;
+            let header = parts.headers.get_all("x-forwarded-for").iter().next_back()?.to_str().ok()?;
             header.rsplit(',').next()?.trim().parse().ok()
         };
         Ok(ClientAddress(match peer {
