@@ -1,7 +1,12 @@
-//! CSRF protection for every state change. A random token lives in an HttpOnly,
-//! SameSite=Lax cookie; each form carries it back in a hidden `_csrf` field and each
-//! htmx request in the `X-CSRF-Token` header (set once on `<body hx-headers>`). A POST
-//! whose token does not match the cookie is refused before any handler runs.
+//! CSRF protection for every state change. Each form carries a token back in a hidden
+//! `_csrf` field and each htmx request in the `X-CSRF-Token` header (set once on
+//! `<body hx-headers>`); a POST without the right one is refused before any handler runs.
+//!
+//! Signed in, the token is an HMAC of the session cookie under the deployment's key: it
+//! changes with every sign-in, and someone who can plant cookies (a sibling subdomain, a
+//! plain-HTTP network) still cannot compute it. Signed out (the sign-in forms), it is a
+//! random token in an HttpOnly, SameSite=Lax cookie, submitted twice. Under HTTPS the
+//! cookies are `__Host-` named, which browsers accept only from this origin.
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{FromRequestParts, Request, State};
@@ -32,9 +37,20 @@ impl<S: Send + Sync> FromRequestParts<S> for CsrfToken {
     }
 }
 
-/// Whether cookies must be marked Secure (the public URL is HTTPS).
-#[derive(Debug, Clone, Copy)]
-pub struct SecureCookies(pub bool);
+/// What the middleware needs: whether cookies are HTTPS-only, and the key that binds
+/// tokens to sessions.
+#[derive(Clone)]
+pub struct Guard {
+    pub secure: bool,
+    pub key: crate::media::token::TokenKey,
+}
+
+impl Guard {
+    /// The token of the session whose cookie is `session`.
+    fn bound_to(&self, session: &str) -> String {
+        self.key.sign("csrf-session", session.as_bytes())
+    }
+}
 
 /// What a refused request gets; the page layer renders it.
 #[derive(Debug)]
@@ -48,10 +64,15 @@ pub enum Refusal {
 }
 
 /// Middleware: issues the cookie when missing and checks the token on unsafe methods.
-pub async fn protect(State(secure): State<SecureCookies>, mut req: Request, next: Next) -> Result<Response, Refusal> {
-    let existing = cookie(req.headers(), COOKIE).filter(|t| t.len() == 64).map(str::to_owned);
-    let issued = existing.is_none();
-    let token = existing.unwrap_or_else(random_token);
+pub async fn protect(State(guard): State<Guard>, mut req: Request, next: Next) -> Result<Response, Refusal> {
+    let session = cookie(req.headers(), super::session::COOKIE, guard.secure).filter(|t| t.len() == 64);
+    let (token, issued) = match session {
+        Some(session) => (guard.bound_to(session), false),
+        None => match cookie(req.headers(), COOKIE, guard.secure).filter(|t| t.len() == 64) {
+            Some(existing) => (existing.to_owned(), false),
+            None => (random_token(), true),
+        },
+    };
 
     if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         // Refuse what cannot fit before waiting for any of it.
@@ -83,7 +104,7 @@ pub async fn protect(State(secure): State<SecureCookies>, mut req: Request, next
     req.extensions_mut().insert(CsrfToken(token.clone()));
     let mut response = next.run(req).await;
     if issued {
-        let value = set_cookie(COOKIE, &token, Some(400 * 24 * 3600), "Lax", secure.0);
+        let value = set_cookie(COOKIE, &token, Some(400 * 24 * 3600), "Lax", guard.secure);
         if let Ok(v) = HeaderValue::from_str(&value) {
             response.headers_mut().append(header::SET_COOKIE, v);
         }

@@ -48,7 +48,9 @@ pub fn constant_time_eq(a: &str, b: &str) -> bool {
 }
 
 /// The value of cookie `name` in a request's `Cookie` headers.
-pub fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+/// The value of cookie `name`, as [`set_cookie`] named it (`secure`: with `__Host-`).
+pub fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str, secure: bool) -> Option<&'a str> {
+    let name = cookie_name(name, secure);
     headers
         .get_all(axum::http::header::COOKIE)
         .iter()
@@ -59,9 +61,17 @@ pub fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a 
         .map(|(_, v)| v)
 }
 
-/// A `Set-Cookie` value: HttpOnly, SameSite, Path=/, Secure under HTTPS; `max_age` None
-/// makes a cookie that lasts the browser session, `Some(0)` deletes it.
+/// Under HTTPS every cookie is named `__Host-…`: browsers then take it only from this
+/// exact origin, over HTTPS, for the whole site, so that a sibling subdomain or a
+/// plain-HTTP network cannot plant one (a session to fixate, a CSRF half to pick).
+fn cookie_name(name: &str, secure: bool) -> std::borrow::Cow<'_, str> {
+    if secure { format!("__Host-{name}").into() } else { name.into() }
+}
+
+/// A `Set-Cookie` value: HttpOnly, SameSite, Path=/, Secure and `__Host-` under HTTPS;
+/// `max_age` None makes a cookie that lasts the browser session, `Some(0)` deletes it.
 pub fn set_cookie(name: &str, value: &str, max_age: Option<u64>, same_site: &str, secure: bool) -> String {
+    let name = cookie_name(name, secure);
     let mut c = format!("{name}={value}; Path=/; HttpOnly; SameSite={same_site}");
     if let Some(age) = max_age {
         c.push_str(&format!("; Max-Age={age}"));
@@ -97,8 +107,9 @@ mod tests {
     fn reads_a_cookie_among_several() {
         let mut headers = axum::http::HeaderMap::new();
         headers.insert("cookie", "a=1; floo_session=abc; b=2".parse().unwrap());
-        assert_eq!(cookie(&headers, "floo_session"), Some("abc"));
-        assert_eq!(cookie(&headers, "missing"), None);
+        assert_eq!(cookie(&headers, "floo_session", false), Some("abc"));
+        assert_eq!(cookie(&headers, "floo_session", true), None, "under HTTPS only __Host- counts");
+        assert_eq!(cookie(&headers, "missing", false), None);
     }
 
     #[test]

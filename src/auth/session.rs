@@ -28,6 +28,8 @@ pub struct MaybeViewer {
 /// What a session lookup needs from the application state.
 pub trait SessionStore {
     fn store(&self) -> &Store;
+    /// Whether cookies are HTTPS-only (and `__Host-` named).
+    fn secure_cookies(&self) -> bool;
 }
 
 /// Why a request has no viewer.
@@ -40,8 +42,9 @@ pub enum SessionError {
 }
 
 /// Looks up the session named by the request's cookie.
-pub async fn current_user(store: &Store, parts: &Parts) -> Result<Option<User>, crate::store::Error> {
-    let Some(token) = cookie(&parts.headers, COOKIE) else { return Ok(None) };
+pub async fn current_user<S: SessionStore>(state: &S, parts: &Parts) -> Result<Option<User>, crate::store::Error> {
+    let store = state.store();
+    let Some(token) = cookie(&parts.headers, COOKIE, state.secure_cookies()) else { return Ok(None) };
     if token.len() != 64 {
         return Ok(None);
     }
@@ -52,7 +55,7 @@ impl<S: SessionStore + Send + Sync> FromRequestParts<S> for MaybeViewer {
     type Rejection = SessionError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let user = current_user(state.store(), parts).await.map_err(SessionError::Store)?;
+        let user = current_user(state, parts).await.map_err(SessionError::Store)?;
         let csrf = parts.extensions.get::<CsrfToken>().cloned().unwrap_or_else(|| CsrfToken(String::new()));
         Ok(MaybeViewer { user, csrf })
     }
@@ -84,7 +87,7 @@ pub async fn start(store: &Store, user_id: i64, hours: u64, secure: bool) -> Res
 
 /// Ends the session named by the request's cookie; returns the `Set-Cookie` that clears it.
 pub async fn end(store: &Store, headers: &axum::http::HeaderMap, secure: bool) -> Result<String, crate::store::Error> {
-    if let Some(token) = cookie(headers, COOKIE) {
+    if let Some(token) = cookie(headers, COOKIE, secure) {
         store.delete_session(&token_hash(token)).await?;
     }
     Ok(set_cookie(COOKIE, "", Some(0), "Lax", secure))

@@ -198,7 +198,8 @@ async fn finish_login(
     };
     // The state must be the one this browser was given (no login CSRF) and one the
     // server still holds (single use, not expired).
-    let bound = cookie(headers, LOGIN_COOKIE).is_some_and(|c| crate::auth::constant_time_eq(c, &login_state));
+    let bound = cookie(headers, LOGIN_COOKIE, state.secure_cookies)
+        .is_some_and(|c| crate::auth::constant_time_eq(c, &login_state));
     let login = state.store.take_oauth_login(&login_state).await?;
     let login = match login {
         Some(login) if bound && login.provider == provider.key && now_ms() - login.created_at <= LOGIN_TTL_MS => login,

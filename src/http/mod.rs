@@ -31,7 +31,7 @@ pub use access::{MeetingInTeam, TeamMember, TopicInTeam};
 pub use error::{Error, error_page_response};
 
 use crate::auth::Provider;
-use crate::auth::csrf::{self, SecureCookies};
+use crate::auth::csrf;
 use crate::auth::session::SessionStore;
 use crate::bus::Bus;
 use crate::store::Store;
@@ -90,11 +90,15 @@ impl SessionStore for AppState {
     fn store(&self) -> &Store {
         &self.0.store
     }
+
+    fn secure_cookies(&self) -> bool {
+        self.0.secure_cookies
+    }
 }
 
 /// All routes with their middleware.
 pub fn router(state: AppState) -> Router {
-    let secure = SecureCookies(state.secure_cookies);
+    let guard = csrf::Guard { secure: state.secure_cookies, key: state.relay.key().clone() };
     Router::new()
         .merge(home::router())
         .merge(login::router())
@@ -109,7 +113,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { Error::NotFound })
         .layer(middleware::from_fn(error::plain_errors_as_pages))
         .layer(middleware::from_fn(htmx_navigation))
-        .layer(middleware::from_fn_with_state(secure, csrf::protect))
+        .layer(middleware::from_fn_with_state(guard, csrf::protect))
         .layer(DefaultBodyLimit::max(csrf::MAX_FORM_BYTES))
         .layer(middleware::from_fn(security_headers))
         .with_state(state)

@@ -176,6 +176,11 @@ impl Relay {
         Ok(identity.dev_expires.unwrap_or(0))
     }
 
+    /// The deployment's key (it also binds CSRF tokens to sessions).
+    pub fn key(&self) -> &TokenKey {
+        &self.inner.key
+    }
+
     /// A token admitting `user_id` to `meeting_id` for the next minute.
     pub fn mint_token(&self, meeting_id: i64, user_id: i64) -> String {
         self.inner.key.mint(Admission { meeting_id, user_id }, now_ms())

@@ -244,3 +244,90 @@ async fn creating_and_guessing_invite_codes_are_rate_limited_per_user_and_addres
     assert!(joined.text().await.expect("body").contains("Busy"));
     app.finish().await;
 }
+
+/// A client that keeps no cookies and follows no redirects: the test sets every cookie.
+fn bare_client() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+}
+
+/// The value a response sets for cookie `name`.
+fn set_cookie_value(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix(&format!("{name}="))?.split(';').next().map(str::to_owned))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csrf_tokens_are_bound_to_the_session_so_a_planted_cookie_does_not_help() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let alice = app.signed_in("Alice").await;
+    let before_sign_in = app.client().csrf().await;
+    let token = alice.csrf().await;
+    assert_ne!(token, before_sign_in, "signing in changes the token");
+    let other_session = app.signed_in("Alice").await.csrf().await;
+    assert_ne!(token, other_session, "each session has its own");
+    // Alice's form works with her token.
+    alice.post_form("/teams", &[("name", "Mine")]).await.expect_ok_with("Mine");
+
+    // An attacker who plants a CSRF cookie of their choosing and submits the same value
+    // (the double-submit trick) is refused: the token must match Alice's session.
+    let http = bare_client();
+    let login = http
+        .post(format!("{}/login/dev", app.base))
+        .header("cookie", format!("floo_csrf={before_sign_in}"))
+        .form(&[("name", "Alice"), ("_csrf", &before_sign_in)])
+        .send()
+        .await
+        .expect("login");
+    let session = set_cookie_value(&login, "floo_session").expect("a session cookie");
+    let planted = "a".repeat(64);
+    let forged = http
+        .post(format!("{}/teams", app.base))
+        .header("cookie", format!("floo_session={session}; floo_csrf={planted}"))
+        .form(&[("name", "Forged"), ("_csrf", planted.as_str())])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    // Another session's token does not carry over either.
+    let crossed = http
+        .post(format!("{}/teams", app.base))
+        .header("cookie", format!("floo_session={session}"))
+        .header("x-csrf-token", &token)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(crossed.status(), StatusCode::FORBIDDEN);
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_https_cookies_are_host_only_and_unprefixed_ones_are_ignored() {
+    let app = TestApp::spawn_with(Backend::Sqlite, &["--public-url", "https://floo.example"]).await;
+    let base = format!("http://{}", app.http_addr);
+    let http = bare_client();
+    let login_page = http.get(format!("{base}/login")).send().await.expect("login page");
+    let raw = login_page.headers()[reqwest::header::SET_COOKIE].to_str().expect("cookie").to_owned();
+    assert!(raw.starts_with("__Host-floo_csrf=") && raw.contains("; Secure") && raw.contains("Path=/"), "{raw}");
+    assert!(!raw.to_lowercase().contains("domain="), "{raw}");
+    let csrf = set_cookie_value(&login_page, "__Host-floo_csrf").expect("csrf");
+    let login = http
+        .post(format!("{base}/login/dev"))
+        .header("cookie", format!("__Host-floo_csrf={csrf}"))
+        .form(&[("name", "Alice"), ("_csrf", &csrf)])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login.status(), StatusCode::SEE_OTHER);
+    let session = set_cookie_value(&login, "__Host-floo_session").expect("a __Host- session cookie");
+    let home = |cookie: String| http.get(format!("{base}/")).header("cookie", cookie).send();
+    let signed_in = home(format!("__Host-floo_session={session}")).await.expect("home").text().await.expect("body");
+    assert!(signed_in.contains("Hello, Alice"), "{signed_in}");
+    // The same value without the prefix (as a sibling subdomain could plant) is no session.
+    let planted = home(format!("floo_session={session}")).await.expect("home");
+    assert!(planted.status().is_redirection() || !planted.text().await.expect("body").contains("Hello, Alice"));
+    app.finish().await;
+}

@@ -77,6 +77,8 @@ pub async fn create_postgres_database() -> (String, String) {
 /// A running Floo with its own database and data directory.
 pub struct TestApp {
     pub base: String,
+    /// Where the HTTP server listens (the same as `base` unless `--public-url` is given).
+    pub http_addr: std::net::SocketAddr,
     pub data_dir: PathBuf,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -118,12 +120,13 @@ impl TestApp {
         let config = Config::try_parse_from(&args).expect("valid test configuration");
         let app = App::build(config).await.expect("Floo starts");
         let base = app.public_url().to_owned();
+        let http_addr = app.http_addr();
         let quic_addr = app.quic_addr();
         let cert_hash = app.cert_hash();
         let relay = app.relay();
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(app.run(stopped));
-        TestApp { base, data_dir, stop, task, postgres_db, quic_addr, cert_hash, relay }
+        TestApp { base, http_addr, data_dir, stop, task, postgres_db, quic_addr, cert_hash, relay }
     }
 
     /// A new browser-like client (its own cookies) for this app.
