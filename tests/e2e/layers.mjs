@@ -48,6 +48,9 @@ await withBrowser(artifacts, async (browser) => {
   const meeting = await startMeeting(alice, 'Stand-up');
   for (const page of [alice, ...members]) {
     if (page !== alice) await page.goto(base + meeting);
+    // Everyone joins muted: this walk is about video, and five voices each played out on
+    // five pages are what kept two cores too busy for any link to stay calm.
+    await page.locator('#join-muted').check();
     await joinCall(page);
   }
   await alice.waitForFunction(() => window.__floo.call.participants.size === 4, null, { timeout: 20000 });
@@ -75,4 +78,4 @@ await withBrowser(artifacts, async (browser) => {
   await alice.getByRole('button', { name: 'Grid view' }).click();
   await waitForLayers(alice, small);
   console.log('layers browser walk: ok');
-}, { fps: 10 }); // five pages each encoding two layers and decoding four, on two cores
+}, { fps: 5 }); // five pages each encoding two layers and decoding four, on two cores
