@@ -163,7 +163,9 @@ async fn start(State(state): State<AppState>, mt: MeetingInTeam, headers: Header
     if state.store.active_recording(mt.meeting.id).await?.is_some() {
         return Err(Error::Conflict("This meeting is already being recorded.".into()));
     }
-    let id = state.store.start_recording(mt.meeting.id, mt.member.user_id(), now_ms()).await?;
+    let Some(id) = state.store.start_recording(mt.meeting.id, mt.member.user_id(), now_ms()).await? else {
+        return Err(Error::Conflict("This meeting is already being recorded.".into()));
+    };
     if let Err(reason) = super::calls::start_recording(&state, mt.meeting.id, id).await {
         state.store.finish_recording(id, "failed", Some(&reason), false, &[], now_ms()).await?;
         return Err(Error::Conflict(format!("The recording could not start: {reason}.")));

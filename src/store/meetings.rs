@@ -211,12 +211,17 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?;
         if open.is_none() {
-            sqlx::query("INSERT INTO attendance (meeting_id, user_id, joined_at) VALUES ($1, $2, $3)")
+            let inserted = sqlx::query("INSERT INTO attendance (meeting_id, user_id, joined_at) VALUES ($1, $2, $3)")
                 .bind(meeting_id)
                 .bind(user_id)
                 .bind(now)
                 .execute(&mut *tx)
-                .await?;
+                .await;
+            match inserted {
+                // A join racing this one opened it first: they are in, as asked.
+                Err(e) if super::is_unique_violation(&e) => return Ok(true),
+                other => other?,
+            };
         }
         tx.commit().await?;
         Ok(true)

@@ -43,17 +43,22 @@ pub struct RecordingFile {
 type RecordingRow = (i64, i64, String, i64, Option<i64>, String, Option<String>, i64, i64, Option<i64>, Option<i64>);
 
 impl Store {
-    /// Records that a recording started; returns its id.
-    pub async fn start_recording(&self, meeting_id: i64, user_id: i64, now: i64) -> Result<i64> {
-        let (id,): (i64,) = sqlx::query_as(
+    /// Records that a recording started; returns its id, or None if one is under way
+    /// already (the database allows one per meeting, however requests race).
+    pub async fn start_recording(&self, meeting_id: i64, user_id: i64, now: i64) -> Result<Option<i64>> {
+        let started = sqlx::query_as(
             "INSERT INTO recordings (meeting_id, started_by, started_at, state) VALUES ($1, $2, $3, 'recording') RETURNING id",
         )
         .bind(meeting_id)
         .bind(user_id)
         .bind(now)
         .fetch_one(&self.pool)
-        .await?;
-        Ok(id)
+        .await;
+        match started {
+            Ok((id,)) => Ok(Some(id)),
+            Err(e) if super::is_unique_violation(&e) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Ends the capture of a recording: `composing` with its files, or `failed` with a
@@ -293,6 +298,18 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|(id,)| id))
+    }
+
+    /// Every recording of a team's meetings: (recording, meeting, whether it is under way).
+    pub async fn team_recordings(&self, team_id: i64) -> Result<Vec<(i64, i64, bool)>> {
+        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
+            "SELECT r.id, r.meeting_id, r.state FROM recordings r JOIN meetings m ON m.id = r.meeting_id
+             WHERE m.team_id = $1",
+        )
+        .bind(team_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(id, meeting, state)| (id, meeting, state == "recording")).collect())
     }
 
     /// Deletes a recording and its file rows.
