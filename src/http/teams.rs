@@ -15,6 +15,7 @@ use super::views::{self, Chrome, TeamTab, csrf_field, field_error};
 use super::{AppState, Error, TeamMember};
 use crate::auth::new_invite_code;
 use crate::bus::Event;
+use crate::clock::now_ms;
 use crate::store::{Member, Role};
 
 pub fn router() -> Router<AppState> {
@@ -301,7 +302,30 @@ async fn delete(State(state): State<AppState>, m: TeamMember, Form(form): Form<D
         ));
     }
     let members = state.store.team_members(m.team.id).await?;
+    // What the team's meetings still run: recordings stop (their files finish before they
+    // go), calls end, compositions are cancelled; then rows, then files.
+    let recordings = state.store.team_recordings(m.team.id).await?;
+    for &(id, meeting_id, running) in &recordings {
+        if running && let Err(reason) = super::calls::stop_recording(&state, meeting_id, id).await {
+            tracing::warn!(recording_id = id, %reason, "a recording of a deleted team could not be stopped");
+        }
+        state.composer.cancel_if_composing(&state.store, id).await?;
+    }
+    for meeting in state.store.team_meetings(m.team.id).await? {
+        if meeting.meeting.is_live() {
+            state.store.end_meeting(meeting.meeting.id, m.user_id(), now_ms()).await?;
+            super::calls::end(&state, meeting.meeting.id).await;
+        }
+    }
     state.store.delete_team(m.team.id).await?;
+    for &(id, _, _) in &recordings {
+        let dir = state.recordings_dir.join(id.to_string());
+        if let Err(e) = tokio::fs::remove_dir_all(&dir).await
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(error = %e, dir = %dir.display(), "files of a deleted team's recording could not be removed");
+        }
+    }
     for member in members {
         state.bus.publish(Event::MemberRemoved { team_id: m.team.id, user_id: member.user_id });
     }

@@ -440,6 +440,59 @@ async fn an_ended_meeting_leaves_the_relay_and_is_no_longer_claimed() {
     app.finish().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_requests_start_one_recording_and_one_attendance() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (clients, meeting) = meeting(&app, &["Alice"]).await;
+    let _alice = join(&app, &clients[0], &meeting).await;
+    let token = clients[0].csrf().await;
+    // Ten "start recording" clicks at once (two tabs, a double click, a retry).
+    let start = || {
+        clients[0].http.post(clients[0].url(&format!("{meeting}/recordings"))).form(&[("_csrf", token.as_str())]).send()
+    };
+    let answers = futures_util::future::join_all((0..10).map(|_| start())).await;
+    let statuses: Vec<_> = answers.into_iter().map(|a| a.expect("answer").status()).collect();
+    let started = statuses.iter().filter(|s| s.is_success()).count();
+    assert_eq!(started, 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| s.is_success() || *s == reqwest::StatusCode::CONFLICT), "{statuses:?}");
+    // Ten "join" clicks at once: one stay in the attendance, not ten.
+    let join_url = clients[0].url(&format!("{meeting}/join"));
+    let joins = (0..10).map(|_| clients[0].http.post(&join_url).form(&[("_csrf", token.as_str())]).send());
+    for answer in futures_util::future::join_all(joins).await {
+        assert!(answer.expect("answer").status().is_success());
+    }
+    let page = clients[0].get(&meeting).await;
+    assert_eq!(page.body.matches("here now").count(), 1, "{}", page.body);
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_team_ends_its_call_and_takes_its_recordings_with_it() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (clients, meeting) = meeting(&app, &["Alice"]).await;
+    let alice = join(&app, &clients[0], &meeting).await;
+    let started = clients[0].post_form(&format!("{meeting}/recordings"), &[]).await;
+    assert!(started.status.is_success(), "{}", started.body);
+    let recordings = app.data_dir.join("recordings");
+    let dirs = || std::fs::read_dir(&recordings).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(dirs(), 1, "the recording writes its files");
+    let team = meeting.split("/meetings/").next().expect("team path").to_owned();
+    clients[0].post_form(&format!("{team}/delete"), &[("confirm", "Media")]).await.expect_ok_with("Hello, Alice");
+    assert_eq!(alice.close_code().await.0, close::ENDED, "the call ended with the team");
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !app.relay.hosted_meetings().is_empty() || dirs() != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "left behind: rooms {:?}, {} recording folders",
+            app.relay.hosted_meetings(),
+            dirs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(clients[0].get(&meeting).await.status, reqwest::StatusCode::NOT_FOUND);
+    app.finish().await;
+}
+
 /// Waits for `n` tracks of other participants, subscribes to each, and returns them once
 /// the relay has taken the subscriptions (a ping answered after them).
 async fn subscribe_to_others<S: web_transport_trait::Session>(
