@@ -25,6 +25,7 @@ pub struct App {
     closing: watch::Sender<bool>,
     http_addr: SocketAddr,
     limits: http::server::ServerLimits,
+    grace: Duration,
     state: AppState,
 }
 
@@ -143,7 +144,8 @@ impl App {
             headers: Duration::from_secs(config.http_header_timeout.max(1)),
             body: Duration::from_secs(config.http_body_timeout.max(1)),
         };
-        Ok(App { listener, closing, http_addr, limits, state })
+        let grace = Duration::from_secs(config.shutdown_grace);
+        Ok(App { listener, closing, http_addr, limits, grace, state })
     }
 
     pub fn http_addr(&self) -> SocketAddr {
@@ -174,6 +176,8 @@ impl App {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
         let store = self.state.store.clone();
         let sweeper = tokio::spawn(sweep_expired_sessions(store.clone()));
+        let draining = self.state.clone();
+        let grace = self.grace;
         let router = http::router(self.state);
         let closing = self.closing;
         // Keep what waits in the kernel to be sent short, so that media over a
@@ -184,6 +188,8 @@ impl App {
         };
         let stopping = async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
+            // Calls first, while pages still answer (the clients reconnect through them).
+            drain_calls(&draining, grace).await;
             // Live streams never end by themselves: end them so connections drain.
             let _ = closing.send(true);
         };
@@ -191,6 +197,43 @@ impl App {
         sweeper.abort();
         store.close().await;
         Ok(())
+    }
+}
+
+/// A planned shutdown: recordings under way here are stopped and their files finished
+/// (queued for composition, which resumes at the next start) instead of being found
+/// interrupted; then everyone in a call here is sent away with a code their clients
+/// reconnect on, and this node gives up its claims so that the meetings move to a node
+/// that stays. All within `grace`.
+async fn drain_calls(state: &AppState, grace: Duration) {
+    let work = async {
+        for meeting_id in state.relay.hosted_meetings() {
+            let stopped = match state.store.active_recording(meeting_id).await {
+                Ok(Some(id)) => http::calls::stop_recording(state, meeting_id, id).await,
+                Ok(None) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(reason) = stopped {
+                tracing::warn!(meeting_id, %reason, "a recording could not be finished before shutdown");
+            }
+        }
+        let me = state.relay.address();
+        let hosted = state.relay.drain();
+        for &meeting_id in &hosted {
+            state.placement.release(meeting_id, &me).await;
+        }
+        while !state.relay.hosted_meetings().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        hosted.len()
+    };
+    match tokio::time::timeout(grace, work).await {
+        Ok(0) => {}
+        Ok(calls) => tracing::info!(calls, "calls handed over for shutdown"),
+        Err(_) => tracing::warn!(
+            grace_seconds = grace.as_secs(),
+            "the shutdown grace ran out before every call was handed over"
+        ),
     }
 }
 

@@ -126,6 +126,11 @@ pub struct Config {
     #[arg(long, env = "FLOO_MAX_STREAMS_PER_USER", default_value_t = 24)]
     pub max_streams_per_user: usize,
 
+    /// Seconds a shutdown (SIGTERM, Ctrl-C) may take to finish recordings and send the
+    /// people in calls here elsewhere before the process exits.
+    #[arg(long, env = "FLOO_SHUTDOWN_GRACE", default_value_t = 20)]
+    pub shutdown_grace: u64,
+
     /// Most HTTP connections open at once; past it a new one is answered 503 and closed.
     #[arg(long, env = "FLOO_MAX_HTTP_CONNECTIONS", default_value_t = 8192)]
     pub max_http_connections: usize,

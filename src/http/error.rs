@@ -28,6 +28,10 @@ pub enum Error {
     /// The user hit a limit (too many open streams, posting too fast); the text says which.
     #[error("too many: {0}")]
     TooMany(String),
+    /// Floo cannot do it right now (restarting, its database or Redis unreachable); the
+    /// text says what to do. Answered 503 with `Retry-After`.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// Nobody is signed in: go to the sign-in page and come back.
     #[error("signed out")]
     SignedOut { return_to: String },
@@ -54,6 +58,11 @@ impl IntoResponse for Error {
             Error::BadRequest(why) => error_page_response(StatusCode::BAD_REQUEST, &why),
             Error::Conflict(why) => error_page_response(StatusCode::CONFLICT, &why),
             Error::TooMany(why) => error_page_response(StatusCode::TOO_MANY_REQUESTS, &why),
+            Error::Unavailable(why) => {
+                let mut response = error_page_response(StatusCode::SERVICE_UNAVAILABLE, &why);
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                response
+            }
             Error::SignedOut { return_to } => {
                 let target = format!(
                     "/login?next={}",
@@ -154,6 +163,7 @@ pub fn error_page_response(status: StatusCode, message: &str) -> Response {
         StatusCode::CONFLICT => "Cannot do that now",
         StatusCode::TOO_MANY_REQUESTS => "Slow down",
         StatusCode::REQUEST_TIMEOUT => "Took too long",
+        StatusCode::SERVICE_UNAVAILABLE => "Not available right now",
         StatusCode::METHOD_NOT_ALLOWED | StatusCode::UNSUPPORTED_MEDIA_TYPE => "Cannot do that here",
         _ => "Cannot do that",
     };

@@ -308,7 +308,16 @@ async fn media_ticket(State(state): State<AppState>, mt: MeetingInTeam) -> Resul
     }
     // The call is on the node that hosts the meeting (this one unless several share Redis);
     // every node signs tokens with the same secret.
-    let at = state.placement.locate(mt.meeting.id, &state.relay.address()).await;
+    let me = state.relay.address();
+    let at = if state.relay.is_draining() {
+        // Shutting down: send people to the node that hosts the call now, or nowhere yet.
+        match state.placement.elsewhere(mt.meeting.id, &me).await {
+            Ok(Some(host)) => host,
+            _ => return Err(Error::Unavailable("This server is restarting. Try again in a few seconds.".into())),
+        }
+    } else {
+        state.placement.locate(mt.meeting.id, &me).await
+    };
     Ok(axum::Json(serde_json::json!({
         "host": at.host,
         "port": at.port,

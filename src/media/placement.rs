@@ -116,6 +116,23 @@ impl Placement {
         }
     }
 
+    /// Gives up this node's claim on `meeting_id` (shutting down), so that the next person
+    /// to ask places it on a node that stays; a claim another node holds is left alone.
+    pub async fn release(&self, meeting_id: i64, me: &RelayAddress) {
+        let Some(mut redis) = self.redis.clone() else { return };
+        let mine = serde_json::to_string(me).unwrap_or_default();
+        let released: redis::RedisResult<i64> = redis::cmd("EVAL")
+            .arg("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end")
+            .arg(1)
+            .arg(self.key(meeting_id))
+            .arg(&mine)
+            .query_async(&mut redis)
+            .await;
+        if let Err(e) = released {
+            tracing::warn!(error = %e, meeting_id, "cannot release a meeting's placement; it lapses in 30 s");
+        }
+    }
+
     /// Keeps the claims of the meetings `hosted()` returns alive, as `me()`, until the
     /// process ends.
     pub fn renew_forever(

@@ -48,6 +48,9 @@ pub struct MediaConfig {
 }
 
 /// The running relay; cheap to clone.
+/// Why a draining node sends people away (their clients reconnect by themselves).
+const RESTARTING: &str = "this server is restarting; reconnecting";
+
 #[derive(Clone)]
 pub struct Relay {
     inner: Arc<Inner>,
@@ -58,6 +61,8 @@ struct Inner {
     addr: SocketAddr,
     key: TokenKey,
     used_tickets: UsedTickets,
+    /// Set once shutdown starts: see [`Relay::drain`].
+    draining: std::sync::atomic::AtomicBool,
     cert_hash: RwLock<Option<[u8; 32]>>,
     rooms: Mutex<HashMap<i64, mpsc::UnboundedSender<Input>>>,
     store: Store,
@@ -102,6 +107,7 @@ impl Relay {
                 addr,
                 key,
                 used_tickets: UsedTickets::default(),
+                draining: Default::default(),
                 cert_hash: RwLock::new(identity.dev_hash),
                 rooms: Mutex::new(HashMap::new()),
                 store,
@@ -216,8 +222,25 @@ impl Relay {
     pub fn end_meeting(&self, meeting_id: i64) {
         let rooms = self.inner.rooms.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(room) = rooms.get(&meeting_id) {
-            let _ = room.send(Input::End);
+            let _ = room.send(Input::End { code: close::ENDED, reason: "the meeting has ended" });
         }
+    }
+
+    /// This node is shutting down: no session is admitted from now on, and everyone in a
+    /// call here is sent away with [`close::GOING_AWAY`] (their clients reconnect, to the
+    /// node that hosts the meeting next). Returns the meetings that were hosted here.
+    pub fn drain(&self) -> Vec<i64> {
+        self.inner.draining.store(true, Ordering::SeqCst);
+        let rooms = self.inner.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        for room in rooms.values() {
+            let _ = room.send(Input::End { code: close::GOING_AWAY, reason: RESTARTING });
+        }
+        rooms.keys().copied().collect()
+    }
+
+    /// Whether this node is shutting down (it hosts no new calls).
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::SeqCst)
     }
 
     /// A WebTransport session request from the QUIC endpoint.
@@ -274,6 +297,9 @@ impl Relay {
     }
 
     async fn authorize(&self, token: Option<String>, transport: Transport) -> Result<Admitted, (u32, &'static str)> {
+        if self.is_draining() {
+            return Err((close::GOING_AWAY, RESTARTING));
+        }
         let now = now_ms();
         let Some(ticket) = token.and_then(|t| self.inner.key.verify(&t, now)) else {
             return Err((close::UNAUTHORIZED, "invalid or expired admission token: reload the meeting page"));

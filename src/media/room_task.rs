@@ -10,7 +10,6 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use super::close;
 use super::link::Closer;
 use super::relay::Relay;
 use super::room::{Cause, Joining, Output, Refusal, Room, SendId, SessionId};
@@ -72,7 +71,12 @@ pub(super) enum Input {
         session: SessionId,
         error: WireError,
     },
-    End,
+    /// Everyone goes, with `code` and `reason`: the meeting ended, or this node is
+    /// shutting down (the clients then reconnect, to whichever node hosts it next).
+    End {
+        code: u32,
+        reason: &'static str,
+    },
     StartRecording {
         dir: PathBuf,
         reply: oneshot::Sender<std::io::Result<()>>,
@@ -177,13 +181,14 @@ pub(super) async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx
                 room.leave(session);
                 owners.retain(|_, s| *s != session);
             }
-            Some(Input::End) => {
+            Some(Input::End { code, reason }) => {
                 if let Some(recorder) = recorder.take() {
                     // The meeting ended while recording: finish the files off this task.
                     tokio::task::spawn_blocking(move || recorder.stop());
                 }
                 for (_, handle) in sessions.drain() {
-                    handle.closer.close(close::ENDED, "the meeting has ended");
+                    handle.closer.close(code, reason);
+                    let _ = attendance.send((false, handle.user_id));
                 }
                 // Gone from the map at once (else its claim is renewed for ever), and
                 // whoever was on the way in is told, not left waiting.
@@ -191,8 +196,7 @@ pub(super) async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx
                 rx.close();
                 while let Ok(input) = rx.try_recv() {
                     if let Input::Join { admitted, .. } = input {
-                        let ended = Refusal { code: close::ENDED, reason: "this meeting has ended".into() };
-                        let _ = admitted.send(Err(ended));
+                        let _ = admitted.send(Err(Refusal { code, reason: reason.into() }));
                     }
                 }
                 break;

@@ -816,6 +816,40 @@ pub async fn publish_paced<S: web_transport_trait::Session>(
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planned_shutdown_finishes_the_recording_and_sends_callers_off_to_reconnect() {
+    let app = TestApp::spawn_with(Backend::Sqlite, &["--shutdown-grace", "10"]).await;
+    let (clients, meeting) = meeting(&app, &["Alice", "Bob"]).await;
+    let mut alice = join(&app, &clients[0], &meeting).await;
+    let bob = join(&app, &clients[1], &meeting).await;
+    alice.announce_camera_and_microphone(1).await;
+    let dir = crate::recording::scratch();
+    let packets = source_packets(&crate::recording::source(&dir));
+    clients[0].post_form(&format!("{meeting}/recordings"), &[]).await.expect_ok_with("Stop recording");
+    alice.wait_for(|m| matches!(m, ServerMessage::Recording { on: true })).await;
+    publish_paced(&alice, &packets, 1.5).await;
+
+    // SIGTERM: both are sent off with the code their clients reconnect on.
+    app.begin_shutdown();
+    for peer in [&alice, &bob] {
+        let (code, reason) = peer.close_code().await;
+        assert_eq!(code, close::GOING_AWAY);
+        assert!(reason.contains("restarting"), "{reason}");
+    }
+    let data_dir = app.shut_down().await;
+    // The recording was finished, not left to be found interrupted at the next start.
+    let db = format!("sqlite://{}", data_dir.join(floo::config::SQLITE_FILE).display());
+    let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&db).await.expect("database");
+    let (state, interrupted): (String, i64) =
+        sqlx::query_as("SELECT state, interrupted FROM recordings").fetch_one(&mut db).await.expect("the recording");
+    assert!(matches!(state.as_str(), "composing" | "ready"), "{state}");
+    assert_eq!(interrupted, 0);
+    let (codecs, duration) = crate::recording::probe(&webm_in(&data_dir.join("recordings").join("1")));
+    assert_eq!(codecs, vec!["vp8", "opus"]);
+    assert!(duration > 0.5, "recorded {duration} s");
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
 crate::on_both_backends!(a_recorded_meeting_yields_a_playable_file_per_participant_that_members_download_in_ranges);
 
 async fn a_recorded_meeting_yields_a_playable_file_per_participant_that_members_download_in_ranges(backend: Backend) {

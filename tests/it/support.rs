@@ -143,6 +143,19 @@ impl TestApp {
         client
     }
 
+    /// Asks the server to shut down (as SIGTERM does) without waiting for it.
+    pub fn begin_shutdown(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Shuts the server down and waits until it has; its data directory is left for the
+    /// caller to look at (and remove).
+    pub async fn shut_down(self) -> PathBuf {
+        let _ = self.stop.send(true);
+        self.task.await.expect("server task").expect("server ran cleanly");
+        self.data_dir
+    }
+
     /// Stops the server and removes its database and files.
     pub async fn finish(self) {
         let _ = self.stop.send(true);
