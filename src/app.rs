@@ -83,18 +83,22 @@ impl App {
             media_host: config.media_host.clone(),
             node_url: config.node_url.as_ref().map(|u| u.trim_end_matches('/').to_owned()),
         };
-        let relay = Relay::start(media, key, store.clone(), bus.clone(), closing_rx.clone())
-            .await
-            .context("starting the media relay")?;
         let placement = match &config.redis_url {
             Some(url) => {
                 Placement::redis(url, deployment).await.context("connecting to Redis for meeting placement")?
             }
             None => Placement::local(),
         };
+        let relay = Relay::start(media, key, store.clone(), bus.clone(), placement.clone(), closing_rx.clone())
+            .await
+            .context("starting the media relay")?;
         {
-            let (hosted, address) = (relay.clone(), relay.clone());
-            placement.renew_forever(move || hosted.hosted_meetings(), move || address.address());
+            let (hosted, address, handing) = (relay.clone(), relay.clone(), relay.clone());
+            placement.renew_forever(
+                move || hosted.hosted_meetings(),
+                move || address.address(),
+                move |meeting_id| handing.hand_over(meeting_id),
+            );
         }
         let me = relay.address();
         crate::recording::recover_interrupted(&store, &recordings_dir, &placement, &me)

@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 const CLAIM_TTL_SECONDS: u64 = 30;
 /// How often a node renews the claims of the meetings it hosts.
 const RENEW_EVERY: Duration = Duration::from_secs(10);
+/// How often it tries again while Redis does not answer.
+const RETRY_RENEW_EVERY: Duration = Duration::from_secs(1);
 /// How long a node waits for the host of a call to answer a command.
 const ANSWER_WITHIN: Duration = Duration::from_secs(15);
 /// How long the host waits for a command before asking again.
@@ -120,12 +122,14 @@ impl Placement {
     /// to ask places it on a node that stays; a claim another node holds is left alone.
     pub async fn release(&self, meeting_id: i64, me: &RelayAddress) {
         let Some(mut redis) = self.redis.clone() else { return };
-        let mine = serde_json::to_string(me).unwrap_or_default();
         let released: redis::RedisResult<i64> = redis::cmd("EVAL")
-            .arg("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end")
+            .arg(
+                "local held = redis.call('GET', KEYS[1]) \
+                 if held and string.find(held, ARGV[1], 1, true) then return redis.call('DEL', KEYS[1]) end return 0",
+            )
             .arg(1)
             .arg(self.key(meeting_id))
-            .arg(&mine)
+            .arg(node_marker(&me.node))
             .query_async(&mut redis)
             .await;
         if let Err(e) = released {
@@ -134,21 +138,37 @@ impl Placement {
     }
 
     /// Keeps the claims of the meetings `hosted()` returns alive, as `me()`, until the
-    /// process ends.
+    /// process ends. A claim that lapsed (Redis restarted, or was out of reach longer than
+    /// a claim lives) is taken back as soon as Redis answers again: while renewing fails,
+    /// it is tried every second. A meeting another node claimed meanwhile is a split call:
+    /// `lost(meeting)` is called, and this node hands its participants over to that one.
     pub fn renew_forever(
         &self,
         hosted: impl Fn() -> Vec<i64> + Send + 'static,
         me: impl Fn() -> RelayAddress + Send + 'static,
+        lost: impl Fn(i64) + Send + 'static,
     ) {
         let Some(mut redis) = self.redis.clone() else { return };
         let placement = self.clone();
         tokio::spawn(async move {
+            let mut failing = false;
             loop {
-                tokio::time::sleep(RENEW_EVERY).await;
-                let mine = serde_json::to_string(&me()).unwrap_or_default();
+                tokio::time::sleep(if failing { RETRY_RENEW_EVERY } else { RENEW_EVERY }).await;
+                let me = me();
+                let mine = serde_json::to_string(&me).unwrap_or_default();
+                let was_failing = std::mem::take(&mut failing);
                 for meeting_id in hosted() {
-                    if let Err(e) = hold(&mut redis, &placement.key(meeting_id), &mine).await {
-                        tracing::warn!(error = %e, meeting_id, "cannot renew a meeting's placement");
+                    match hold(&mut redis, &placement.key(meeting_id), &mine, &me.node).await {
+                        Ok(None) if was_failing => tracing::info!(meeting_id, "meeting placement taken back"),
+                        Ok(None) => {}
+                        Ok(Some(holder)) => {
+                            tracing::warn!(meeting_id, %holder, "another node hosts this meeting now; handing the call over");
+                            lost(meeting_id);
+                        }
+                        Err(e) => {
+                            failing = true;
+                            tracing::warn!(error = %e, meeting_id, "cannot renew a meeting's placement");
+                        }
                     }
                 }
             }
@@ -331,8 +351,34 @@ const RENEW_IF_MINE: &str = "local held = redis.call('GET', KEYS[1]) \
     return 0";
 
 /// Sets a meeting's claim `key` to `value` for another claim period.
-async fn hold(redis: &mut redis::aio::ConnectionManager, key: &str, value: &str) -> redis::RedisResult<()> {
-    redis::cmd("SET").arg(key).arg(value).arg("EX").arg(CLAIM_TTL_SECONDS).query_async(redis).await
+/// Renews (or takes back) this node's claim unless another node holds it: None if the
+/// claim is this node's now, else the holder's address.
+async fn hold(
+    redis: &mut redis::aio::ConnectionManager,
+    key: &str,
+    value: &str,
+    node: &str,
+) -> redis::RedisResult<Option<String>> {
+    // The node id decides whose a claim is (the rest of the address changes with a new
+    // development certificate).
+    redis::cmd("EVAL")
+        .arg(
+            "local held = redis.call('GET', KEYS[1]) \
+             if held and not string.find(held, ARGV[3], 1, true) then return held end \
+             redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) return false",
+        )
+        .arg(1)
+        .arg(key)
+        .arg(value)
+        .arg(CLAIM_TTL_SECONDS)
+        .arg(node_marker(node))
+        .query_async(redis)
+        .await
+}
+
+/// How a node's id appears in a claim (the JSON of its [`RelayAddress`]).
+fn node_marker(node: &str) -> String {
+    format!("\"node\":{}", serde_json::Value::String(node.to_owned()))
 }
 
 /// A connection of its own for `BLPOP`, which waits longer than the default response

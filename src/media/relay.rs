@@ -67,6 +67,8 @@ struct Inner {
     rooms: Mutex<HashMap<i64, mpsc::UnboundedSender<Input>>>,
     store: Store,
     bus: Bus,
+    /// Which node hosts each call: a session for a call hosted elsewhere is sent there.
+    placement: super::placement::Placement,
     limits: Limits,
     next_session: AtomicU64,
     /// Names this process among the nodes of a deployment (random, new at each start).
@@ -83,6 +85,7 @@ impl Relay {
         key: TokenKey,
         store: Store,
         bus: Bus,
+        placement: super::placement::Placement,
         mut closing: watch::Receiver<bool>,
     ) -> anyhow::Result<Relay> {
         let (identity, dev) = match (&config.tls_cert, &config.tls_key) {
@@ -112,6 +115,7 @@ impl Relay {
                 rooms: Mutex::new(HashMap::new()),
                 store,
                 bus,
+                placement,
                 limits: config.limits,
                 next_session: AtomicU64::new(1),
                 node: TokenKey::random().to_hex()[..16].to_owned(),
@@ -238,6 +242,17 @@ impl Relay {
         rooms.keys().copied().collect()
     }
 
+    /// Another node hosts this meeting's call (a split after a Redis outage): everyone in
+    /// the call here is sent off with [`close::GOING_AWAY`], and their clients reconnect
+    /// to that node (tickets now name it).
+    pub fn hand_over(&self, meeting_id: i64) {
+        let rooms = self.inner.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(room) = rooms.get(&meeting_id) {
+            let _ = room
+                .send(Input::End { code: close::GOING_AWAY, reason: "the call moved to another server; reconnecting" });
+        }
+    }
+
     /// Whether this node is shutting down (it hosts no new calls).
     pub fn is_draining(&self) -> bool {
         self.inner.draining.load(Ordering::SeqCst)
@@ -320,6 +335,12 @@ impl Relay {
         };
         if !found.live {
             return Err((close::ENDED, "this meeting has ended"));
+        }
+        // A ticket from before the call moved (another node took it over after a Redis
+        // outage, say): one call per meeting, so the client reconnects with a fresh ticket.
+        if let Ok(Some(host)) = self.inner.placement.elsewhere(admission.meeting_id, &self.address()).await {
+            tracing::info!(meeting = admission.meeting_id, host = %host.node, "sent a session to the call's host");
+            return Err((close::GOING_AWAY, "the call is on another server; reconnecting"));
         }
         Ok(Admitted { admission, team_id: found.team_id, display_name: found.display_name })
     }

@@ -58,6 +58,13 @@ pub async fn join_with_ticket(ticket: &serde_json::Value) -> Peer {
     open_peer(connect_to(port, hash, &token).await).await
 }
 
+/// Connects with a media ticket that the relay is expected to refuse: its code and reason.
+pub async fn refusal_for_ticket(ticket: &serde_json::Value) -> (u32, String) {
+    let (port, hash, token) = ticket_parts(ticket);
+    let session = connect_to(port, hash, &token).await;
+    tokio::time::timeout(DEADLINE, session.closed()).await.map(close_of).expect("refused in time")
+}
+
 async fn connect_with_token(app: &TestApp, token: &str) -> Peer {
     let hash = app.cert_hash.expect("a dev certificate").to_vec();
     open_peer(connect_to(app.quic_addr.port(), hash, token).await).await
@@ -169,7 +176,11 @@ impl<S: web_transport_trait::Session> Peer<S> {
     }
 
     pub async fn close_code(&self) -> (u32, String) {
-        let error = tokio::time::timeout(DEADLINE, self.session.closed()).await.expect("closed in time");
+        self.close_code_within(DEADLINE).await
+    }
+
+    pub async fn close_code_within(&self, within: Duration) -> (u32, String) {
+        let error = tokio::time::timeout(within, self.session.closed()).await.expect("closed in time");
         close_of(error)
     }
 

@@ -296,3 +296,49 @@ async fn a_call_hosted_on_one_node_is_recorded_and_ended_through_the_other() {
     let _ = std::fs::remove_dir_all(&shared);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_split_by_a_redis_restart_comes_back_together_on_one_node() {
+    let (database, _) = create_postgres_database().await;
+    let mut redis = PrivateRedis::start().await;
+    let a = Node::start(&database, &redis.url()).await;
+    let b = Node::start(&database, &redis.url()).await;
+    let (alice, bob, topic) = team_across(&a, &b).await;
+    let team = topic.split("/topics/").next().expect("team path").to_owned();
+    let code = alice.get(&format!("{team}/invite")).await.between("id=\"invite-code\">", "<");
+    let carol = sign_in(&b, "Carol").await;
+    carol.post_form("/join", &[("code", &code)]).await.expect_ok_with("Spread out");
+    let meeting = alice.post_form(&format!("{team}/meetings"), &[("title", "Split call")]).await;
+    let meeting = meeting.url.trim_start_matches(&a.base).to_owned();
+    let on_a = media_ticket(&alice, &meeting).await;
+    let alice_call = crate::media::join_with_ticket(&on_a).await;
+    let bob_call = crate::media::join_with_ticket(&media_ticket(&bob, &meeting).await).await;
+
+    // Redis restarts (it keeps nothing): every claim is gone. Carol, asking node B at
+    // once, gets B to claim the meeting before A has renewed: two rooms for one meeting.
+    redis.kill().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis.restart().await;
+    let for_carol = media_ticket(&carol, &meeting).await;
+    let _carol_call = crate::media::join_with_ticket(&for_carol).await;
+    if for_carol["port"] != on_a["port"] {
+        // Split: A finds B's claim when it renews, and sends its people over.
+        for call in [&alice_call, &bob_call] {
+            // Within a renewal (10 s), and a retry if Redis's first answer was an error.
+            let (code, reason) = call.close_code_within(Duration::from_secs(20)).await;
+            assert_eq!(code, floo::media::close::GOING_AWAY, "{reason}");
+        }
+    }
+    // Whoever asks, on either node, is sent to the one call that is left.
+    for (who, client) in [("Alice", &alice), ("Bob", &bob), ("Carol", &carol)] {
+        let ticket = media_ticket(client, &meeting).await;
+        assert_eq!(ticket["port"], for_carol["port"], "{who} is sent where Carol is");
+    }
+    // A stale ticket for the old host is refused with a code that makes clients reconnect.
+    if for_carol["port"] != on_a["port"] {
+        let mut stale = on_a.clone();
+        stale["token"] = media_ticket(&alice, &meeting).await["token"].clone();
+        let (code, reason) = crate::media::refusal_for_ticket(&stale).await;
+        assert_eq!(code, floo::media::close::GOING_AWAY, "{reason}");
+    }
+}
