@@ -101,6 +101,14 @@ impl App {
             );
         }
         let me = relay.address();
+        placement.heartbeat_forever(me.node.clone());
+        if config.redis_url.is_none() {
+            // One node: nothing is in a call before it starts, so whoever is still marked
+            // as in one was left there by a crash (they are marked again as they rejoin).
+            for (meeting_id, _) in store.meetings_with_open_attendance().await? {
+                store.close_attendance(meeting_id, now_ms()).await?;
+            }
+        }
         crate::recording::recover_interrupted(&store, &recordings_dir, &placement, &me)
             .await
             .context("recovering interrupted recordings")?;
@@ -180,6 +188,7 @@ impl App {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
         let store = self.state.store.clone();
         let sweeper = tokio::spawn(sweep_expired_sessions(store.clone()));
+        let dead_hosts = tokio::spawn(http::calls::sweep_dead_hosts(self.state.clone()));
         let draining = self.state.clone();
         let grace = self.grace;
         let router = http::router(self.state);
@@ -199,6 +208,7 @@ impl App {
         };
         http::server::serve(self.listener, router, self.limits, tune, stopping).await;
         sweeper.abort();
+        dead_hosts.abort();
         store.close().await;
         Ok(())
     }

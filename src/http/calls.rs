@@ -45,6 +45,34 @@ pub async fn stop_recording(state: &AppState, meeting_id: i64, recording_id: i64
     finish(state, recording_id, &files).await
 }
 
+/// The node hosting a meeting's call died: whoever it had marked as in the meeting is
+/// not connected anywhere now (those who reconnect are marked again as they join).
+pub async fn close_stale_attendance(state: &AppState, meeting_id: i64, team_id: i64) {
+    match state.store.close_attendance(meeting_id, now_ms()).await {
+        Ok(0) => {}
+        Ok(closed) => {
+            tracing::info!(meeting_id, closed, "closed the attendance a dead node left open");
+            state.bus.publish(crate::bus::Event::TeamChanged { team_id });
+        }
+        Err(e) => tracing::warn!(error = %e, meeting_id, "cannot close the attendance a dead node left open"),
+    }
+}
+
+/// Every few seconds: the meetings whose call was on a node that has died since (its
+/// heartbeat lapsed) and that nobody has rejoined yet lose their stale attendance.
+pub async fn sweep_dead_hosts(state: AppState) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        let Ok(meetings) = state.store.meetings_with_open_attendance().await else { continue };
+        let hosted = state.relay.hosted_meetings();
+        for (meeting_id, team_id) in meetings {
+            if !hosted.contains(&meeting_id) && state.placement.forget_dead_host(meeting_id).await {
+                close_stale_attendance(&state, meeting_id, team_id).await;
+            }
+        }
+    }
+}
+
 /// Disconnects everyone in the call of a meeting that has ended (here, and on the node
 /// hosting it if that is another).
 pub async fn end(state: &AppState, meeting_id: i64) {

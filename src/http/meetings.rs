@@ -316,7 +316,11 @@ async fn media_ticket(State(state): State<AppState>, mt: MeetingInTeam) -> Resul
             _ => return Err(Error::Unavailable("This server is restarting. Try again in a few seconds.".into())),
         }
     } else {
-        state.placement.locate(mt.meeting.id, &me).await
+        let placed = state.placement.locate(mt.meeting.id, &me).await;
+        if placed.took_over {
+            super::calls::close_stale_attendance(&state, mt.meeting.id, mt.member.team.id).await;
+        }
+        placed.at
     };
     Ok(axum::Json(serde_json::json!({
         "host": at.host,

@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 const CLAIM_TTL_SECONDS: u64 = 30;
 /// How often a node renews the claims of the meetings it hosts.
 const RENEW_EVERY: Duration = Duration::from_secs(10);
+/// How often a node says it is alive, and how long that holds.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+const HEARTBEAT_TTL_SECONDS: u64 = 3;
 /// How often it tries again while Redis does not answer.
 const RETRY_RENEW_EVERY: Duration = Duration::from_secs(1);
 /// How long a node waits for the host of a call to answer a command.
@@ -40,6 +43,15 @@ pub struct RelayAddress {
     /// receive what was meant for its previous run).
     #[serde(default)]
     pub node: String,
+}
+
+/// Where a meeting's call is, as [`Placement::locate`] found it.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    pub at: RelayAddress,
+    /// This node took the meeting over from a node that died: the attendance that node
+    /// left open is stale.
+    pub took_over: bool,
 }
 
 /// Something only the node hosting a call can do.
@@ -92,30 +104,94 @@ impl Placement {
         Ok(Placement { redis: Some(redis), client: Some(client), deployment })
     }
 
-    /// The relay that hosts `meeting_id`, claiming it for `me` if nobody does. If Redis
-    /// cannot be reached, this node hosts it (the call works; it may be split from people
-    /// placed elsewhere until Redis is back).
-    pub async fn locate(&self, meeting_id: i64, me: &RelayAddress) -> RelayAddress {
-        let Some(mut redis) = self.redis.clone() else { return me.clone() };
+    fn alive_prefix(&self) -> String {
+        format!("floo:{}:node:", self.deployment)
+    }
+
+    /// The relay that hosts `meeting_id`, claiming it for `me` if nobody does or if the
+    /// node that held it has died (its heartbeat lapsed: see [`Placement::heartbeat_forever`]).
+    /// If Redis cannot be reached, this node hosts it (the call works; it may be split
+    /// from people placed elsewhere until Redis is back, when it is merged again).
+    pub async fn locate(&self, meeting_id: i64, me: &RelayAddress) -> Placed {
+        let here = |took_over| Placed { at: me.clone(), took_over };
+        let Some(mut redis) = self.redis.clone() else { return here(false) };
         let mine = serde_json::to_string(me).unwrap_or_default();
-        let claimed: redis::RedisResult<Option<String>> = redis::cmd("SET")
+        let claimed: redis::RedisResult<(i64, String)> = redis::cmd("EVAL")
+            .arg(
+                "local held = redis.call('GET', KEYS[1]) \
+                 if held then \
+                   local ok, claim = pcall(cjson.decode, held) \
+                   if ok and claim.node and redis.call('EXISTS', ARGV[3] .. claim.node .. ':alive') == 1 then \
+                     return {0, held} end \
+                 end \
+                 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) \
+                 if held then return {2, held} end return {1, ''}",
+            )
+            .arg(1)
             .arg(self.key(meeting_id))
             .arg(&mine)
-            .arg("NX")
-            .arg("GET")
-            .arg("EX")
             .arg(CLAIM_TTL_SECONDS)
+            .arg(self.alive_prefix())
             .query_async(&mut redis)
             .await;
         match claimed {
-            // Nobody held it: it is ours now.
-            Ok(None) => me.clone(),
-            Ok(Some(holder)) => serde_json::from_str(&holder).unwrap_or_else(|_| me.clone()),
+            Ok((0, holder)) => {
+                Placed { at: serde_json::from_str(&holder).unwrap_or_else(|_| me.clone()), took_over: false }
+            }
+            // Nobody held it, or its holder died: it is ours now.
+            Ok((2, dead)) => {
+                tracing::warn!(meeting_id, %dead, "the node hosting this meeting died; hosting it here");
+                here(true)
+            }
+            Ok(_) => here(false),
             Err(e) => {
                 tracing::warn!(error = %e, meeting_id, "cannot place the meeting through Redis; hosting it here");
-                me.clone()
+                here(false)
             }
         }
+    }
+
+    /// Says every second that node `node` is alive, for 3 s: a node killed outright stops,
+    /// and the others take over its meetings at once rather than after a claim's 30 s.
+    pub fn heartbeat_forever(&self, node: String) {
+        let Some(mut redis) = self.redis.clone() else { return };
+        let key = format!("{}{node}:alive", self.alive_prefix());
+        tokio::spawn(async move {
+            loop {
+                let beat: redis::RedisResult<()> = redis::cmd("SET")
+                    .arg(&key)
+                    .arg(1)
+                    .arg("EX")
+                    .arg(HEARTBEAT_TTL_SECONDS)
+                    .query_async(&mut redis)
+                    .await;
+                if let Err(e) = beat {
+                    tracing::debug!(error = %e, "cannot send this node's heartbeat");
+                }
+                tokio::time::sleep(HEARTBEAT_EVERY).await;
+            }
+        });
+    }
+
+    /// If the node that claimed `meeting_id` has died: drops its claim and returns true
+    /// (for one asker only), so that its stale attendance can be closed.
+    pub async fn forget_dead_host(&self, meeting_id: i64) -> bool {
+        let Some(mut redis) = self.redis.clone() else { return false };
+        let forgotten: redis::RedisResult<i64> = redis::cmd("EVAL")
+            .arg(
+                "local held = redis.call('GET', KEYS[1]) \
+                 if not held then return 0 end \
+                 local ok, claim = pcall(cjson.decode, held) \
+                 if ok and claim.node and redis.call('EXISTS', ARGV[1] .. claim.node .. ':alive') == 0 then \
+                   return redis.call('DEL', KEYS[1]) end \
+                 return 0",
+            )
+            .arg(1)
+            .arg(self.key(meeting_id))
+            .arg(self.alive_prefix())
+            .query_async(&mut redis)
+            .await;
+        forgotten.is_ok_and(|n| n == 1)
     }
 
     /// Gives up this node's claim on `meeting_id` (shutting down), so that the next person
@@ -158,7 +234,8 @@ impl Placement {
                 let mine = serde_json::to_string(&me).unwrap_or_default();
                 let was_failing = std::mem::take(&mut failing);
                 for meeting_id in hosted() {
-                    match hold(&mut redis, &placement.key(meeting_id), &mine, &me.node).await {
+                    match hold(&mut redis, &placement.key(meeting_id), &mine, &me.node, &placement.alive_prefix()).await
+                    {
                         Ok(None) if was_failing => tracing::info!(meeting_id, "meeting placement taken back"),
                         Ok(None) => {}
                         Ok(Some(holder)) => {
@@ -183,8 +260,16 @@ impl Placement {
             .query_async(&mut redis)
             .await
             .map_err(|e| format!("the server hosting this call cannot be found ({e})"))?;
-        let host = holder.and_then(|h| serde_json::from_str::<RelayAddress>(&h).ok());
-        Ok(host.filter(|host| host.node != me.node))
+        let Some(host) = holder.and_then(|h| serde_json::from_str::<RelayAddress>(&h).ok()) else { return Ok(None) };
+        if host.node == me.node {
+            return Ok(None);
+        }
+        let alive: bool = redis::cmd("EXISTS")
+            .arg(format!("{}{}:alive", self.alive_prefix(), host.node))
+            .query_async(&mut redis)
+            .await
+            .map_err(|e| format!("the server hosting this call cannot be found ({e})"))?;
+        Ok(alive.then_some(host))
     }
 
     /// Has the node at `host` carry out `command`, and returns its answer.
@@ -358,13 +443,18 @@ async fn hold(
     key: &str,
     value: &str,
     node: &str,
+    alive_prefix: &str,
 ) -> redis::RedisResult<Option<String>> {
     // The node id decides whose a claim is (the rest of the address changes with a new
     // development certificate).
     redis::cmd("EVAL")
         .arg(
             "local held = redis.call('GET', KEYS[1]) \
-             if held and not string.find(held, ARGV[3], 1, true) then return held end \
+             if held and not string.find(held, ARGV[3], 1, true) then \
+               local ok, claim = pcall(cjson.decode, held) \
+               if ok and claim.node and redis.call('EXISTS', ARGV[4] .. claim.node .. ':alive') == 1 then \
+                 return held end \
+             end \
              redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) return false",
         )
         .arg(1)
@@ -372,6 +462,7 @@ async fn hold(
         .arg(value)
         .arg(CLAIM_TTL_SECONDS)
         .arg(node_marker(node))
+        .arg(alive_prefix)
         .query_async(redis)
         .await
 }

@@ -238,6 +238,28 @@ impl Store {
         Ok(())
     }
 
+    /// Closes every open attendance of a meeting at `at` (the node its call was on died:
+    /// nobody is connected to it any more); returns how many were open.
+    pub async fn close_attendance(&self, meeting_id: i64, at: i64) -> Result<u64> {
+        let closed = sqlx::query("UPDATE attendance SET left_at = $1 WHERE meeting_id = $2 AND left_at IS NULL")
+            .bind(at)
+            .bind(meeting_id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(closed)
+    }
+
+    /// Live meetings someone is marked as in: (meeting, team).
+    pub async fn meetings_with_open_attendance(&self) -> Result<Vec<(i64, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT DISTINCT m.id, m.team_id FROM meetings m JOIN attendance a ON a.meeting_id = m.id
+             WHERE m.ended_at IS NULL AND a.left_at IS NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Ends a live meeting; everyone still in it leaves. False if it had already ended.
     pub async fn end_meeting(&self, meeting_id: i64, by_user: i64, now: i64) -> Result<bool> {
         let mut tx = self.pool.begin().await?;

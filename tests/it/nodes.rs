@@ -13,7 +13,7 @@ use crate::support::{Client, SseStream, create_postgres_database};
 /// A `floo serve` process.
 struct Node {
     base: String,
-    _child: Child,
+    child: Child,
 }
 
 impl Node {
@@ -49,7 +49,12 @@ impl Node {
         })
         .await
         .expect("floo starts within 30 s");
-        Node { base, _child: child }
+        Node { base, child }
+    }
+
+    /// Kills the process outright (SIGKILL), as a crash or an OOM kill would.
+    async fn kill(&mut self) {
+        self.child.kill().await.expect("kill floo");
     }
 }
 
@@ -320,25 +325,83 @@ async fn a_call_split_by_a_redis_restart_comes_back_together_on_one_node() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     redis.restart().await;
     let for_carol = media_ticket(&carol, &meeting).await;
-    let _carol_call = crate::media::join_with_ticket(&for_carol).await;
-    if for_carol["port"] != on_a["port"] {
-        // Split: A finds B's claim when it renews, and sends its people over.
-        for call in [&alice_call, &bob_call] {
-            // Within a renewal (10 s), and a retry if Redis's first answer was an error.
-            let (code, reason) = call.close_code_within(Duration::from_secs(20)).await;
-            assert_eq!(code, floo::media::close::GOING_AWAY, "{reason}");
+    let carol_call = crate::media::join_with_ticket(&for_carol).await;
+    let one_call = if for_carol["port"] == on_a["port"] {
+        for_carol.clone() // A took its claim back first: no split at all
+    } else {
+        // Split: whichever node finds the other's claim when it renews (10 s, and a retry
+        // if Redis's first answer was an error) sends its people over to the other.
+        let within = Duration::from_secs(25);
+        let (loser, code, reason) = tokio::select! {
+            (code, reason) = alice_call.close_code_within(within) => ("A", code, reason),
+            (code, reason) = carol_call.close_code_within(within) => ("B", code, reason),
+        };
+        assert_eq!(code, floo::media::close::GOING_AWAY, "{reason}");
+        if loser == "A" {
+            assert_eq!(bob_call.close_code().await.0, floo::media::close::GOING_AWAY, "Bob leaves A with Alice");
         }
-    }
-    // Whoever asks, on either node, is sent to the one call that is left.
-    for (who, client) in [("Alice", &alice), ("Bob", &bob), ("Carol", &carol)] {
-        let ticket = media_ticket(client, &meeting).await;
-        assert_eq!(ticket["port"], for_carol["port"], "{who} is sent where Carol is");
-    }
-    // A stale ticket for the old host is refused with a code that makes clients reconnect.
-    if for_carol["port"] != on_a["port"] {
-        let mut stale = on_a.clone();
+        // A ticket for the room that gave up is refused with a code that makes clients
+        // reconnect (the relay sends sessions to the call's host).
+        let mut stale = if loser == "A" { on_a.clone() } else { for_carol.clone() };
         stale["token"] = media_ticket(&alice, &meeting).await["token"].clone();
         let (code, reason) = crate::media::refusal_for_ticket(&stale).await;
         assert_eq!(code, floo::media::close::GOING_AWAY, "{reason}");
+        if loser == "A" { for_carol.clone() } else { on_a.clone() }
+    };
+    // Whoever asks, on either node, is sent to the one call that is left.
+    for (who, client) in [("Alice", &alice), ("Bob", &bob), ("Carol", &carol)] {
+        let ticket = media_ticket(client, &meeting).await;
+        assert_eq!(ticket["port"], one_call["port"], "{who} is sent to the call that is left");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_node_hosting_a_call_is_killed_the_call_moves_at_once_and_nobody_is_left_here_now() {
+    let (database, _) = create_postgres_database().await;
+    let redis = PrivateRedis::start().await;
+    let mut a = Node::start(&database, &redis.url()).await;
+    let b = Node::start(&database, &redis.url()).await;
+    let (alice_on_a, bob, topic) = team_across(&a, &b).await;
+    let team = topic.split("/topics/").next().expect("team path").to_owned();
+    let meeting = alice_on_a.post_form(&format!("{team}/meetings"), &[("title", "Doomed host")]).await;
+    let meeting = meeting.url.trim_start_matches(&a.base).to_owned();
+    let on_a = media_ticket(&alice_on_a, &meeting).await;
+    let alice_call = crate::media::join_with_ticket(&on_a).await;
+    let bob_call = crate::media::join_with_ticket(&media_ticket(&bob, &meeting).await).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while bob.get(&meeting).await.body.matches("here now").count() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "both are marked as in the call");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    a.kill().await;
+    drop((alice_call, bob_call));
+    // Within a few seconds (the heartbeat's 3 s, not the claim's 30 s), node B hosts the
+    // meeting: Bob's reconnecting client is sent to B's own relay and admitted there.
+    let killed = tokio::time::Instant::now();
+    let alice = Client::new(&b.base);
+    alice.post_form("/login/dev", &[("name", "Alice")]).await.expect_ok_with("Hello, Alice");
+    let for_bob = loop {
+        let ticket = media_ticket(&bob, &meeting).await;
+        if ticket["port"] != on_a["port"] {
+            break ticket;
+        }
+        assert!(killed.elapsed() < Duration::from_secs(10), "the meeting stayed on the dead node");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let _bob_again = crate::media::join_with_ticket(&for_bob).await;
+    // Alice never came back: she is not "here now" any more; Bob, who rejoined, is.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = alice.get(&meeting).await.body;
+        let list = body.split("list attendance").nth(1).unwrap_or("").split("</ul>").next().unwrap_or("");
+        let here =
+            |name: &str| list.split("<li>").any(|row| row.contains(&format!(">{name}<")) && row.contains("here now"));
+        if !here("Alice") && here("Bob") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "stale attendance after the host died: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("re-hosted {} ms after the kill", killed.elapsed().as_millis());
 }
