@@ -75,6 +75,11 @@ impl IntoResponse for Error {
                 tracing::warn!(error = %e, "sign-in through provider failed");
                 error_page_response(StatusCode::BAD_GATEWAY, &format!("Sign-in failed: {e}."))
             }
+            Error::Store(e) if e.is_unavailable() => {
+                tracing::warn!(error = %e, "the database cannot be reached");
+                Error::Unavailable("Floo cannot reach its database right now. Try again in a moment.".into())
+                    .into_response()
+            }
             Error::Store(e) => {
                 tracing::error!(error = %e, "storage failure while serving a request");
                 error_page_response(

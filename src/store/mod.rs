@@ -40,6 +40,22 @@ pub enum Error {
     UnsupportedUrl(String),
 }
 
+impl Error {
+    /// Whether the database could not be reached (down, restarting, out of connections),
+    /// rather than refusing the query: worth trying again in a moment.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Error::Database(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed) => true,
+            // PostgreSQL's classes 08 (connection exception) and 57P (shutting down, not
+            // accepting connections yet).
+            Error::Database(sqlx::Error::Database(db)) => {
+                db.code().is_some_and(|code| code.starts_with("08") || code.starts_with("57P"))
+            }
+            _ => false,
+        }
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Which database the pool talks to.
@@ -69,7 +85,8 @@ impl Store {
         };
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
+            // A page waits this long for the database before it says it cannot reach it.
+            .acquire_timeout(Duration::from_secs(5))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {

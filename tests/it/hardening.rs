@@ -331,3 +331,97 @@ async fn under_https_cookies_are_host_only_and_unprefixed_ones_are_ignored() {
     assert!(planted.status().is_redirection() || !planted.text().await.expect("body").contains("Hello, Alice"));
     app.finish().await;
 }
+
+/// A TCP proxy in front of PostgreSQL that a test can cut (every connection dropped,
+/// new ones refused, as while the server restarts) and restore.
+struct CuttableProxy {
+    port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl CuttableProxy {
+    async fn start(target: String) -> CuttableProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (refusing, connections) = (cut.clone(), open.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if refusing.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue; // dropped at once: the connection is reset
+                }
+                let target = target.clone();
+                let relay = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                connections.lock().expect("lock").push(relay);
+            }
+        });
+        CuttableProxy { port, cut, open, accept }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for connection in self.open.lock().expect("lock").drain(..) {
+            connection.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for CuttableProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_postgresql_is_away_pages_say_so_with_503_and_recover_after() {
+    let (url, _) = crate::support::create_postgres_database().await;
+    let mut url = url::Url::parse(&url).expect("url");
+    let target = format!("{}:{}", url.host_str().expect("host"), url.port().unwrap_or(5432));
+    let proxy = CuttableProxy::start(target).await;
+    url.set_host(Some("127.0.0.1")).expect("host");
+    url.set_port(Some(proxy.port)).expect("port");
+    let app = TestApp::spawn_with(Backend::Sqlite, &["--database-url", url.as_str()]).await;
+    let alice = app.signed_in("Alice").await;
+    let team = alice.post_form("/teams", &[("name", "Durable")]).await.url;
+    let topic =
+        alice.post_form(&format!("{team}/forum"), &[("title", "Committed"), ("body", "before the outage")]).await.url;
+
+    let token = alice.csrf().await;
+    proxy.cut();
+    for path in [team.as_str(), topic.as_str(), "/"] {
+        let page = alice.get(path).await;
+        assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {}", page.body);
+        assert!(page.body.contains("cannot reach its database"), "{}", page.body);
+    }
+    let form = [("title", "Lost?"), ("body", ""), ("_csrf", token.as_str())];
+    let refused = alice.http.post(format!("{team}/forum")).form(&form).send().await.expect("post");
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.headers()["retry-after"], "5");
+
+    proxy.restore();
+    // The pool reconnects by itself; what was committed before is all there.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let page = alice.get(&topic).await;
+        if page.status == StatusCode::OK {
+            page.expect_ok_with("before the outage");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no recovery: {} {}", page.status, page.body);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    alice.post_form(&format!("{team}/forum"), &[("title", "After"), ("body", "")]).await.expect_ok_with("After");
+    app.finish().await;
+}
