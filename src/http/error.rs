@@ -128,9 +128,11 @@ impl IntoResponse for Refusal {
 pub async fn plain_errors_as_pages(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
+    // axum's rejections are text/plain; its 405 has no body at all. Anything else (a
+    // 416 with its Content-Range, say) is a deliberate answer and stays as it is.
     let plain =
-        response.headers().get(header::CONTENT_TYPE).is_none_or(|kind| kind.as_bytes().starts_with(b"text/plain"));
-    if !status.is_client_error() || !plain {
+        response.headers().get(header::CONTENT_TYPE).is_some_and(|kind| kind.as_bytes().starts_with(b"text/plain"));
+    if !status.is_client_error() || !(plain || status == StatusCode::METHOD_NOT_ALLOWED) {
         return response;
     }
     // Rejections are one short line; anything longer is not one of them.
@@ -150,7 +152,7 @@ pub async fn plain_errors_as_pages(request: axum::extract::Request, next: axum::
         }
         StatusCode::NOT_FOUND => (status, Error::NOT_FOUND),
         _ => (
-            StatusCode::BAD_REQUEST,
+            status,
             "Floo could not understand this link or form: it may be damaged or out of date. \
              Go back, reload the page and try again.",
         ),

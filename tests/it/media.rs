@@ -932,6 +932,11 @@ async fn a_recorded_meeting_yields_a_playable_file_per_participant_that_members_
     assert_eq!(part.status(), reqwest::StatusCode::PARTIAL_CONTENT);
     assert_eq!(part.headers()["content-range"], format!("bytes 100-199/{}", bytes.len()).as_str());
     assert_eq!(part.bytes().await.expect("body").as_ref(), &bytes[100..200]);
+    // Past the end: 416 with the size, as it is (not turned into an error page).
+    let past = format!("bytes={}-", bytes.len() + 10);
+    let beyond = clients[1].http.get(clients[1].url(&link)).header("range", past).send().await.expect("range");
+    assert_eq!(beyond.status(), reqwest::StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(beyond.headers()["content-range"], format!("bytes */{}", bytes.len()).as_str());
     let eve = app.signed_in("Eve").await;
     assert_eq!(eve.get(&link).await.status, reqwest::StatusCode::NOT_FOUND);
     assert_eq!(eve.get(&video_link).await.status, reqwest::StatusCode::NOT_FOUND);
