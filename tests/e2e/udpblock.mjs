@@ -69,7 +69,7 @@ try {
   // Dave's network drops his TCP connections: his client comes back by itself.
   const before = await dave.evaluate(() => window.__floo.stats.reconnects);
   // Reset from the server's end (the browser then sees a connection reset, as from a
-  // middlebox): destroying Chromium's own sockets under it crashed its renderer at times.
+  // middlebox).
   asRoot('ss', '-K', 'state', 'established', 'src', '127.0.0.2', 'sport', '=', port);
   await dave.waitForFunction((n) => window.__floo.stats.reconnects > n, before, { timeout: 20000 });
   const after = await dave.evaluate(() => ({ transport: window.__floo.stats.transport, closes: window.__floo.stats.closes }));

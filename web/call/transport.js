@@ -58,7 +58,18 @@ function open(kind, ticket) {
     const hashes = ticket.certHash ? { serverCertificateHashes: [{ algorithm: 'sha-256', value: new Uint8Array(ticket.certHash) }] } : {};
     return new WebTransport(url, hashes);
   }
-  return new QmuxSession(url, { protocols: [PROTOCOL], versions: { [PROTOCOL]: ['qmux-02', 'qmux-01', 'qmux-00'] }, requireProtocol: true });
+  // QMux opens its WebSocket through the browser's native WebSocketStream where there is
+  // one (Chromium); Chromium 156's renderer crashed ("Aw, Snap!") in most runs when such
+  // a connection was reset, as a network drop does. Hidden for the constructor (which
+  // opens the socket synchronously), QMux uses its ponyfill over a plain WebSocket, as it
+  // does in Firefox and Safari: five resets out of five reconnected.
+  const native = globalThis.WebSocketStream;
+  try {
+    globalThis.WebSocketStream = undefined;
+    return new QmuxSession(url, { protocols: [PROTOCOL], versions: { [PROTOCOL]: ['qmux-02', 'qmux-01', 'qmux-00'] }, requireProtocol: true });
+  } finally {
+    globalThis.WebSocketStream = native;
+  }
 }
 
 /** A connection to the relay, whichever transport carries it. */
