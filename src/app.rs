@@ -225,7 +225,7 @@ async fn drain_calls(state: &AppState, grace: Duration) {
             let stopped = match state.store.active_recording(meeting_id).await {
                 Ok(Some(id)) => http::calls::stop_recording(state, meeting_id, id).await,
                 Ok(None) => Ok(()),
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(crate::media::placement::CallError::Unavailable(e.to_string())),
             };
             if let Err(reason) = stopped {
                 tracing::warn!(meeting_id, %reason, "a recording could not be finished before shutdown");

@@ -4,7 +4,7 @@
 
 use super::AppState;
 use crate::clock::now_ms;
-use crate::media::placement::{CallCommand, RelayAddress};
+use crate::media::placement::{CallCommand, CallError, RelayAddress};
 use crate::recording::FileOutcome;
 
 /// This node's relay, as placements name it.
@@ -13,7 +13,7 @@ fn me(state: &AppState) -> RelayAddress {
 }
 
 /// Carries `command` out where the call is hosted.
-async fn act(state: &AppState, meeting_id: i64, command: CallCommand) -> Result<(), String> {
+async fn act(state: &AppState, meeting_id: i64, command: CallCommand) -> Result<(), CallError> {
     match state.placement.elsewhere(meeting_id, &me(state)).await? {
         Some(host) => state.placement.ask(&host, command).await,
         None => carry_out(state, command).await,
@@ -21,7 +21,7 @@ async fn act(state: &AppState, meeting_id: i64, command: CallCommand) -> Result<
 }
 
 /// Starts recording the call of `meeting_id` as recording `recording_id`.
-pub async fn start_recording(state: &AppState, meeting_id: i64, recording_id: i64) -> Result<(), String> {
+pub async fn start_recording(state: &AppState, meeting_id: i64, recording_id: i64) -> Result<(), CallError> {
     act(state, meeting_id, CallCommand::StartRecording { meeting_id, recording_id }).await
 }
 
@@ -30,7 +30,7 @@ pub async fn start_recording(state: &AppState, meeting_id: i64, recording_id: i6
 /// another node), the recording is finished here with whatever files this node can see,
 /// so that it does not stay "recording" forever; if the host is there but did not
 /// answer, the error says so and the stop can be tried again.
-pub async fn stop_recording(state: &AppState, meeting_id: i64, recording_id: i64) -> Result<(), String> {
+pub async fn stop_recording(state: &AppState, meeting_id: i64, recording_id: i64) -> Result<(), CallError> {
     let Some(host) = state.placement.elsewhere(meeting_id, &me(state)).await? else {
         return carry_out(state, CallCommand::StopRecording { meeting_id, recording_id }).await;
     };
@@ -83,12 +83,12 @@ pub async fn end(state: &AppState, meeting_id: i64) {
 }
 
 /// Does what `command` asks, on this node (which hosts the call, or nobody does).
-pub async fn carry_out(state: &AppState, command: CallCommand) -> Result<(), String> {
+pub async fn carry_out(state: &AppState, command: CallCommand) -> Result<(), CallError> {
     match command {
         CallCommand::StartRecording { meeting_id, recording_id } => {
             is_running(state, meeting_id, recording_id).await?;
             let dir = state.recordings_dir.join(recording_id.to_string());
-            state.relay.start_recording(meeting_id, dir).await
+            state.relay.start_recording(meeting_id, dir).await.map_err(CallError::Refused)
         }
         CallCommand::StopRecording { meeting_id, recording_id } => {
             is_running(state, meeting_id, recording_id).await?;
@@ -108,17 +108,17 @@ pub async fn carry_out(state: &AppState, command: CallCommand) -> Result<(), Str
 
 /// A command about a recording that is no longer the meeting's running one (it failed,
 /// was stopped, or the command is stale) is refused.
-async fn is_running(state: &AppState, meeting_id: i64, recording_id: i64) -> Result<(), String> {
+async fn is_running(state: &AppState, meeting_id: i64, recording_id: i64) -> Result<(), CallError> {
     match state.store.active_recording(meeting_id).await {
         Ok(Some(id)) if id == recording_id => Ok(()),
-        Ok(_) => Err("this recording is not running any more".into()),
-        Err(e) => Err(format!("the recording's state could not be read ({e})")),
+        Ok(_) => Err(CallError::Refused("this recording is not running any more".into())),
+        Err(e) => Err(CallError::Unavailable(format!("the recording's state could not be read ({e})"))),
     }
 }
 
 /// Records the outcome: its files, to be composed into the meeting video, or failed with
 /// the reason (disk full...).
-async fn finish(state: &AppState, id: i64, outcomes: &[FileOutcome]) -> Result<(), String> {
+async fn finish(state: &AppState, id: i64, outcomes: &[FileOutcome]) -> Result<(), CallError> {
     let files: Vec<(i64, String, i64)> =
         outcomes.iter().filter(|o| o.bytes > 0).map(|o| (o.user_id, o.file_name.clone(), o.bytes)).collect();
     let errors: Vec<&str> = outcomes.iter().filter_map(|o| o.error.as_deref()).collect();
@@ -131,7 +131,7 @@ async fn finish(state: &AppState, id: i64, outcomes: &[FileOutcome]) -> Result<(
         .store
         .finish_recording(id, status, reason.as_deref(), false, &files, now_ms())
         .await
-        .map_err(|e| format!("the recording's outcome could not be saved ({e})"))?;
+        .map_err(|e| CallError::Unavailable(format!("the recording's outcome could not be saved ({e})")))?;
     if finished && status == "composing" {
         state.composer.enqueue(id);
     }

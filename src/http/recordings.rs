@@ -18,6 +18,7 @@ use super::views::{self, csrf_field};
 use super::{AppState, Error, MeetingInTeam, TeamMember};
 use crate::bus::{Event, LiveMessage};
 use crate::clock::{format_duration, now_ms};
+use crate::media::placement::CallError;
 use crate::store::{Meeting, Recording};
 
 pub fn router() -> Router<AppState> {
@@ -166,9 +167,9 @@ async fn start(State(state): State<AppState>, mt: MeetingInTeam, headers: Header
     let Some(id) = state.store.start_recording(mt.meeting.id, mt.member.user_id(), now_ms()).await? else {
         return Err(Error::Conflict("This meeting is already being recorded.".into()));
     };
-    if let Err(reason) = super::calls::start_recording(&state, mt.meeting.id, id).await {
-        state.store.finish_recording(id, "failed", Some(&reason), false, &[], now_ms()).await?;
-        return Err(Error::Conflict(format!("The recording could not start: {reason}.")));
+    if let Err(e) = super::calls::start_recording(&state, mt.meeting.id, id).await {
+        state.store.finish_recording(id, "failed", Some(&e.to_string()), false, &[], now_ms()).await?;
+        return Err(call_error("The recording could not start", e));
     }
     tracing::info!(meeting_id = mt.meeting.id, recording_id = id, "recording started");
     chat_line(&state, &mt, &format!("{} started recording this meeting.", mt.member.viewer.user.display_name)).await?;
@@ -182,9 +183,18 @@ async fn stop(State(state): State<AppState>, mt: MeetingInTeam, headers: HeaderM
     };
     super::calls::stop_recording(&state, mt.meeting.id, id)
         .await
-        .map_err(|reason| Error::Conflict(format!("The recording could not be stopped: {reason}.")))?;
+        .map_err(|e| call_error("The recording could not be stopped", e))?;
     chat_line(&state, &mt, &format!("{} stopped recording this meeting.", mt.member.viewer.user.display_name)).await?;
     answer(&state, &mt, &headers).await
+}
+
+/// What the user is told when the call could not do it: a conflict to resolve, or
+/// something down for a moment (503, try again).
+fn call_error(what: &str, error: CallError) -> Error {
+    match error {
+        CallError::Refused(why) => Error::Conflict(format!("{what}: {why}.")),
+        CallError::Unavailable(why) => Error::Unavailable(format!("{what}: {why}. Try again in a moment.")),
+    }
 }
 
 /// Deletes a finished recording with its files (admins).

@@ -54,6 +54,18 @@ pub struct Placed {
     pub took_over: bool,
 }
 
+/// Why a call could not do what it was asked, in the user's terms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum CallError {
+    /// The call cannot (nobody is in it, the recording is not running any more, the
+    /// recordings directory refuses files).
+    #[error("{0}")]
+    Refused(String),
+    /// Redis, the database or the call's host did not answer: worth trying again.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
 /// Something only the node hosting a call can do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CallCommand {
@@ -253,13 +265,13 @@ impl Placement {
     }
     /// The relay hosting `meeting_id` if it is not `me` (None: here, or nowhere yet); an
     /// error if Redis cannot tell.
-    pub async fn elsewhere(&self, meeting_id: i64, me: &RelayAddress) -> Result<Option<RelayAddress>, String> {
+    pub async fn elsewhere(&self, meeting_id: i64, me: &RelayAddress) -> Result<Option<RelayAddress>, CallError> {
         let Some(mut redis) = self.redis.clone() else { return Ok(None) };
         let holder: Option<String> = redis::cmd("GET")
             .arg(self.key(meeting_id))
             .query_async(&mut redis)
             .await
-            .map_err(|e| format!("the server hosting this call cannot be found ({e})"))?;
+            .map_err(|e| CallError::Unavailable(format!("the server hosting this call cannot be found ({e})")))?;
         let Some(host) = holder.and_then(|h| serde_json::from_str::<RelayAddress>(&h).ok()) else { return Ok(None) };
         if host.node == me.node {
             return Ok(None);
@@ -268,14 +280,16 @@ impl Placement {
             .arg(format!("{}{}:alive", self.alive_prefix(), host.node))
             .query_async(&mut redis)
             .await
-            .map_err(|e| format!("the server hosting this call cannot be found ({e})"))?;
+            .map_err(|e| CallError::Unavailable(format!("the server hosting this call cannot be found ({e})")))?;
         Ok(alive.then_some(host))
     }
 
     /// Has the node at `host` carry out `command`, and returns its answer.
-    pub async fn ask(&self, host: &RelayAddress, command: CallCommand) -> Result<(), String> {
-        let unreachable = |e: redis::RedisError| format!("the server hosting this call cannot be reached ({e})");
-        let client = self.client.as_ref().ok_or("no other server hosts calls")?;
+    pub async fn ask(&self, host: &RelayAddress, command: CallCommand) -> Result<(), CallError> {
+        let unreachable = |e: redis::RedisError| {
+            CallError::Unavailable(format!("the server hosting this call cannot be reached ({e})"))
+        };
+        let client = self.client.as_ref().ok_or_else(|| CallError::Refused("no other server hosts calls".into()))?;
         let mut redis = blocking_connection(client, ANSWER_WITHIN).await.map_err(unreachable)?;
         let answer_to = format!("floo:{}:answer:{}", self.deployment, crate::media::token::TokenKey::random().to_hex());
         let expires_ms = crate::clock::now_ms() + ANSWER_WITHIN.as_millis() as i64;
@@ -302,8 +316,10 @@ impl Placement {
             .await
             .map_err(unreachable)?;
         match answer {
-            Some((_, answer)) => serde_json::from_str::<Result<(), String>>(&answer).map_err(|e| e.to_string())?,
-            None => Err("the server hosting this call did not answer".into()),
+            Some((_, answer)) => serde_json::from_str::<Result<(), CallError>>(&answer).map_err(|e| {
+                CallError::Unavailable(format!("the call's host answered in a way this server cannot read ({e})"))
+            })?,
+            None => Err(CallError::Unavailable("the server hosting this call did not answer".into())),
         }
     }
 
@@ -312,7 +328,7 @@ impl Placement {
     pub fn serve<F, Fut>(&self, me: RelayAddress, act: F)
     where
         F: Fn(CallCommand) -> Fut + Send + Sync + 'static,
-        Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), CallError>> + Send + 'static,
     {
         let (Some(client), Some(replies)) = (self.client.clone(), self.redis.clone()) else { return };
         let inbox = self.inbox(&me);

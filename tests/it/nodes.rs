@@ -405,3 +405,33 @@ async fn when_the_node_hosting_a_call_is_killed_the_call_moves_at_once_and_nobod
     }
     println!("re-hosted {} ms after the kill", killed.elapsed().as_millis());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_controls_say_try_again_while_redis_is_away_not_conflict() {
+    let (database, _) = create_postgres_database().await;
+    let mut redis = PrivateRedis::start().await;
+    let a = Node::start(&database, &redis.url()).await;
+    let b = Node::start(&database, &redis.url()).await;
+    let (alice, _bob, topic) = team_across(&a, &b).await;
+    let team = topic.split("/topics/").next().expect("team path").to_owned();
+    let meeting = alice.post_form(&format!("{team}/meetings"), &[("title", "Flaky cache")]).await;
+    let meeting = meeting.url.trim_start_matches(&a.base).to_owned();
+    let _alice_call = crate::media::join_with_ticket(&media_ticket(&alice, &meeting).await).await;
+
+    redis.kill().await;
+    let page = alice.post_form(&format!("{meeting}/recordings"), &[]).await;
+    assert_eq!(page.status, reqwest::StatusCode::SERVICE_UNAVAILABLE, "{}", page.body);
+    assert!(page.body.contains("Try again in a moment"), "{}", page.body);
+    redis.restart().await;
+    // Once Redis answers again, the same click works.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let page = alice.post_form(&format!("{meeting}/recordings"), &[]).await;
+        if page.status.is_success() {
+            page.expect_ok_with("Stop recording");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{} {}", page.status, page.body);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
