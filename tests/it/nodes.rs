@@ -302,19 +302,26 @@ async fn a_call_hosted_on_one_node_is_recorded_and_ended_through_the_other() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_call_split_by_a_redis_restart_comes_back_together_on_one_node() {
+/// Two nodes on a fresh database and the Redis at `redis_url`; Alice (on A) and Bob (on
+/// B) in one team, and a meeting Alice started: (A, B, Alice, Bob, team path, meeting path).
+async fn meeting_across(redis_url: &str, title: &str) -> (Node, Node, Client, Client, String, String) {
     let (database, _) = create_postgres_database().await;
-    let mut redis = PrivateRedis::start().await;
-    let a = Node::start(&database, &redis.url()).await;
-    let b = Node::start(&database, &redis.url()).await;
+    let a = Node::start(&database, redis_url).await;
+    let b = Node::start(&database, redis_url).await;
     let (alice, bob, topic) = team_across(&a, &b).await;
     let team = topic.split("/topics/").next().expect("team path").to_owned();
+    let meeting = alice.post_form(&format!("{team}/meetings"), &[("title", title)]).await;
+    let meeting = meeting.url.trim_start_matches(&a.base).to_owned();
+    (a, b, alice, bob, team, meeting)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_split_by_a_redis_restart_comes_back_together_on_one_node() {
+    let mut redis = PrivateRedis::start().await;
+    let (_a, b, alice, bob, team, meeting) = meeting_across(&redis.url(), "Split call").await;
     let code = alice.get(&format!("{team}/invite")).await.between("id=\"invite-code\">", "<");
     let carol = sign_in(&b, "Carol").await;
     carol.post_form("/join", &[("code", &code)]).await.expect_ok_with("Spread out");
-    let meeting = alice.post_form(&format!("{team}/meetings"), &[("title", "Split call")]).await;
-    let meeting = meeting.url.trim_start_matches(&a.base).to_owned();
     let on_a = media_ticket(&alice, &meeting).await;
     let alice_call = crate::media::join_with_ticket(&on_a).await;
     let bob_call = crate::media::join_with_ticket(&media_ticket(&bob, &meeting).await).await;
@@ -357,14 +364,8 @@ async fn a_call_split_by_a_redis_restart_comes_back_together_on_one_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_node_hosting_a_call_is_killed_the_call_moves_at_once_and_nobody_is_left_here_now() {
-    let (database, _) = create_postgres_database().await;
     let redis = PrivateRedis::start().await;
-    let mut a = Node::start(&database, &redis.url()).await;
-    let b = Node::start(&database, &redis.url()).await;
-    let (alice_on_a, bob, topic) = team_across(&a, &b).await;
-    let team = topic.split("/topics/").next().expect("team path").to_owned();
-    let meeting = alice_on_a.post_form(&format!("{team}/meetings"), &[("title", "Doomed host")]).await;
-    let meeting = meeting.url.trim_start_matches(&a.base).to_owned();
+    let (mut a, b, alice_on_a, bob, _, meeting) = meeting_across(&redis.url(), "Doomed host").await;
     let on_a = media_ticket(&alice_on_a, &meeting).await;
     let alice_call = crate::media::join_with_ticket(&on_a).await;
     let bob_call = crate::media::join_with_ticket(&media_ticket(&bob, &meeting).await).await;
@@ -408,14 +409,8 @@ async fn when_the_node_hosting_a_call_is_killed_the_call_moves_at_once_and_nobod
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recording_controls_say_try_again_while_redis_is_away_not_conflict() {
-    let (database, _) = create_postgres_database().await;
     let mut redis = PrivateRedis::start().await;
-    let a = Node::start(&database, &redis.url()).await;
-    let b = Node::start(&database, &redis.url()).await;
-    let (alice, _bob, topic) = team_across(&a, &b).await;
-    let team = topic.split("/topics/").next().expect("team path").to_owned();
-    let meeting = alice.post_form(&format!("{team}/meetings"), &[("title", "Flaky cache")]).await;
-    let meeting = meeting.url.trim_start_matches(&a.base).to_owned();
+    let (_a, _b, alice, _bob, _, meeting) = meeting_across(&redis.url(), "Flaky cache").await;
     let _alice_call = crate::media::join_with_ticket(&media_ticket(&alice, &meeting).await).await;
 
     redis.kill().await;
