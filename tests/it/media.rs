@@ -504,6 +504,83 @@ async fn deleting_a_team_ends_its_call_and_takes_its_recordings_with_it() {
     app.finish().await;
 }
 
+/// A process's resident memory (KiB) and open file descriptors.
+fn footprint(pid: u32) -> (u64, usize) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
+    let rss = line.split_whitespace().nth(1).and_then(|kib| kib.parse().ok()).expect("a number");
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("/proc fd").count();
+    (rss, fds)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_sessions_and_live_streams_come_and_go_and_leave_nothing_behind() {
+    // A process of its own, so that its memory is Floo's alone.
+    let data_dir = std::env::temp_dir().join(format!("floo-churn-{}", crate::support::unique_suffix()));
+    let (child, base) = floo_process(&data_dir).await;
+    let pid = child.id().expect("pid");
+    let sign_in = |name: &'static str| {
+        let base = base.clone();
+        async move {
+            let client = Client::new(&base);
+            client.post_form("/login/dev", &[("name", name)]).await.expect_ok_with(name);
+            client
+        }
+    };
+    let (alice, bob) = (sign_in("Alice").await, sign_in("Bob").await);
+    let team = alice.post_form("/teams", &[("name", "Churn")]).await.url;
+    let code = alice.get(&format!("{team}/invite")).await.between("id=\"invite-code\">", "<");
+    bob.post_form("/join", &[("code", &code)]).await.expect_ok_with("Churn");
+    let meeting = alice.post_form(&format!("{team}/meetings"), &[("title", "Revolving door")]).await.url;
+    let topic = alice.get(&meeting).await.between("/topics/", "/");
+    let events = format!("{team}/topics/{topic}/events");
+    // Bob stays in the call throughout; Alice comes and goes, ten sessions at a time,
+    // each with a page's live stream open while it lasts.
+    let _bob = join_with_ticket(&ticket(&bob, &meeting).await).await;
+    let churn = |rounds: usize| {
+        let (alice, meeting, events) = (&alice, &meeting, &events);
+        async move {
+            for _ in 0..rounds {
+                let visits = (0..10).map(|_| async move {
+                    let stream = crate::support::SseStream::open(alice, events, None).await;
+                    let peer = join_with_ticket(&ticket(alice, meeting).await).await;
+                    peer.leave();
+                    let _ = peer.session.closed().await;
+                    drop(stream);
+                });
+                futures_util::future::join_all(visits).await;
+            }
+        }
+    };
+    // Settled once the descriptor count stops falling (sessions and streams closing).
+    let settle = || async {
+        let mut last = usize::MAX;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let now = footprint(pid);
+            if now.1 >= last {
+                return now;
+            }
+            last = now.1;
+        }
+        panic!("never settled");
+    };
+    churn(30).await; // warm up: pools, SQLite's page caches, the allocator's arenas
+    let before = settle().await;
+    churn(100).await; // 1,000 sessions and 1,000 live streams
+    let after = settle().await;
+    println!("RSS {} -> {} KiB, descriptors {} -> {}", before.0, after.0, before.1, after.1);
+    assert!(after.0 * 10 <= before.0 * 11, "RSS grew more than 10 %: {} -> {} KiB", before.0, after.0);
+    // A few come and go with idle keep-alive connections; one left per session or
+    // stream would be a thousand.
+    assert!(after.1 <= before.1 + 10, "descriptors left open: {} -> {}", before.1, after.1);
+    // Bob's call is intact, and the page shows Alice gone.
+    let page = bob.get(&meeting).await;
+    assert_eq!(page.body.matches("here now").count(), 1, "only Bob is in the call");
+    drop(child);
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
 /// Waits for `n` tracks of other participants, subscribes to each, and returns them once
 /// the relay has taken the subscriptions (a ping answered after them).
 async fn subscribe_to_others<S: web_transport_trait::Session>(
