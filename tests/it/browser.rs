@@ -7,10 +7,6 @@ use std::process::Stdio;
 
 use crate::support::{Backend, TestApp};
 
-/// Browser walks run one at a time: each drives several Chromium contexts encoding video,
-/// which two cores cannot do twice over and still meet the walks' one-second checks.
-static ONE_BROWSER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// Runs `tests/e2e/<script>` against `app`; fails with the script's output if it fails.
 pub async fn run_browser_script(app: &TestApp, script: &str, artifact_dir: &str) {
     run_browser_script_with(app, script, artifact_dir, &[]).await;
@@ -18,7 +14,7 @@ pub async fn run_browser_script(app: &TestApp, script: &str, artifact_dir: &str)
 
 /// The same, with more environment variables for the script.
 pub async fn run_browser_script_with(app: &TestApp, script: &str, artifact_dir: &str, env: &[(&str, String)]) {
-    let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
+    let _turn = crate::support::WHOLE_MACHINE.lock().await;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let e2e = root.join("tests/e2e");
     assert!(

@@ -284,6 +284,7 @@ async fn published_groups_reach_subscribers_byte_for_byte_and_late_joiners_get_t
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_five_people_each_receive_everyone_elses_camera_and_voice_and_a_twenty_sixth_is_told_it_is_full() {
+    let _turn = crate::support::WHOLE_MACHINE.lock().await;
     let app = TestApp::spawn(Backend::Sqlite).await;
     let names: Vec<String> = (1..=26).map(|i| format!("Person {i:02}")).collect();
     let (clients, meeting) = meeting(&app, &names.iter().map(String::as_str).collect::<Vec<_>>()).await;
@@ -515,6 +516,7 @@ fn footprint(pid: u32) -> (u64, usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_sessions_and_live_streams_come_and_go_and_leave_nothing_behind() {
+    let _turn = crate::support::WHOLE_MACHINE.lock().await;
     // A process of its own, so that its memory is Floo's alone.
     let data_dir = std::env::temp_dir().join(format!("floo-churn-{}", crate::support::unique_suffix()));
     let (child, base) = floo_process(&data_dir).await;

@@ -172,6 +172,11 @@ impl TestApp {
     }
 }
 
+/// Tests that load both cores take turns: browser walks (each drives several Chromium
+/// contexts encoding video, which two cores cannot do twice over and still meet the
+/// walks' one-second checks), the 25-person call and the churn test.
+pub static WHOLE_MACHINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// What a request came back with, after redirects.
 #[derive(Debug)]
 pub struct Page {
