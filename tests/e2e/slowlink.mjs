@@ -67,6 +67,11 @@ await withBrowser(artifacts, async (browser) => {
     return { dropped: st.dropped || 0, resets: { ...st.resets }, layerDowns: st.layerDowns || 0 };
   });
   const carolBefore = await losses(carol);
+  // Carol's frame rate of Alice before anything is cut: what "not slowed" is measured
+  // against (the machine's own speed varies from run to run).
+  const cb0 = await ofAlice(carol);
+  await carol.waitForTimeout(3000);
+  const baseline = (await ofAlice(carol)).n - cb0.n;
   try {
     tc('qdisc', 'add', 'dev', 'lo', 'root', 'handle', '1:', 'htb', 'default', '10');
     tc('class', 'add', 'dev', 'lo', 'parent', '1:', 'classid', '1:10', 'htb', 'rate', '10gbit');
@@ -98,7 +103,8 @@ await withBrowser(artifacts, async (browser) => {
     check(carolL.layerDowns === carolBefore.layerDowns && carolL.dropped - carolBefore.dropped <= 1,
       `Carol was not told her link was slow (${JSON.stringify(carolBefore)} -> ${JSON.stringify(carolL)})`);
     check(c1.size[0] === 640, `Carol keeps Alice's large layer (${c1.size})`);
-    check(c1.n - c0.n >= 45, `Carol's picture of Alice is not slowed by Bob's link (${c1.n - c0.n} frames in 3 s at ${c1.size})`);
+    check(c1.n - c0.n >= Math.max(15, baseline * 0.7),
+      `Carol's picture of Alice is not slowed by Bob's link (${c1.n - c0.n} frames in 3 s at ${c1.size}; ${baseline} before the cut)`);
     await shot(bob, artifacts, '01-slow-link');
   } finally {
     try { tc('qdisc', 'del', 'dev', 'lo', 'root'); } catch (e) { /* already gone */ }
