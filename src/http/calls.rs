@@ -6,6 +6,7 @@ use super::AppState;
 use crate::clock::now_ms;
 use crate::media::placement::{CallCommand, CallError, RelayAddress};
 use crate::recording::FileOutcome;
+use crate::store::{NewFile, RecordingState};
 
 /// This node's relay, as placements name it.
 fn me(state: &AppState) -> RelayAddress {
@@ -119,20 +120,19 @@ async fn is_running(state: &AppState, meeting_id: i64, recording_id: i64) -> Res
 /// Records the outcome: its files, to be composed into the meeting video, or failed with
 /// the reason (disk full...).
 async fn finish(state: &AppState, id: i64, outcomes: &[FileOutcome]) -> Result<(), CallError> {
-    let files: Vec<(i64, String, i64)> =
-        outcomes.iter().filter(|o| o.bytes > 0).map(|o| (o.user_id, o.file_name.clone(), o.bytes)).collect();
+    let files: Vec<NewFile> = outcomes.iter().filter(|o| o.bytes > 0).map(FileOutcome::to_new_file).collect();
     let errors: Vec<&str> = outcomes.iter().filter_map(|o| o.error.as_deref()).collect();
     let (status, reason) = match (files.is_empty(), errors.first()) {
-        (_, Some(e)) => ("failed", Some(format!("Writing a file failed: {e}"))),
-        (true, None) => ("failed", Some("Nothing was recorded: nobody sent audio or video.".to_owned())),
-        (false, None) => ("composing", None),
+        (_, Some(e)) => (RecordingState::Failed, Some(format!("Writing a file failed: {e}"))),
+        (true, None) => (RecordingState::Failed, Some("Nothing was recorded: nobody sent audio or video.".to_owned())),
+        (false, None) => (RecordingState::Composing, None),
     };
     let finished = state
         .store
         .finish_recording(id, status, reason.as_deref(), false, &files, now_ms())
         .await
         .map_err(|e| CallError::Unavailable(format!("the recording's outcome could not be saved ({e})")))?;
-    if finished && status == "composing" {
+    if finished && status == RecordingState::Composing {
         state.composer.enqueue(id);
     }
     Ok(())

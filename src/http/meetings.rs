@@ -16,7 +16,7 @@ use super::views::{self, Chrome, TeamTab, csrf_field, empty_state};
 use super::{AppState, Error, MeetingInTeam, TeamMember, TopicInTeam};
 use crate::bus::Event;
 use crate::clock::{format_duration, now_ms};
-use crate::store::{Attendance, Meeting, MeetingSummary};
+use crate::store::{Attendance, Meeting, MeetingSummary, RecordingState};
 
 pub const MAX_MEETING_TITLE: usize = 200;
 
@@ -59,7 +59,7 @@ pub fn meeting_list(meetings: &[MeetingSummary]) -> Markup {
                                             "Recording " (r.id)
                                         }
                                         " " span class=(format!("badge rec-{}", r.state)) {
-                                            (r.state) @if r.state == "composing" { " " (r.progress) "%" }
+                                            (r.state) @if r.state == RecordingState::Composing { " " (r.progress) "%" }
                                         }
                                         @if r.interrupted { " " span.badge.rec-interrupted { "interrupted" } }
                                         span.muted {

@@ -19,7 +19,7 @@ use super::{AppState, Error, MeetingInTeam, TeamMember};
 use crate::bus::{Event, LiveMessage};
 use crate::clock::{format_duration, now_ms};
 use crate::media::placement::CallError;
-use crate::store::{Meeting, Recording};
+use crate::store::{FileKind, Meeting, Recording, RecordingState};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -44,8 +44,8 @@ pub fn recordings_panel_for(
     csrf: &str,
 ) -> Markup {
     let base = format!("/teams/{}/meetings/{}/recordings", meeting.team_id, meeting.id);
-    let active = recordings.iter().any(|r| r.state == "recording");
-    let composing = recordings.iter().any(|r| r.state == "composing");
+    let active = recordings.iter().any(|r| r.state == RecordingState::Recording);
+    let composing = recordings.iter().any(|r| r.state == RecordingState::Composing);
     html! {
         // While a video is being composed the panel asks for itself again every few
         // seconds: the progress moves and the download appears without a reload.
@@ -80,12 +80,12 @@ pub fn recordings_panel_for(
                                 @if let Some(ms) = r.duration_ms { " · " (format_duration(ms)) }
                                 @else if let Some(stopped) = r.stopped_at { " · " (format_duration(stopped - r.started_at)) }
                             }
-                            @if can_delete && r.state != "recording" {
+                            @if can_delete && r.state != RecordingState::Recording {
                                 form.inline method="post" action=(format!("/teams/{}/recordings/{}/delete", meeting.team_id, r.id)) {
                                     (csrf_field(csrf)) " " button.small.danger type="submit" { "Delete" }
                                 }
                             }
-                            @if r.state == "composing" {
+                            @if r.state == RecordingState::Composing {
                                 p.composing {
                                     progress max="100" value=(r.progress) { (r.progress) "%" }
                                     " Composing the meeting video… " (r.progress) "%"
@@ -94,7 +94,7 @@ pub fn recordings_panel_for(
                             @if let Some(reason) = &r.reason { p.field-error { (reason) } }
                             @if !r.files.is_empty() || r.composed_bytes.is_some() {
                                 ul.files {
-                                    @if let Some(bytes) = r.composed_bytes.filter(|_| r.state == "ready") {
+                                    @if let Some(bytes) = r.composed_bytes.filter(|_| r.state == RecordingState::Ready) {
                                         li.composed {
                                             a href=(format!("/teams/{}/recordings/{}/video", meeting.team_id, r.id)) download {
                                                 "Meeting video (MP4)"
@@ -106,7 +106,7 @@ pub fn recordings_panel_for(
                                         li {
                                             a href=(format!("/teams/{}/recording-files/{}", meeting.team_id, f.id)) download {
                                                 (f.user_name)
-                                                @if f.file_name.ends_with("-screen.webm") { "'s screen share (WebM)" }
+                                                @if f.kind == FileKind::Screen { "'s screen share (WebM)" }
                                                 @else { "'s tracks (WebM)" }
                                             }
                                             span.muted.small { " · " (views::megabytes(f.bytes)) }
@@ -168,7 +168,7 @@ async fn start(State(state): State<AppState>, mt: MeetingInTeam, headers: Header
         return Err(Error::Conflict("This meeting is already being recorded.".into()));
     };
     if let Err(e) = super::calls::start_recording(&state, mt.meeting.id, id).await {
-        state.store.finish_recording(id, "failed", Some(&e.to_string()), false, &[], now_ms()).await?;
+        state.store.finish_recording(id, RecordingState::Failed, Some(&e.to_string()), false, &[], now_ms()).await?;
         return Err(call_error("The recording could not start", e));
     }
     tracing::info!(meeting_id = mt.meeting.id, recording_id = id, "recording started");
@@ -233,7 +233,10 @@ async fn download(
         return Err(Error::NotFound);
     }
     let path = state.recordings_dir.join(file.recording_id.to_string()).join(&file.file_name);
-    let what = if file.file_name.ends_with("-screen.webm") { "screen" } else { "tracks" };
+    let what = match file.kind {
+        FileKind::Screen => "screen",
+        FileKind::Camera => "tracks",
+    };
     let name = format!("floo-recording-{}-{}-{what}.webm", file.recording_id, ascii_name(&file.user_name));
     serve_file(&path, "video/webm", &name, &headers).await
 }

@@ -34,6 +34,9 @@ pub mod close {
     pub const TOO_LARGE: u32 = 0x21;
     /// Too many control messages too fast.
     pub const RATE: u32 = 0x22;
+    /// The session fell too far behind what the relay had to send it (it does not read its
+    /// control stream, or its writer could not keep up): reconnect.
+    pub const LAGGING: u32 = 0x23;
     /// The server is shutting down; reconnect later.
     pub const GOING_AWAY: u32 = 0x30;
 }

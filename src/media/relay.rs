@@ -64,6 +64,10 @@ struct Inner {
     /// Set once shutdown starts: see [`Relay::drain`].
     draining: std::sync::atomic::AtomicBool,
     cert_hash: RwLock<Option<[u8; 32]>>,
+    /// Each meeting's room task. Its inbox is unbounded on purpose: what a peer can put
+    /// there without end (control messages, frames, group starts and ends) carries credit
+    /// from that session's budget (see [`super::session`]), and the rest (joins, leaves,
+    /// recording commands, end) comes at most once per session or per request.
     rooms: Mutex<HashMap<i64, mpsc::UnboundedSender<Input>>>,
     store: Store,
     bus: Bus,

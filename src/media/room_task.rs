@@ -10,9 +10,11 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
+use super::close;
 use super::link::Closer;
 use super::relay::Relay;
 use super::room::{Cause, Joining, Output, Refusal, Room, SendId, SessionId};
+use super::session::Credit;
 use super::wire::{ClientMessage, FrameInfo, TrackKind, WireError, encode_control, frame_payload};
 use super::writer::{WriterOrder, WriterReport};
 use crate::bus::{Bus, Event};
@@ -49,11 +51,13 @@ pub(super) enum Input {
     Control {
         session: SessionId,
         message: ClientMessage,
+        _credit: Credit,
     },
     GroupStart {
         session: SessionId,
         track: u64,
         sequence: u64,
+        _credit: Credit,
     },
     Frame {
         session: SessionId,
@@ -61,11 +65,13 @@ pub(super) enum Input {
         sequence: u64,
         frame: Bytes,
         info: FrameInfo,
+        _credit: Credit,
     },
     GroupEnd {
         session: SessionId,
         track: u64,
         sequence: u64,
+        _credit: Credit,
     },
     Malformed {
         session: SessionId,
@@ -90,10 +96,11 @@ pub(super) enum Input {
 pub(super) struct SessionHandle {
     pub closer: Box<dyn Closer>,
     pub user_id: i64,
-    /// Encoded control messages, written in order by the session's control task.
-    pub control: mpsc::UnboundedSender<Bytes>,
-    /// The session's writer task.
-    pub writer: mpsc::UnboundedSender<WriterOrder>,
+    /// Encoded control messages, written in order by the session's control task
+    /// (bounded: see [`super::session::CONTROL_QUEUE`]).
+    pub control: mpsc::Sender<Bytes>,
+    /// The session's writer task (bounded: see [`super::session::WRITER_QUEUE`]).
+    pub writer: mpsc::Sender<WriterOrder>,
 }
 
 pub(super) async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx: mpsc::UnboundedReceiver<Input>) {
@@ -101,8 +108,11 @@ pub(super) async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx
     let mut sessions: HashMap<SessionId, SessionHandle> = HashMap::new();
     // Which session each open group stream belongs to.
     let mut owners: HashMap<SendId, SessionId> = HashMap::new();
+    // Unbounded, yet no longer than the writers' bounded order queues: a writer reports
+    // only on carrying out an order, or on a stream it holds being delivered.
     let (reports_tx, mut reports) = mpsc::unbounded_channel::<WriterReport>();
     let mut recorder: Option<Recorder> = None;
+    // One change per session joining or leaving.
     let (attendance, attendance_rx) = mpsc::unbounded_channel();
     tokio::spawn(record_attendance(relay.store().clone(), relay.bus().clone(), meeting_id, team_id, attendance_rx));
     loop {
@@ -117,12 +127,12 @@ pub(super) async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx
                     owners.remove(&report.send);
                 }
                 room.backlog(Instant::now(), report.send, report.queued);
-                dispatch(&mut room, &mut sessions, &mut owners);
+                dispatch(&mut room, &mut sessions, &mut owners, &attendance);
                 continue;
             }
             () = sleep_until(timeout) => {
                 room.handle_timeout(Instant::now());
-                dispatch(&mut room, &mut sessions, &mut owners);
+                dispatch(&mut room, &mut sessions, &mut owners, &attendance);
                 continue;
             }
         };
@@ -145,9 +155,11 @@ pub(super) async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx
                     let _ = attendance.send((false, handle.user_id));
                 }
             }
-            Some(Input::Control { session, message }) => room.control(now, session, message),
-            Some(Input::GroupStart { session, track, sequence }) => room.group_start(now, session, track, sequence),
-            Some(Input::Frame { session, track, sequence, frame, info }) => {
+            Some(Input::Control { session, message, _credit: _ }) => room.control(now, session, message),
+            Some(Input::GroupStart { session, track, sequence, _credit: _ }) => {
+                room.group_start(now, session, track, sequence)
+            }
+            Some(Input::Frame { session, track, sequence, frame, info, _credit: _ }) => {
                 if let Some(recorder) = &recorder {
                     record_frame(recorder, &room, session, track, &frame);
                 }
@@ -169,17 +181,11 @@ pub(super) async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx
                 }
                 let _ = reply.send(recorder.take());
             }
-            Some(Input::GroupEnd { session, track, sequence }) => room.group_end(session, track, sequence),
+            Some(Input::GroupEnd { session, track, sequence, _credit: _ }) => room.group_end(session, track, sequence),
             Some(Input::Malformed { session, error }) => {
                 tracing::info!(session, %error, "closing a media session that sent malformed data");
-                if let Some(handle) = sessions.remove(&session) {
-                    handle.closer.close(error.code(), &error.to_string());
-                    if !sessions.values().any(|h| h.user_id == handle.user_id) {
-                        let _ = attendance.send((false, handle.user_id));
-                    }
-                }
+                close_session(&mut sessions, &mut owners, &attendance, session, error.code(), &error.to_string());
                 room.leave(session);
-                owners.retain(|_, s| *s != session);
             }
             Some(Input::End { code, reason }) => {
                 if let Some(recorder) = recorder.take() {
@@ -203,7 +209,7 @@ pub(super) async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx
             }
             None => break,
         }
-        dispatch(&mut room, &mut sessions, &mut owners);
+        dispatch(&mut room, &mut sessions, &mut owners, &attendance);
         if room.is_empty() && relay.forget_room_if_idle(meeting_id, &rx) {
             break;
         }
@@ -247,48 +253,93 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 /// Carries out everything the room asked for: group stream orders go to the subscribers'
-/// writer tasks, control messages to their control streams.
+/// writer tasks, control messages to their control streams. A session whose writer or
+/// control stream has fallen a whole queue behind is closed ([`close::LAGGING`]): it
+/// reconnects, and nobody else waits for it.
 fn dispatch(
     room: &mut Room,
     sessions: &mut HashMap<SessionId, SessionHandle>,
     owners: &mut HashMap<SendId, SessionId>,
+    attendance: &mpsc::UnboundedSender<(bool, i64)>,
 ) {
-    let order = |sessions: &HashMap<SessionId, SessionHandle>, session: Option<&SessionId>, order: WriterOrder| {
-        session.and_then(|s| sessions.get(s)).is_some_and(|h| h.writer.send(order).is_ok())
-    };
-    while let Some(output) = room.poll_output() {
-        match output {
-            Output::OpenGroup { session, send, header, priority } => {
-                if order(sessions, Some(&session), WriterOrder::Open { send, header, priority }) {
-                    owners.insert(send, session);
-                } else {
-                    room.backlog(Instant::now(), send, 0);
+    let mut lagging = Vec::new();
+    loop {
+        while let Some(output) = room.poll_output() {
+            let mut order = |session: Option<&SessionId>, order: WriterOrder| {
+                let Some((&session, handle)) = session.and_then(|s| sessions.get_key_value(s)) else { return false };
+                match handle.writer.try_send(order) {
+                    Ok(()) => true,
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        lagging.push(session);
+                        false
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => false,
                 }
-            }
-            Output::Write { send, frame } => {
-                order(sessions, owners.get(&send), WriterOrder::Write { send, frame });
-            }
-            Output::Finish { send } => {
-                if !order(sessions, owners.get(&send), WriterOrder::Finish { send }) {
-                    owners.remove(&send);
-                    room.backlog(Instant::now(), send, 0);
+            };
+            match output {
+                Output::OpenGroup { session, send, header, priority } => {
+                    if order(Some(&session), WriterOrder::Open { send, header, priority }) {
+                        owners.insert(send, session);
+                    } else {
+                        room.backlog(Instant::now(), send, 0);
+                    }
                 }
-            }
-            Output::Abandon { send, cause } => {
-                order(sessions, owners.get(&send), WriterOrder::Abandon { send, code: reset_code(cause) });
-            }
-            Output::Control { session, message } => {
-                if let Some(handle) = sessions.get(&session) {
-                    let _ = handle.control.send(encode_control(&message));
+                Output::Write { send, frame } => {
+                    order(owners.get(&send), WriterOrder::Write { send, frame });
                 }
-            }
-            Output::Close { session, code, reason } => {
-                if let Some(handle) = sessions.remove(&session) {
-                    handle.closer.close(code, &reason);
+                Output::Finish { send } => {
+                    if !order(owners.get(&send), WriterOrder::Finish { send }) {
+                        owners.remove(&send);
+                        room.backlog(Instant::now(), send, 0);
+                    }
                 }
-                owners.retain(|_, s| *s != session);
+                Output::Abandon { send, cause } => {
+                    order(owners.get(&send), WriterOrder::Abandon { send, code: reset_code(cause) });
+                }
+                Output::Control { session, message } => {
+                    if let Some(handle) = sessions.get(&session)
+                        && let Err(mpsc::error::TrySendError::Full(_)) =
+                            handle.control.try_send(encode_control(&message))
+                    {
+                        lagging.push(session);
+                    }
+                }
+                Output::Close { session, code, reason } => {
+                    close_session(sessions, owners, attendance, session, code, &reason);
+                }
             }
         }
+        if lagging.is_empty() {
+            return;
+        }
+        // Closing them tells the others they left: those messages go out on the next turn.
+        for session in lagging.drain(..) {
+            if sessions.contains_key(&session) {
+                tracing::info!(session, "closing a media session that cannot keep up");
+                close_session(sessions, owners, attendance, session, close::LAGGING, LAGGING_REASON);
+                room.leave(session);
+            }
+        }
+    }
+}
+
+const LAGGING_REASON: &str = "the connection fell too far behind; reconnecting";
+
+/// Closes a session the room has done with, and records that its person left if it was
+/// their last session in the call.
+fn close_session(
+    sessions: &mut HashMap<SessionId, SessionHandle>,
+    owners: &mut HashMap<SendId, SessionId>,
+    attendance: &mpsc::UnboundedSender<(bool, i64)>,
+    session: SessionId,
+    code: u32,
+    reason: &str,
+) {
+    owners.retain(|_, s| *s != session);
+    let Some(handle) = sessions.remove(&session) else { return };
+    handle.closer.close(code, reason);
+    if !sessions.values().any(|h| h.user_id == handle.user_id) {
+        let _ = attendance.send((false, handle.user_id));
     }
 }
 

@@ -3,12 +3,18 @@
 //! incoming group streams (bounded in number and size, each frame handed to the room),
 //! and the writer task that carries out the room's orders for this subscriber. A session
 //! that breaks the protocol is closed with a code; the room and the others carry on.
+//!
+//! Every input a session's readers hand to the room carries a [`Credit`] from that
+//! session's budget, given back when the room has dealt with it. A reader whose budget is
+//! spent waits before reading more, so a peer that outruns the room is slowed by its own
+//! transport's flow control rather than queued in the server's memory, and never delays
+//! the others by more than its budget's worth of work.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use web_transport_trait::{RecvStream as _, SendStream as _};
 
 use super::close;
@@ -25,6 +31,49 @@ pub(super) const MAX_INCOMING_GROUPS: usize = 64;
 /// How long a new session has to open its control stream.
 const CONTROL_STREAM_WAIT: Duration = Duration::from_secs(10);
 
+/// Control messages of one session waiting for the room at once.
+const CONTROL_BUDGET: usize = 64;
+/// Bytes of one session's group streams waiting for the room at once (frames count their
+/// size plus [`INPUT_COST`]); at least two of the largest frames.
+const GROUP_BUDGET: usize = 1 << 20;
+/// What an input costs beside its payload: the room's bookkeeping for it.
+const INPUT_COST: usize = 128;
+/// Encoded control messages queued for a session's control stream. A peer that lets this
+/// many pile up is not reading its control stream (or its link is gone in all but name):
+/// it is closed rather than queued for without end.
+pub(super) const CONTROL_QUEUE: usize = 256;
+/// Orders queued for a session's writer task. Its reports keep the room's slow-link
+/// accounting exact only if it keeps up; one that falls this far behind is closed.
+pub(super) const WRITER_QUEUE: usize = 8192;
+
+/// A share of one session's budget, held by an input until the room has dealt with it.
+pub(super) struct Credit(#[allow(dead_code)] OwnedSemaphorePermit);
+
+/// One session's budgets: control messages, and group-stream bytes.
+#[derive(Clone)]
+struct Budget {
+    control: Arc<Semaphore>,
+    groups: Arc<Semaphore>,
+}
+
+impl Budget {
+    fn new(max_frame: usize) -> Budget {
+        let groups = GROUP_BUDGET.max(2 * (max_frame + INPUT_COST));
+        Budget { control: Arc::new(Semaphore::new(CONTROL_BUDGET)), groups: Arc::new(Semaphore::new(groups)) }
+    }
+
+    /// Waits until the room has room for one more control message of this session.
+    async fn control(&self) -> Option<Credit> {
+        self.control.clone().acquire_owned().await.ok().map(Credit)
+    }
+
+    /// Waits until the room has room for `bytes` more of this session's group data.
+    async fn groups(&self, bytes: usize) -> Option<Credit> {
+        let permits = u32::try_from(bytes + INPUT_COST).unwrap_or(u32::MAX);
+        self.groups.clone().acquire_many_owned(permits).await.ok().map(Credit)
+    }
+}
+
 pub(super) async fn run_session<L: Link>(relay: Relay, link: L, id: SessionId, admitted: Admitted)
 where
     L::SendStream: Send + 'static,
@@ -39,7 +88,7 @@ where
     // Control messages are few and small, and some are urgent (a slow link is told its
     // groups are being dropped): they go before any media.
     control_send.set_priority(i32::MAX);
-    let (control, mut outgoing) = mpsc::unbounded_channel::<Bytes>();
+    let (control, mut outgoing) = mpsc::channel::<Bytes>(CONTROL_QUEUE);
     tokio::spawn(async move {
         while let Some(bytes) = outgoing.recv().await {
             if control_send.write_all(&bytes).await.is_err() {
@@ -47,7 +96,7 @@ where
             }
         }
     });
-    let (writer, orders) = mpsc::unbounded_channel();
+    let (writer, orders) = mpsc::channel(WRITER_QUEUE);
     let (answer, admission_result) = oneshot::channel();
     let handle = Box::new(SessionHandle {
         closer: Box::new(link.clone()),
@@ -67,6 +116,7 @@ where
     }
     let limits = relay.limits().clone();
     let incoming = Arc::new(Semaphore::new(MAX_INCOMING_GROUPS));
+    let budget = Budget::new(limits.max_frame);
     let mut reader = ControlReader::new(limits.max_control_message);
     let to_room = |input: Input| relay.send_to_room(meeting, team_id, input);
     loop {
@@ -76,7 +126,10 @@ where
                     reader.push(&chunk);
                     loop {
                         match reader.next_message::<ClientMessage>() {
-                            Ok(Some(message)) => to_room(Input::Control { session: id, message }),
+                            Ok(Some(message)) => {
+                                let Some(credit) = budget.control().await else { break };
+                                to_room(Input::Control { session: id, message, _credit: credit });
+                            }
                             Ok(None) => break,
                             Err(error) => {
                                 to_room(Input::Malformed { session: id, error });
@@ -98,10 +151,10 @@ where
                         to_room(Input::Malformed { session: id, error });
                         break;
                     };
-                    let relay = relay.clone();
+                    let (relay, budget) = (relay.clone(), budget.clone());
                     let max_frame = limits.max_frame;
                     tokio::spawn(async move {
-                        read_group(relay, meeting, team_id, id, stream, max_frame).await;
+                        read_group(relay, meeting, team_id, id, stream, max_frame, budget).await;
                         drop(permit);
                     });
                 }
@@ -123,6 +176,7 @@ async fn read_group<R: web_transport_trait::RecvStream>(
     session: SessionId,
     mut stream: R,
     max_frame: usize,
+    budget: Budget,
 ) {
     let room = relay.room(meeting, team_id);
     let to_room = |input: Input| {
@@ -141,17 +195,21 @@ async fn read_group<R: web_transport_trait::RecvStream>(
                 };
                 if started.is_none() {
                     started = Some(header);
-                    to_room(Input::GroupStart { session, track: header.track, sequence: header.sequence });
+                    let Some(credit) = budget.groups(0).await else { return };
+                    to_room(Input::GroupStart {
+                        session,
+                        track: header.track,
+                        sequence: header.sequence,
+                        _credit: credit,
+                    });
                 }
                 loop {
                     match reader.next_frame() {
-                        Ok(Some((frame, info))) => to_room(Input::Frame {
-                            session,
-                            track: header.track,
-                            sequence: header.sequence,
-                            frame,
-                            info,
-                        }),
+                        Ok(Some((frame, info))) => {
+                            let Some(credit) = budget.groups(frame.len()).await else { return };
+                            let (track, sequence) = (header.track, header.sequence);
+                            to_room(Input::Frame { session, track, sequence, frame, info, _credit: credit });
+                        }
                         Ok(None) => break,
                         Err(error) => return to_room(Input::Malformed { session, error }),
                     }
@@ -165,7 +223,13 @@ async fn read_group<R: web_transport_trait::RecvStream>(
                     });
                 }
                 if let Some(header) = started {
-                    to_room(Input::GroupEnd { session, track: header.track, sequence: header.sequence });
+                    let Some(credit) = budget.groups(0).await else { return };
+                    to_room(Input::GroupEnd {
+                        session,
+                        track: header.track,
+                        sequence: header.sequence,
+                        _credit: credit,
+                    });
                 }
                 return;
             }

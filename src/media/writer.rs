@@ -227,7 +227,7 @@ impl Distance {
 /// the room how much stays queued (so it can give up groups for a slow subscriber).
 pub(super) async fn run_writer<L: Link>(
     link: L,
-    mut orders: mpsc::UnboundedReceiver<WriterOrder>,
+    mut orders: mpsc::Receiver<WriterOrder>,
     reports: mpsc::UnboundedSender<WriterReport>,
 ) where
     L::SendStream: Send + 'static,

@@ -13,7 +13,7 @@ use tokio::sync::{Semaphore, watch};
 use super::compose::{ComposeError, Settings, Source, compose};
 use crate::bus::{Bus, Event};
 use crate::media::placement::Placement;
-use crate::store::Store;
+use crate::store::{FileKind, RecordingState, Store};
 
 /// The composed video's name in a recording's directory.
 pub const COMPOSED_FILE: &str = "meeting.mp4";
@@ -60,7 +60,7 @@ impl Composer {
 
     /// Queues every recording left `composing` (by a restart, or by a migration).
     pub async fn resume(&self) -> Result<usize, crate::store::Error> {
-        let recordings = self.inner.store.recordings_in_state("composing").await?;
+        let recordings = self.inner.store.recordings_in_state(RecordingState::Composing).await?;
         for (id, _) in &recordings {
             self.enqueue(*id);
         }
@@ -119,7 +119,7 @@ impl Inner {
             .composition_sources(id)
             .await?
             .into_iter()
-            .map(|(name, file)| Source { screen: file.ends_with("-screen.webm"), path: dir.join(&file), name })
+            .map(|f| Source { screen: f.kind == FileKind::Screen, path: dir.join(&f.file_name), name: f.user_name })
             .collect();
         let started = Instant::now();
         tracing::info!(recording = id, sources = sources.len(), "composition started");

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -13,6 +14,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::file::{ParticipantFile, TrackKind};
+use crate::store::FileKind;
 
 /// A frame for the recorder.
 pub struct RecordedFrame {
@@ -27,24 +29,40 @@ pub struct RecordedFrame {
     pub payload: Bytes,
 }
 
+/// Frames waiting for the recorder thread: a few seconds of a full call. If the disk or
+/// ffmpeg falls this far behind, frames are dropped (and video resumes at the next
+/// keyframe) rather than held in memory without end.
+const QUEUE: usize = 4096;
+
+/// A frame on its way to the recorder thread.
+struct Queued {
+    frame: RecordedFrame,
+    /// Frames were dropped just before this one.
+    after_gap: bool,
+}
+
 /// One participant file written, or why it could not be.
 #[derive(Debug, Clone)]
 pub struct FileOutcome {
     pub user_id: i64,
     pub file_name: String,
+    pub kind: FileKind,
     pub bytes: i64,
     pub error: Option<String>,
 }
 
 /// A running recorder; [`Recorder::stop`] finishes the files.
 pub struct Recorder {
-    frames: mpsc::Sender<RecordedFrame>,
+    frames: mpsc::SyncSender<Queued>,
+    /// Frames have been dropped since the last one queued.
+    dropping: AtomicBool,
     thread: JoinHandle<Vec<FileOutcome>>,
 }
 
 struct Participant {
     user_id: i64,
     file_name: String,
+    kind: FileKind,
     file: Option<ParticipantFile>,
     /// Video starts at a keyframe; until one comes, video frames are skipped.
     have_keyframe: bool,
@@ -55,14 +73,24 @@ impl Recorder {
     /// Starts recording into `dir` (created if needed).
     pub fn start(dir: PathBuf) -> std::io::Result<Recorder> {
         crate::files::private_dir(&dir)?;
-        let (frames, inbox) = mpsc::channel::<RecordedFrame>();
+        let (frames, inbox) = mpsc::sync_channel::<Queued>(QUEUE);
         let thread = std::thread::Builder::new().name("floo-recorder".into()).spawn(move || record(dir, inbox))?;
-        Ok(Recorder { frames, thread })
+        Ok(Recorder { frames, dropping: AtomicBool::new(false), thread })
     }
 
-    /// Hands a frame to the recorder thread (never blocks).
+    /// Hands a frame to the recorder thread; never blocks (a frame that finds the queue
+    /// full is dropped, see [`QUEUE`]).
     pub fn frame(&self, frame: RecordedFrame) {
-        let _ = self.frames.send(frame);
+        let after_gap = self.dropping.load(Ordering::Relaxed);
+        match self.frames.try_send(Queued { frame, after_gap }) {
+            Ok(()) => self.dropping.store(false, Ordering::Relaxed),
+            Err(mpsc::TrySendError::Full(_)) => {
+                if !self.dropping.swap(true, Ordering::Relaxed) {
+                    tracing::warn!("the recording cannot keep up: frames dropped until it does");
+                }
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => {}
+        }
     }
 
     /// Finishes every file and returns what was written. Blocks: call it off the async threads.
@@ -72,20 +100,22 @@ impl Recorder {
     }
 }
 
-fn record(dir: PathBuf, inbox: mpsc::Receiver<RecordedFrame>) -> Vec<FileOutcome> {
+fn record(dir: PathBuf, inbox: mpsc::Receiver<Queued>) -> Vec<FileOutcome> {
     // Time counts from the first frame of the whole recording: every file shares it.
     let mut origin: Option<Instant> = None;
     let mut participants: HashMap<(u64, bool), Participant> = HashMap::new();
-    while let Ok(frame) = inbox.recv() {
+    while let Ok(Queued { frame, after_gap }) = inbox.recv() {
+        if after_gap {
+            // Pictures after a gap cannot be decoded before the next keyframe.
+            participants.values_mut().for_each(|p| p.have_keyframe = false);
+        }
         let started = *origin.get_or_insert_with(Instant::now);
         let at_us = i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX);
+        let kind = if frame.screen { FileKind::Screen } else { FileKind::Camera };
         let p = participants.entry((frame.session, frame.screen)).or_insert_with(|| Participant {
             user_id: frame.user_id,
-            file_name: if frame.screen {
-                format!("{}-{}-screen.webm", frame.user_id, frame.session)
-            } else {
-                format!("{}-{}.webm", frame.user_id, frame.session)
-            },
+            file_name: super::file_name(frame.user_id, frame.session, kind),
+            kind,
             file: None,
             have_keyframe: false,
             error: None,
@@ -130,7 +160,7 @@ fn record(dir: PathBuf, inbox: mpsc::Receiver<RecordedFrame>) -> Vec<FileOutcome
         }
         let bytes = std::fs::metadata(dir.join(&p.file_name)).map(|m| m.len() as i64).unwrap_or(0);
         if bytes > 0 || error.is_some() {
-            outcomes.push(FileOutcome { user_id: p.user_id, file_name: p.file_name, bytes, error });
+            outcomes.push(FileOutcome { user_id: p.user_id, file_name: p.file_name, kind: p.kind, bytes, error });
         }
     }
     outcomes

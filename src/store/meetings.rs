@@ -1,6 +1,7 @@
 //! Team meetings, each with its forum topic, and attendance (who was in it, and when).
 
 use super::forum::{TopicKind, insert_topic};
+use super::recordings::RecordingState;
 use super::{Result, Store};
 
 /// A meeting of a team.
@@ -42,8 +43,7 @@ type BriefRow = (i64, i64, String, i64, i64, Option<i64>, Option<i64>);
 #[derive(Debug, Clone)]
 pub struct RecordingBrief {
     pub id: i64,
-    /// recording | composing | ready | failed
-    pub state: String,
+    pub state: RecordingState,
     pub progress: i64,
     pub interrupted: bool,
     pub duration_ms: Option<i64>,
@@ -163,15 +163,17 @@ impl Store {
             let recordings = recordings
                 .iter()
                 .filter(|r| r.0 == meeting.id)
-                .map(|(_, id, state, progress, interrupted, duration_ms, composed_bytes)| RecordingBrief {
-                    id: *id,
-                    state: state.clone(),
-                    progress: *progress,
-                    interrupted: *interrupted != 0,
-                    duration_ms: *duration_ms,
-                    composed_bytes: *composed_bytes,
+                .map(|(_, id, state, progress, interrupted, duration_ms, composed_bytes)| {
+                    Ok(RecordingBrief {
+                        id: *id,
+                        state: RecordingState::parse(state)?,
+                        progress: *progress,
+                        interrupted: *interrupted != 0,
+                        duration_ms: *duration_ms,
+                        composed_bytes: *composed_bytes,
+                    })
                 })
-                .collect();
+                .collect::<Result<_>>()?;
             out.push(MeetingSummary { meeting, team_name, attendees, present, recordings });
         }
         Ok(out)

@@ -19,7 +19,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use forum::{Message, Topic, TopicKind, TopicSummary};
 pub use meetings::{Attendance, Meeting, MeetingAdmission, MeetingSummary};
-pub use recordings::{Recording, RecordingFile};
+pub use recordings::{FileKind, NewFile, Recording, RecordingFile, RecordingState};
 pub use teams::{Member, Role, Team, TeamOfUser};
 pub use users::{OAuthLogin, User};
 

@@ -1,6 +1,80 @@
 //! Meeting recordings and their files (one per participant).
 
+use std::fmt;
+
 use super::{Result, Store};
+
+/// Where a recording is in its life (the `recordings.state` column, checked by the
+/// database): `Recording` while the call is captured, `Composing` until the meeting video
+/// is written, then `Ready`, or `Failed` with a reason at either step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordingState {
+    Recording,
+    Composing,
+    Ready,
+    Failed,
+}
+
+impl RecordingState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordingState::Recording => "recording",
+            RecordingState::Composing => "composing",
+            RecordingState::Ready => "ready",
+            RecordingState::Failed => "failed",
+        }
+    }
+
+    pub(super) fn parse(s: &str) -> Result<RecordingState> {
+        Ok(match s {
+            "recording" => RecordingState::Recording,
+            "composing" => RecordingState::Composing,
+            "ready" => RecordingState::Ready,
+            "failed" => RecordingState::Failed,
+            _ => return Err(sqlx::Error::Decode(format!("unknown recording state {s:?}").into()).into()),
+        })
+    }
+}
+
+impl fmt::Display for RecordingState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a participant file holds (the `recording_files.kind` column): their camera and
+/// microphone, or a screen share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    Camera,
+    Screen,
+}
+
+impl FileKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileKind::Camera => "camera",
+            FileKind::Screen => "screen",
+        }
+    }
+
+    fn parse(s: &str) -> Result<FileKind> {
+        match s {
+            "camera" => Ok(FileKind::Camera),
+            "screen" => Ok(FileKind::Screen),
+            _ => Err(sqlx::Error::Decode(format!("unknown recording file kind {s:?}").into()).into()),
+        }
+    }
+}
+
+/// A participant file to record with a finished recording.
+#[derive(Debug, Clone)]
+pub struct NewFile {
+    pub user_id: i64,
+    pub file_name: String,
+    pub kind: FileKind,
+    pub bytes: i64,
+}
 
 /// A recording of a meeting.
 #[derive(Debug, Clone)]
@@ -10,8 +84,7 @@ pub struct Recording {
     pub started_by_name: String,
     pub started_at: i64,
     pub stopped_at: Option<i64>,
-    /// recording | composing | ready | failed
-    pub state: String,
+    pub state: RecordingState,
     pub reason: Option<String>,
     /// Composition progress in percent, while composing.
     pub progress: i64,
@@ -26,7 +99,7 @@ pub struct Recording {
 impl Recording {
     /// Whether a composition or the recording itself is still under way.
     pub fn in_progress(&self) -> bool {
-        self.state == "recording" || self.state == "composing"
+        matches!(self.state, RecordingState::Recording | RecordingState::Composing)
     }
 }
 
@@ -37,7 +110,14 @@ pub struct RecordingFile {
     pub recording_id: i64,
     pub user_name: String,
     pub file_name: String,
+    pub kind: FileKind,
     pub bytes: i64,
+}
+
+type FileRow = (i64, i64, String, String, String, i64);
+
+fn file_of((id, recording_id, user_name, file_name, kind, bytes): FileRow) -> Result<RecordingFile> {
+    Ok(RecordingFile { id, recording_id, user_name, file_name, kind: FileKind::parse(&kind)?, bytes })
 }
 
 type RecordingRow = (i64, i64, String, i64, Option<i64>, String, Option<String>, i64, i64, Option<i64>, Option<i64>);
@@ -67,10 +147,10 @@ impl Store {
     pub async fn finish_recording(
         &self,
         id: i64,
-        state: &str,
+        state: RecordingState,
         reason: Option<&str>,
         interrupted: bool,
-        files: &[(i64, String, i64)],
+        files: &[NewFile],
         now: i64,
     ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
@@ -78,7 +158,7 @@ impl Store {
             "UPDATE recordings SET state = $1, reason = $2, interrupted = $3, progress = 0,
              stopped_at = COALESCE(stopped_at, $4) WHERE id = $5 AND state = 'recording'",
         )
-        .bind(state)
+        .bind(state.as_str())
         .bind(reason)
         .bind(i64::from(interrupted))
         .bind(now)
@@ -91,14 +171,15 @@ impl Store {
             // Finished already (by another node, or a stop that raced this one).
             return Ok(false);
         }
-        for (user_id, file_name, bytes) in files {
+        for file in files {
             sqlx::query(
-                "INSERT INTO recording_files (recording_id, user_id, file_name, bytes) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO recording_files (recording_id, user_id, file_name, kind, bytes) VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(id)
-            .bind(user_id)
-            .bind(file_name)
-            .bind(bytes)
+            .bind(file.user_id)
+            .bind(&file.file_name)
+            .bind(file.kind.as_str())
+            .bind(file.bytes)
             .execute(&mut *tx)
             .await?;
         }
@@ -118,10 +199,10 @@ impl Store {
     }
 
     /// Recordings in `state` with their meetings, oldest first: (recording, meeting).
-    pub async fn recordings_in_state(&self, state: &str) -> Result<Vec<(i64, i64)>> {
+    pub async fn recordings_in_state(&self, state: RecordingState) -> Result<Vec<(i64, i64)>> {
         let rows: Vec<(i64, i64)> =
             sqlx::query_as("SELECT id, meeting_id FROM recordings WHERE state = $1 ORDER BY id")
-                .bind(state)
+                .bind(state.as_str())
                 .fetch_all(&self.pool)
                 .await?;
         Ok(rows)
@@ -185,15 +266,16 @@ impl Store {
         Ok(row.map(|(team,)| team))
     }
 
-    /// The files a composition reads: (participant's name, file name), in the order written.
-    pub async fn composition_sources(&self, id: i64) -> Result<Vec<(String, String)>> {
-        Ok(sqlx::query_as(
-            "SELECT u.display_name, f.file_name FROM recording_files f JOIN users u ON u.id = f.user_id
-             WHERE f.recording_id = $1 ORDER BY f.id",
+    /// The files a composition reads, in the order written.
+    pub async fn composition_sources(&self, id: i64) -> Result<Vec<RecordingFile>> {
+        let rows: Vec<FileRow> = sqlx::query_as(
+            "SELECT f.id, f.recording_id, u.display_name, f.file_name, f.kind, f.bytes
+             FROM recording_files f JOIN users u ON u.id = f.user_id WHERE f.recording_id = $1 ORDER BY f.id",
         )
         .bind(id)
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        rows.into_iter().map(file_of).collect()
     }
 
     /// A team's recording with a composed video: (meeting title, video size).
@@ -218,15 +300,15 @@ impl Store {
         .bind(meeting_id)
         .fetch_all(&self.pool)
         .await?;
-        let files: Vec<(i64, i64, String, String, i64)> = sqlx::query_as(
-            "SELECT f.id, f.recording_id, u.display_name, f.file_name, f.bytes
+        let files: Vec<FileRow> = sqlx::query_as(
+            "SELECT f.id, f.recording_id, u.display_name, f.file_name, f.kind, f.bytes
              FROM recording_files f JOIN users u ON u.id = f.user_id JOIN recordings r ON r.id = f.recording_id
              WHERE r.meeting_id = $1 ORDER BY u.display_name, f.file_name",
         )
         .bind(meeting_id)
         .fetch_all(&self.pool)
         .await?;
-        let mut out: Vec<Recording> = rows
+        let mut out = rows
             .into_iter()
             .map(
                 |(
@@ -242,26 +324,27 @@ impl Store {
                     composed_bytes,
                     duration_ms,
                 )| {
-                    Recording {
+                    Ok(Recording {
                         id,
                         meeting_id,
                         started_by_name,
                         started_at,
                         stopped_at,
-                        state,
+                        state: RecordingState::parse(&state)?,
                         reason,
                         progress,
                         interrupted: interrupted != 0,
                         composed_bytes,
                         duration_ms,
                         files: Vec::new(),
-                    }
+                    })
                 },
             )
-            .collect();
-        for (id, recording_id, user_name, file_name, bytes) in files {
-            if let Some(r) = out.iter_mut().find(|r| r.id == recording_id) {
-                r.files.push(RecordingFile { id, recording_id, user_name, file_name, bytes });
+            .collect::<Result<Vec<Recording>>>()?;
+        for file in files {
+            let file = file_of(file)?;
+            if let Some(r) = out.iter_mut().find(|r| r.id == file.recording_id) {
+                r.files.push(file);
             }
         }
         Ok(out)
@@ -269,8 +352,8 @@ impl Store {
 
     /// A file of a recording of a team's meeting (None if it belongs to another team).
     pub async fn recording_file(&self, team_id: i64, file_id: i64) -> Result<Option<RecordingFile>> {
-        let row: Option<(i64, i64, String, String, i64)> = sqlx::query_as(
-            "SELECT f.id, f.recording_id, u.display_name, f.file_name, f.bytes
+        let row: Option<FileRow> = sqlx::query_as(
+            "SELECT f.id, f.recording_id, u.display_name, f.file_name, f.kind, f.bytes
              FROM recording_files f JOIN users u ON u.id = f.user_id
              JOIN recordings r ON r.id = f.recording_id JOIN meetings m ON m.id = r.meeting_id
              WHERE f.id = $1 AND m.team_id = $2",
@@ -279,13 +362,7 @@ impl Store {
         .bind(team_id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(id, recording_id, user_name, file_name, bytes)| RecordingFile {
-            id,
-            recording_id,
-            user_name,
-            file_name,
-            bytes,
-        }))
+        row.map(file_of).transpose()
     }
 
     /// The meeting a recording of a team belongs to (None if another team's).
@@ -309,7 +386,8 @@ impl Store {
         .bind(team_id)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(|(id, meeting, state)| (id, meeting, state == "recording")).collect())
+        let under_way = |state: &str| RecordingState::parse(state).map(|s| s == RecordingState::Recording);
+        rows.into_iter().map(|(id, meeting, state)| Ok((id, meeting, under_way(&state)?))).collect()
     }
 
     /// Deletes a recording and its file rows.

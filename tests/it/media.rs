@@ -148,7 +148,7 @@ impl<S: web_transport_trait::Session> Peer<S> {
     }
 
     /// Sends one whole group on its own stream.
-    async fn publish_group(&self, track: u64, sequence: u64, frames: &[Bytes]) {
+    pub async fn publish_group(&self, track: u64, sequence: u64, frames: &[Bytes]) {
         let mut stream = self.session.open_uni().await.expect("open group");
         stream.write_all(&GroupHeader { track, sequence }.encode()).await.expect("header");
         for frame in frames {
@@ -158,7 +158,7 @@ impl<S: web_transport_trait::Session> Peer<S> {
     }
 
     /// Receives one group: its header and frames, byte for byte.
-    async fn receive_group(&self) -> (GroupHeader, Vec<Bytes>) {
+    pub async fn receive_group(&self) -> (GroupHeader, Vec<Bytes>) {
         tokio::time::timeout(DEADLINE, async {
             let mut stream = self.session.accept_uni().await.expect("a group stream");
             let mut reader = GroupReader::new(1 << 20);
@@ -203,7 +203,7 @@ fn close_of<E: web_transport_trait::Error>(error: E) -> (u32, String) {
     error.session_error().unwrap_or_else(|| panic!("closed without a code: {error}"))
 }
 
-fn frames(n: usize) -> Vec<Bytes> {
+pub fn frames(n: usize) -> Vec<Bytes> {
     (0..n)
         .map(|i| {
             let info = FrameInfo { keyframe: i == 0, timestamp_us: i as u64 * 33_000, level: 127 };
@@ -585,7 +585,7 @@ async fn a_thousand_sessions_and_live_streams_come_and_go_and_leave_nothing_behi
 
 /// Waits for `n` tracks of other participants, subscribes to each, and returns them once
 /// the relay has taken the subscriptions (a ping answered after them).
-async fn subscribe_to_others<S: web_transport_trait::Session>(
+pub async fn subscribe_to_others<S: web_transport_trait::Session>(
     peer: &mut Peer<S>,
     n: usize,
 ) -> Vec<floo::media::wire::TrackInfo> {
@@ -1250,4 +1250,159 @@ async fn paced_groups_reach_websocket_subscribers_whole_when_each_group_follows_
         }
     }
     app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_that_stops_reading_its_control_stream_is_closed_and_the_others_carry_on() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (clients, meeting) = meeting(&app, &["Alice", "Bob", "Carol"]).await;
+    // Alice grants 32 KiB of credit per stream and never reads her control stream again.
+    let alice = join_with_small_windows(&app, &clients[0], &meeting).await;
+    let mut bob = join(&app, &clients[1], &meeting).await;
+    let mut carol = join(&app, &clients[2], &meeting).await;
+    // Bob shows and withdraws a camera whose configuration is large, within the control
+    // rate: each time, a message of 12 KB for everyone. Carol reads all of hers.
+    let config = serde_json::json!({ "codec": "vp8", "description": "x".repeat(12_000) });
+    let started = tokio::time::Instant::now();
+    let mut closed = None;
+    // Carol is told Alice left, maybe before the test sees Alice closed.
+    let alice_left = std::cell::Cell::new(false);
+    let saw_alice_leave = |m: &ServerMessage| {
+        if matches!(m, ServerMessage::Left { participant } if *participant == alice.you) {
+            alice_left.set(true);
+        }
+    };
+    for nonce in 0..600u64 {
+        let track = TrackAnnounce { id: 1, kind: TrackKind::Camera, layer: 0, config: config.clone() };
+        bob.send(&ClientMessage::Announce { track }).await;
+        bob.send(&ClientMessage::Unannounce { id: 1 }).await;
+        carol.send(&ClientMessage::Ping { nonce }).await;
+        carol
+            .wait_for(|m| {
+                saw_alice_leave(m);
+                matches!(m, ServerMessage::Pong { nonce: n } if *n == nonce)
+            })
+            .await;
+        if let Ok(error) = tokio::time::timeout(Duration::from_millis(50), alice.session.closed()).await {
+            closed = Some(close_of(error));
+            break;
+        }
+    }
+    let (code, reason) = closed.expect("Alice, who reads nothing, is closed rather than queued for without end");
+    println!("Alice closed after {:?}: {code:#x} {reason}", started.elapsed());
+    assert_eq!(code, close::LAGGING);
+    assert!(reason.contains("behind"), "{reason}");
+    // Carol hears that Alice left and is still in the call; so is Bob.
+    if !alice_left.get() {
+        carol.wait_for(|m| matches!(m, ServerMessage::Left { participant } if *participant == alice.you)).await;
+    }
+    bob.send(&ClientMessage::Ping { nonce: 9_999 }).await;
+    bob.wait_for(|m| matches!(m, ServerMessage::Pong { nonce: 9_999 })).await;
+    // She is no longer "here now".
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while clients[1].get(&meeting).await.body.matches("here now").count() != 2 {
+        assert!(tokio::time::Instant::now() < deadline, "Alice still listed as here");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.finish().await;
+}
+
+/// A process's peak resident memory so far (KiB).
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM");
+    line.split_whitespace().nth(1).and_then(|kib| kib.parse().ok()).expect("a number")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_that_outruns_the_room_is_slowed_down_not_queued_in_memory() {
+    let _turn = crate::support::WHOLE_MACHINE.lock().await;
+    let data_dir = std::env::temp_dir().join(format!("floo-flood-{}", crate::support::unique_suffix()));
+    let (child, base) = floo_process(&data_dir).await;
+    let pid = child.id().expect("pid");
+    let names = ["Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace"];
+    let mut clients = Vec::new();
+    for name in names {
+        let client = Client::new(&base);
+        client.post_form("/login/dev", &[("name", name)]).await.expect_ok_with(name);
+        clients.push(client);
+    }
+    let team = clients[0].post_form("/teams", &[("name", "Flood")]).await.url;
+    let code = clients[0].get(&format!("{team}/invite")).await.between("id=\"invite-code\">", "<");
+    for client in &clients[1..] {
+        client.post_form("/join", &[("code", &code)]).await.expect_ok_with("Flood");
+    }
+    let meeting = clients[0].post_form(&format!("{team}/meetings"), &[("title", "Torrent")]).await.url;
+    let mut alice = join_with_ticket(&ticket(&clients[0], &meeting).await).await;
+    let mut subscribers = Vec::new();
+    for client in &clients[1..] {
+        subscribers.push(join_with_ticket(&ticket(client, &meeting).await).await);
+    }
+    alice
+        .send(&ClientMessage::Announce {
+            track: TrackAnnounce { id: 1, kind: TrackKind::Camera, layer: 0, config: serde_json::json!({}) },
+        })
+        .await;
+    // Six subscribers read everything they are sent, noting the groups that arrive whole.
+    const GROUPS: u64 = 48;
+    const FRAMES: usize = 40_000;
+    let mut readers = Vec::new();
+    for mut peer in subscribers {
+        subscribe_to_others(&mut peer, 1).await;
+        let session = peer.session.clone();
+        readers.push(tokio::spawn(async move {
+            let _peer = peer;
+            let mut whole = Vec::new();
+            while let Ok(Ok(mut stream)) = tokio::time::timeout(Duration::from_secs(20), session.accept_uni()).await {
+                let mut reader = GroupReader::new(1 << 20);
+                let mut frames = 0;
+                let mut finished = false;
+                while let Ok(Some(chunk)) = web_transport_trait::RecvStream::read_chunk(&mut stream, 1 << 16).await {
+                    reader.push(&chunk);
+                    while let Ok(Some(_)) = reader.next_frame() {
+                        frames += 1;
+                    }
+                    finished = true;
+                }
+                if let (true, Ok(Some(header))) = (finished, reader.header())
+                    && frames == FRAMES
+                {
+                    whole.push(header.sequence);
+                    if header.sequence == GROUPS - 1 {
+                        break;
+                    }
+                }
+            }
+            whole
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = peak_rss(pid);
+    // Alice sends tiny frames as fast as her connection takes them: each costs the room far
+    // more (six subscribers to serve) than it costs her or the relay's reader.
+    let started = tokio::time::Instant::now();
+    for sequence in 0..GROUPS {
+        let mut group = GroupHeader { track: 1, sequence }.encode().to_vec();
+        for i in 0..FRAMES {
+            group.extend_from_slice(&encode_frame(&FrameInfo { keyframe: i == 0, timestamp_us: 0, level: 0 }, &[1; 8]));
+        }
+        let mut stream = alice.session.open_uni().await.expect("open group");
+        stream.write_all(&group).await.expect("group");
+        stream.finish().expect("finish");
+    }
+    let sent = started.elapsed();
+    let mut last_whole = 0;
+    for reader in readers {
+        let whole = tokio::time::timeout(Duration::from_secs(60), reader).await.expect("readers finish").expect("task");
+        assert!(whole.contains(&(GROUPS - 1)), "every subscriber gets the last group whole: {whole:?}");
+        last_whole += whole.len();
+    }
+    let after = peak_rss(pid);
+    println!(
+        "{} frames sent in {sent:?}; {last_whole} whole groups received by 6; peak RSS {before} -> {after} KiB",
+        GROUPS as usize * FRAMES
+    );
+    assert!(after < before + 48 * 1024, "the relay held a flood in memory: peak RSS {before} -> {after} KiB");
+    drop(child);
+    let _ = std::fs::remove_dir_all(&data_dir);
 }

@@ -305,3 +305,62 @@ fn sound_and_picture_stay_together_for_someone_who_joins_late() {
     assert!((flash - beep).abs() < 0.08, "sound and picture drift apart: flash {flash} s, beep {beep} s");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+crate::on_both_backends!(recording_states_and_file_kinds_are_the_databases_to_check);
+
+/// A recording's state and a file's kind are closed sets: the database refuses others
+/// (whatever code writes them), and a screen share is known by its kind, not its name.
+async fn recording_states_and_file_kinds_are_the_databases_to_check(backend: crate::support::Backend) {
+    use floo::store::{FileKind, NewFile, RecordingState, Store};
+    let dir = scratch();
+    let url = match backend {
+        crate::support::Backend::Sqlite => format!("sqlite://{}?mode=rwc", dir.join("floo.db").display()),
+        crate::support::Backend::Postgres => crate::support::create_postgres_database().await.0,
+    };
+    let store = Store::connect(&url, 2).await.expect("store");
+    let user = store.upsert_user("dev", "alice", "Alice", None, None, 1).await.expect("user");
+    let team = store.create_team("Typed", user.id, 1, || "code-typed".into()).await.expect("team");
+    let meeting = store.create_meeting(team.id, user.id, "Call", 1).await.expect("meeting");
+    let id = store.start_recording(meeting, user.id, 2).await.expect("start").expect("a recording");
+    let files = [
+        NewFile { user_id: user.id, file_name: "7-1.webm".into(), kind: FileKind::Camera, bytes: 10 },
+        // Named like a camera file: its kind says what it holds.
+        NewFile { user_id: user.id, file_name: "7-2.webm".into(), kind: FileKind::Screen, bytes: 20 },
+    ];
+    assert!(store.finish_recording(id, RecordingState::Composing, None, false, &files, 3).await.expect("finish"));
+    let recordings = store.meeting_recordings(meeting).await.expect("recordings");
+    assert_eq!(recordings[0].state, RecordingState::Composing);
+    let kinds: Vec<_> = recordings[0].files.iter().map(|f| (f.file_name.as_str(), f.kind)).collect();
+    assert_eq!(kinds, [("7-1.webm", FileKind::Camera), ("7-2.webm", FileKind::Screen)]);
+    let sources = store.composition_sources(id).await.expect("sources");
+    assert_eq!(sources.iter().map(|f| f.kind).collect::<Vec<_>>(), [FileKind::Camera, FileKind::Screen]);
+
+    // Anything else is refused by the database itself.
+    let refused = |sql: String| {
+        let url = url.clone();
+        async move {
+            let result = match backend {
+                crate::support::Backend::Sqlite => {
+                    let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.expect("db");
+                    sqlx::query(sqlx::AssertSqlSafe(sql.clone())).execute(&mut db).await.map(|_| ())
+                }
+                crate::support::Backend::Postgres => {
+                    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.expect("db");
+                    sqlx::query(sqlx::AssertSqlSafe(sql.clone())).execute(&mut db).await.map(|_| ())
+                }
+            };
+            assert!(result.is_err(), "the database took {sql}");
+        }
+    };
+    refused(format!("UPDATE recordings SET state = 'paused' WHERE id = {id}")).await;
+    refused(format!(
+        "INSERT INTO recordings (meeting_id, started_by, started_at, state) VALUES ({meeting}, {}, 4, 'Recording')",
+        user.id
+    ))
+    .await;
+    refused(format!("UPDATE recording_files SET kind = 'audio' WHERE recording_id = {id}")).await;
+    let recordings = store.meeting_recordings(meeting).await.expect("recordings");
+    assert_eq!(recordings.len(), 1);
+    assert_eq!(recordings[0].state, RecordingState::Composing, "nothing changed");
+    let _ = std::fs::remove_dir_all(&dir);
+}
