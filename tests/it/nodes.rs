@@ -430,3 +430,63 @@ async fn recording_controls_say_try_again_while_redis_is_away_not_conflict() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_outlives_a_forty_second_redis_outage_its_chat_arrives_and_newcomers_join_it() {
+    use floo::media::wire::ServerMessage;
+    let mut redis = PrivateRedis::start().await;
+    let (_a, b, alice, bob, team, meeting) = meeting_across(&redis.url(), "Long outage").await;
+    let code = alice.get(&format!("{team}/invite")).await.between("id=\"invite-code\">", "<");
+    let carol = sign_in(&b, "Carol").await;
+    carol.post_form("/join", &[("code", &code)]).await.expect_ok_with("Spread out");
+    // Alice on A hosts the call; Bob, through B, is sent to A's relay and watches her camera.
+    let on_a = media_ticket(&alice, &meeting).await;
+    let mut alice_call = crate::media::join_with_ticket(&on_a).await;
+    let for_bob = media_ticket(&bob, &meeting).await;
+    assert_eq!(for_bob["port"], on_a["port"]);
+    let mut bob_call = crate::media::join_with_ticket(&for_bob).await;
+    alice_call.announce_camera_and_microphone(0).await;
+    let camera = crate::media::subscribe_to_others(&mut bob_call, 2).await[0].id;
+    // Both read the meeting's chat live, each through their own node.
+    let topic = format!("{team}/topics/{}", alice.get(&meeting).await.between("/topics/", "/"));
+    let mut chat_on_a = SseStream::open(&alice, &format!("{topic}/events"), None).await;
+    let mut chat_on_b = SseStream::open(&bob, &format!("{topic}/events"), None).await;
+
+    // Redis goes away for longer than a claim lives (30 s).
+    redis.kill().await;
+    let outage = tokio::time::Instant::now();
+    alice.post_form(&format!("{topic}/messages"), &[("body", "said on A")]).await.expect_ok_with("said on A");
+    bob.post_form(&format!("{topic}/messages"), &[("body", "said on B")]).await.expect_ok_with("said on B");
+    // The call goes on meanwhile: each second a picture of Alice's reaches Bob, whole.
+    let mut sequence = 0;
+    while outage.elapsed() < Duration::from_secs(40) {
+        let sent = crate::media::frames(3);
+        alice_call.publish_group(1, sequence, &sent).await;
+        let (header, received) = bob_call.receive_group().await;
+        assert_eq!((header.track, header.sequence, received), (camera, sequence, sent), "Bob still sees Alice");
+        sequence += 1;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    redis.restart().await;
+
+    // Everything said during the outage reaches both readers, once each.
+    for (node, chat) in [("A", &mut chat_on_a), ("B", &mut chat_on_b)] {
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            let event = chat.next_named("message").await;
+            seen.push((event.id.clone().unwrap_or_default(), event.data));
+        }
+        assert!(seen.iter().any(|(_, d)| d.contains("said on A")) && seen.iter().any(|(_, d)| d.contains("said on B")));
+        assert_ne!(seen[0].0, seen[1].0, "nothing twice on {node}: {seen:?}");
+    }
+    alice.post_form(&format!("{topic}/messages"), &[("body", "after")]).await.expect_ok_with("after");
+    for chat in [&mut chat_on_a, &mut chat_on_b] {
+        assert!(chat.next_named("message").await.data.contains("after"), "live again, nothing replayed");
+    }
+    // Carol, joining through B afterwards, lands in the same call as Alice and Bob.
+    let for_carol = media_ticket(&carol, &meeting).await;
+    assert_eq!(for_carol["port"], on_a["port"], "Carol is sent to the call that went on");
+    let _carol_call = crate::media::join_with_ticket(&for_carol).await;
+    alice_call.wait_for(|m| matches!(m, ServerMessage::Joined { participant } if participant.name == "Carol")).await;
+    println!("the call went on through {sequence} pictures without Redis");
+}
