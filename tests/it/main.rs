@@ -5,6 +5,7 @@ mod support;
 mod authorization;
 mod browser;
 mod foundation;
+mod fuzz;
 mod hardening;
 mod impair;
 mod live;
