@@ -16,6 +16,22 @@ use serde::{Deserialize, Serialize};
 
 /// How long a claim lasts without being renewed.
 const CLAIM_TTL_SECONDS: u64 = 30;
+
+/// Prefixes a placement script with `holder_alive(held, prefix)`: whether the claim
+/// `held` (a [`RelayAddress`] as JSON) names a node whose heartbeat (`prefix` NODE
+/// `:alive`) has not lapsed. Written once for every script that asks it.
+macro_rules! with_holder_alive {
+    ($script:literal) => {
+        concat!(
+            "local function holder_alive(held, prefix) \
+               local ok, claim = pcall(cjson.decode, held) \
+               return ok and type(claim) == 'table' and type(claim.node) == 'string' \
+                 and redis.call('EXISTS', prefix .. claim.node .. ':alive') == 1 \
+             end ",
+            $script
+        )
+    };
+}
 /// How often a node renews the claims of the meetings it hosts.
 const RENEW_EVERY: Duration = Duration::from_secs(10);
 /// How often a node says it is alive, and how long that holds.
@@ -129,16 +145,12 @@ impl Placement {
         let Some(mut redis) = self.redis.clone() else { return here(false) };
         let mine = serde_json::to_string(me).unwrap_or_default();
         let claimed: redis::RedisResult<(i64, String)> = redis::cmd("EVAL")
-            .arg(
+            .arg(with_holder_alive!(
                 "local held = redis.call('GET', KEYS[1]) \
-                 if held then \
-                   local ok, claim = pcall(cjson.decode, held) \
-                   if ok and claim.node and redis.call('EXISTS', ARGV[3] .. claim.node .. ':alive') == 1 then \
-                     return {0, held} end \
-                 end \
+                 if held and holder_alive(held, ARGV[3]) then return {0, held} end \
                  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) \
-                 if held then return {2, held} end return {1, ''}",
-            )
+                 if held then return {2, held} end return {1, ''}"
+            ))
             .arg(1)
             .arg(self.key(meeting_id))
             .arg(&mine)
@@ -190,14 +202,11 @@ impl Placement {
     pub async fn forget_dead_host(&self, meeting_id: i64) -> bool {
         let Some(mut redis) = self.redis.clone() else { return false };
         let forgotten: redis::RedisResult<i64> = redis::cmd("EVAL")
-            .arg(
+            .arg(with_holder_alive!(
                 "local held = redis.call('GET', KEYS[1]) \
-                 if not held then return 0 end \
-                 local ok, claim = pcall(cjson.decode, held) \
-                 if ok and claim.node and redis.call('EXISTS', ARGV[1] .. claim.node .. ':alive') == 0 then \
-                   return redis.call('DEL', KEYS[1]) end \
-                 return 0",
-            )
+                 if held and not holder_alive(held, ARGV[1]) then return redis.call('DEL', KEYS[1]) end \
+                 return 0"
+            ))
             .arg(1)
             .arg(self.key(meeting_id))
             .arg(self.alive_prefix())
@@ -267,21 +276,20 @@ impl Placement {
     /// error if Redis cannot tell.
     pub async fn elsewhere(&self, meeting_id: i64, me: &RelayAddress) -> Result<Option<RelayAddress>, CallError> {
         let Some(mut redis) = self.redis.clone() else { return Ok(None) };
-        let holder: Option<String> = redis::cmd("GET")
+        // One round trip: the claim, if its holder is alive.
+        let holder: Option<String> = redis::cmd("EVAL")
+            .arg(with_holder_alive!(
+                "local held = redis.call('GET', KEYS[1]) \
+                 if held and holder_alive(held, ARGV[1]) then return held end return false"
+            ))
+            .arg(1)
             .arg(self.key(meeting_id))
+            .arg(self.alive_prefix())
             .query_async(&mut redis)
             .await
             .map_err(|e| CallError::Unavailable(format!("the server hosting this call cannot be found ({e})")))?;
-        let Some(host) = holder.and_then(|h| serde_json::from_str::<RelayAddress>(&h).ok()) else { return Ok(None) };
-        if host.node == me.node {
-            return Ok(None);
-        }
-        let alive: bool = redis::cmd("EXISTS")
-            .arg(format!("{}{}:alive", self.alive_prefix(), host.node))
-            .query_async(&mut redis)
-            .await
-            .map_err(|e| CallError::Unavailable(format!("the server hosting this call cannot be found ({e})")))?;
-        Ok(alive.then_some(host))
+        let host = holder.and_then(|h| serde_json::from_str::<RelayAddress>(&h).ok());
+        Ok(host.filter(|host| host.node != me.node))
     }
 
     /// Has the node at `host` carry out `command`, and returns its answer.
@@ -464,15 +472,12 @@ async fn hold(
     // The node id decides whose a claim is (the rest of the address changes with a new
     // development certificate).
     redis::cmd("EVAL")
-        .arg(
+        .arg(with_holder_alive!(
             "local held = redis.call('GET', KEYS[1]) \
-             if held and not string.find(held, ARGV[3], 1, true) then \
-               local ok, claim = pcall(cjson.decode, held) \
-               if ok and claim.node and redis.call('EXISTS', ARGV[4] .. claim.node .. ':alive') == 1 then \
-                 return held end \
-             end \
-             redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) return false",
-        )
+             if held and not string.find(held, ARGV[3], 1, true) and holder_alive(held, ARGV[4]) then \
+               return held end \
+             redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) return false"
+        ))
         .arg(1)
         .arg(key)
         .arg(value)
