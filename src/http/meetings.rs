@@ -229,6 +229,9 @@ fn call_panel(base: &str, csrf: &str) -> Markup {
                         select #mic-select {}
                         label for="mic-level" { "Microphone level" }
                         meter #mic-level min="0" max="1" value="0" {}
+                        label.check title="For music: no echo cancellation, noise suppression or automatic gain (use headphones)" {
+                            input #original-sound type="checkbox"; " Original sound"
+                        }
                         label.check { input #join-muted type="checkbox"; " Join muted" }
                         label.check { input #join-camera-off type="checkbox"; " Join with camera off" }
                         button.primary #join-call type="button" { "Join call" }
@@ -248,6 +251,12 @@ fn call_panel(base: &str, csrf: &str) -> Markup {
                     button #hand type="button" { "Raise hand" }
                     button #view type="button" { "Speaker view" }
                     button.danger #leave-call type="button" { "Leave call" }
+                }
+                div.call-devices {
+                    label for="call-camera-select" { "Camera" }
+                    select #call-camera-select {}
+                    label for="call-mic-select" { "Microphone" }
+                    select #call-mic-select {}
                 }
                 details #call-stats {
                     summary { "Call statistics" }
@@ -271,6 +280,7 @@ fn call_panel(base: &str, csrf: &str) -> Markup {
             div.call-status {
                 p #call-status.muted role="status" {}
                 button #call-retry type="button" hidden { "Try again" }
+                button #media-retry type="button" hidden { "Use camera and microphone" }
             }
             script src="/static/meeting.js" {}
         }

@@ -17,8 +17,9 @@ export function args() {
 /**
  * Debian's Chromium, headless, with fake camera and microphone. `fps` lowers the fake
  * camera's frame rate (30 by default) where many pages share this machine's two cores.
+ * `devices` offers that many fake cameras (and Chromium's three fake microphones).
  */
-export async function launch({ fps } = {}) {
+export async function launch({ fps, devices } = {}) {
   const executablePath = process.env.FLOO_CHROMIUM || '/usr/bin/chromium';
   return chromium.launch({
     executablePath,
@@ -26,7 +27,7 @@ export async function launch({ fps } = {}) {
     args: [
       '--no-sandbox', '--disable-gpu', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      fps ? `--use-fake-device-for-media-stream=fps=${fps}` : '--use-fake-device-for-media-stream',
+      fps ? `--use-fake-device-for-media-stream=fps=${fps}` : devices ? `--use-fake-device-for-media-stream=device-count=${devices}` : '--use-fake-device-for-media-stream',
       '--use-fake-ui-for-media-stream',
       // Screen sharing: pick the (virtual) screen without asking.
       '--auto-select-desktop-capture-source=Entire screen',

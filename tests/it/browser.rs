@@ -258,3 +258,45 @@ async fn in_a_call_of_five_small_tiles_get_the_small_layer_and_a_pinned_person_t
     run_browser_script(&app, "layers.mjs", "layers").await;
     app.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_who_join_at_once_refuse_their_camera_or_switch_devices_are_still_seen_and_heard() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    run_browser_script(&app, "devices.mjs", "devices").await;
+    // Carol's stereo 44.1 kHz microphone is in the recording, as sound, not silence.
+    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/artifacts/devices");
+    let facts: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(artifacts.join("recording.json")).expect("recording.json"))
+            .expect("json");
+    let carol = facts["ids"]["Carol"].as_i64().expect("Carol's id");
+    let dir = app.data_dir.join("recordings").join("1");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let file = loop {
+        let found = std::fs::read_dir(&dir).into_iter().flatten().filter_map(Result::ok).map(|e| e.path()).find(|p| {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            name.starts_with(&format!("{carol}-")) && name.ends_with(".webm") && !name.contains("screen")
+        });
+        if let Some(file) = found {
+            break file;
+        }
+        assert!(std::time::Instant::now() < deadline, "Carol's tracks in the recording");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let (codecs, _) = crate::recording::probe(&file);
+    assert!(codecs.contains(&"opus".to_owned()), "Carol's voice is recorded: {codecs:?}");
+    let output = std::process::Command::new("ffmpeg")
+        .args(["-v", "info", "-nostats", "-i"])
+        .arg(&file)
+        .args(["-map", "0:a", "-af", "volumedetect", "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    let log = String::from_utf8_lossy(&output.stderr);
+    let mean: f64 = log
+        .lines()
+        .find_map(|l| l.split("mean_volume:").nth(1))
+        .and_then(|v| v.trim().trim_end_matches(" dB").parse().ok())
+        .unwrap_or_else(|| panic!("no volume measured: {log}"));
+    println!("Carol's recorded voice: mean volume {mean} dB");
+    assert!(mean > -50.0, "Carol's recorded audio is silence ({mean} dB)");
+    app.finish().await;
+}

@@ -365,7 +365,12 @@ async fn a_call_split_by_a_redis_restart_comes_back_together_on_one_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_node_hosting_a_call_is_killed_the_call_moves_at_once_and_nobody_is_left_here_now() {
     let redis = PrivateRedis::start().await;
-    let (mut a, b, alice_on_a, bob, _, meeting) = meeting_across(&redis.url(), "Doomed host").await;
+    let (mut a, b, alice_on_a, bob, team, meeting) = meeting_across(&redis.url(), "Doomed host").await;
+    let topic = format!("{team}/topics/{}", alice_on_a.get(&meeting).await.between("/topics/", "/"));
+    alice_on_a
+        .post_form(&format!("{topic}/messages"), &[("body", "said before the crash")])
+        .await
+        .expect_ok_with("said before the crash");
     let on_a = media_ticket(&alice_on_a, &meeting).await;
     let alice_call = crate::media::join_with_ticket(&on_a).await;
     let bob_call = crate::media::join_with_ticket(&media_ticket(&bob, &meeting).await).await;
@@ -404,6 +409,14 @@ async fn when_the_node_hosting_a_call_is_killed_the_call_moves_at_once_and_nobod
         assert!(tokio::time::Instant::now() < deadline, "stale attendance after the host died: {body}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The team page agrees with the meeting page.
+    let team_page = alice.get(&team).await.body;
+    let in_it = team_page.split("In it now: ").nth(1).and_then(|rest| rest.split('<').next()).unwrap_or("");
+    assert_eq!(in_it.trim(), "Bob", "the team page lists who is in the call");
+    // The meeting's chat is intact, and goes on through B.
+    bob.post_form(&format!("{topic}/messages"), &[("body", "said after it")]).await.expect_ok_with("said after it");
+    let chat = alice.get(&topic).await.body;
+    assert!(chat.contains("said before the crash") && chat.contains("said after it"), "{chat}");
     println!("re-hosted {} ms after the kill", killed.elapsed().as_millis());
 }
 

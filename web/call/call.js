@@ -64,9 +64,10 @@ export function start(root) {
     },
   };
 
-  function status(text, { retry = false } = {}) {
+  function status(text, { retry = false, media = false } = {}) {
     $('#call-status').textContent = text;
     $('#call-retry').hidden = !retry;
+    $('#media-retry').hidden = !media;
   }
 
   // -- lobby --
@@ -78,33 +79,68 @@ export function start(root) {
   }
   captureMethod().then((method) => { stats.capture = method; });
 
+  /** What the camera and microphone are asked for (`original`: no voice processing, for music). */
+  const videoConstraints = (deviceId) => (
+    { deviceId: deviceId ? { exact: deviceId } : undefined, width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 30 } });
+  const audioConstraints = (deviceId) => {
+    const processing = !$('#original-sound').checked;
+    // The browser's echo canceller needs remote audio played through the default output (see playout.js).
+    return { deviceId: deviceId ? { exact: deviceId } : undefined, echoCancellation: processing, noiseSuppression: processing, autoGainControl: processing };
+  };
+
   async function preview() {
-    const cameraId = $('#camera-select').value;
-    const micId = $('#mic-select').value;
+    // A newer preview (another device picked meanwhile) wins; an older one's devices close.
+    const mine = (call.previews = (call.previews || 0) + 1);
     call.stream?.getTracks().forEach((t) => t.stop());
+    const open = (constraints) => navigator.mediaDevices.getUserMedia(constraints);
+    const video = videoConstraints($('#camera-select').value);
+    const audio = audioConstraints($('#mic-select').value);
+    let stream;
+    let problem = null;
     try {
-      call.stream = await navigator.mediaDevices.getUserMedia({
-        video: { deviceId: cameraId ? { exact: cameraId } : undefined, width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 30 } },
-        // The browser's echo canceller needs remote audio played through the default output (see playout.js).
-        audio: { deviceId: micId ? { exact: micId } : undefined, echoCancellation: true, noiseSuppression: true, autoGainControl: true },
-      });
+      stream = await open({ video, audio });
     } catch (e) {
-      status(`Camera or microphone unavailable: ${e.message}. You can still join and listen.`);
-      call.stream = new MediaStream();
+      // One may work alone (a computer without a camera, say): use what there is.
+      const [camera, mic] = await Promise.allSettled([open({ video }), open({ audio })]);
+      stream = new MediaStream([camera, mic].filter((p) => p.status === 'fulfilled').flatMap((p) => p.value.getTracks()));
+      const missing = camera.status === 'fulfilled' ? 'microphone' : mic.status === 'fulfilled' ? 'camera' : 'camera and microphone';
+      problem = e.name === 'NotAllowedError'
+        ? `you did not allow this page to use your ${missing}`
+        : `your ${missing} cannot be opened (${e.message})`;
     }
-    $('#preview').srcObject = call.stream;
-    meter(call.stream);
+    if (mine !== call.previews) {
+      stream.getTracks().forEach((t) => t.stop());
+      return;
+    }
+    call.stream = stream;
+    call.mediaProblem = problem;
+    if (problem) {
+      status(stream.getTracks().length
+        ? `Only part of your devices work: ${problem}.`
+        : `Camera and microphone unavailable: ${problem}. You can still join and listen.`, { media: true });
+    }
+    $('#preview').srcObject = stream;
+    $('#self-video').srcObject = stream;
+    meter(stream);
     // Not waited for: joining needs the stream, not the list (Firefox can be slow to give it).
     listDevices().catch(() => {});
   }
 
   async function listDevices() {
     const devices = await navigator.mediaDevices.enumerateDevices();
-    for (const [select, kind] of [[$('#camera-select'), 'videoinput'], [$('#mic-select'), 'audioinput']]) {
+    const selects = [
+      [$('#camera-select'), 'videoinput'], [$('#mic-select'), 'audioinput'],
+      [$('#call-camera-select'), 'videoinput'], [$('#call-mic-select'), 'audioinput'],
+    ];
+    for (const [select, kind] of selects) {
       const current = select.value;
       select.replaceChildren(...devices.filter((d) => d.kind === kind).map((d, i) => new Option(d.label || `${kind} ${i + 1}`, d.deviceId)));
       if (current) select.value = current;
     }
+    // In the call, the pickers show the devices in use.
+    const using = (track) => track?.getSettings().deviceId;
+    if (using(call.stream?.getVideoTracks()[0])) $('#call-camera-select').value = using(call.stream.getVideoTracks()[0]);
+    if (using(call.stream?.getAudioTracks()[0])) $('#call-mic-select').value = using(call.stream.getAudioTracks()[0]);
   }
 
   let meterContext = null;
@@ -246,7 +282,14 @@ export function start(root) {
       case 'welcome':
         call.self = m.you;
         stats.joinedAt = performance.now();
-        status('');
+        if (call.mediaProblem) {
+          call.listening = !call.stream?.getTracks().length;
+          status(call.listening
+            ? `You joined to listen: ${call.mediaProblem}. Others can hear and see you once you allow it.`
+            : `In the call, but ${call.mediaProblem}.`, { media: true });
+        } else {
+          status('');
+        }
         for (const p of m.participants) if (p.id !== m.you) addParticipant(p);
         for (const t of m.tracks) addTrack(t);
         renderRoster();
@@ -396,24 +439,95 @@ export function start(root) {
   }
 
   // -- publishing --
+  // The camera's and the microphone's encoders are kept apart from the screen's, so that
+  // either can be replaced on its own when the person picks another device in the call.
+  const devices = { camera: null, mic: null };
+  const deviceTrack = (kind) => (kind === 'camera' ? call.stream?.getVideoTracks()[0] : call.stream?.getAudioTracks()[0]);
+
+  const starting = { camera: null, mic: null };
+  /** Starts publishing the camera or the microphone, unless it is already (or being) published. */
+  function publishDevice(kind, link) {
+    const track = deviceTrack(kind);
+    if (!track || !link || devices[kind]) return Promise.resolve();
+    starting[kind] ??= (async () => {
+      const stop = await (kind === 'camera' ? publishVideo(call, track, VIDEO_LAYERS, 'camera') : publishAudio(call, track));
+      if (call.link === link) devices[kind] = stop;
+      else stop(); // the link went while the encoder started
+    })().finally(() => { starting[kind] = null; });
+    return starting[kind];
+  }
+
+  function stopDevice(kind, withdraw) {
+    devices[kind]?.(withdraw);
+    devices[kind] = null;
+  }
+
   async function publish(link) {
-    const starts = [];
-    const video = call.stream?.getVideoTracks()[0];
-    const audio = call.stream?.getAudioTracks()[0];
-    if (video) starts.push(publishVideo(call, video, VIDEO_LAYERS, 'camera'));
-    if (audio) starts.push(publishAudio(call, audio));
+    const starts = [publishDevice('camera', link), publishDevice('mic', link)];
     // A screen shared before a reconnect is shared again.
     const screen = call.screenStream?.getVideoTracks()[0];
-    if (screen) starts.push(publishScreen(screen));
+    if (screen) starts.push(publishScreen(screen).then((stop) => (call.link === link ? call.encoders.push(stop) : stop())));
     for (const started of await Promise.allSettled(starts)) {
       if (started.status === 'rejected') call.problem(`Others cannot see or hear you: ${started.reason?.message || started.reason}`);
-      else if (call.link === link) call.encoders.push(started.value);
-      else started.value(); // the link went while the encoders started
     }
   }
 
   function stopPublishing() {
+    stopDevice('camera', false);
+    stopDevice('mic', false);
     for (const stop of call.encoders.splice(0)) stop();
+  }
+
+  /** Another camera or microphone, in the call: the others get it without a reconnect. */
+  async function switchDevice(kind, deviceId) {
+    const what = kind === 'camera' ? 'camera' : 'microphone';
+    let fresh;
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia(
+        kind === 'camera' ? { video: videoConstraints(deviceId) } : { audio: audioConstraints(deviceId) });
+      fresh = kind === 'camera' ? stream.getVideoTracks()[0] : stream.getAudioTracks()[0];
+    } catch (e) {
+      listDevices().catch(() => {});
+      return call.problem(`That ${what} cannot be opened (${e.message}); still using the one before.`);
+    }
+    const old = deviceTrack(kind);
+    call.stream ??= new MediaStream();
+    if (old) {
+      call.stream.removeTrack(old);
+      old.stop();
+    }
+    call.stream.addTrack(fresh);
+    $(kind === 'camera' ? '#camera-select' : '#mic-select').value = deviceId;
+    $('#self-video').srcObject = call.stream;
+    $('#preview').srcObject = call.stream;
+    if (kind === 'mic') meter(call.stream);
+    stats.deviceSwitches = (stats.deviceSwitches || 0) + 1;
+    if (!call.link) return;
+    await starting[kind]?.catch(() => {});
+    stopDevice(kind, true);
+    try {
+      await publishDevice(kind, call.link);
+    } catch (e) {
+      call.problem(`Others cannot get your new ${what}: ${e.message}`);
+    }
+  }
+
+  /** Asks for the camera and microphone again (after a refusal, or a device plugged in). */
+  async function retryMedia() {
+    call.previewing = preview();
+    await call.previewing;
+    if (call.link) {
+      // Whatever was published before is replaced by what there is now.
+      for (const kind of ['camera', 'mic']) {
+        await starting[kind]?.catch(() => {});
+        stopDevice(kind, true);
+      }
+      for (const started of await Promise.allSettled(['camera', 'mic'].map((kind) => publishDevice(kind, call.link)))) {
+        if (started.status === 'rejected') call.problem(`Others cannot see or hear you: ${started.reason?.message || started.reason}`);
+      }
+    }
+    call.listening = !call.stream?.getTracks().length;
+    if (!call.mediaProblem) status('');
   }
 
   // -- controls --
@@ -490,7 +604,10 @@ export function start(root) {
     setState({});
     // Someone who clicks before the camera and microphone are open joins with them.
     status('Opening your camera and microphone…');
-    await call.previewing?.catch(() => {});
+    for (let waited; waited !== call.previewing;) {
+      waited = call.previewing;
+      await waited?.catch(() => {});
+    }
     $('#self-video').srcObject = call.stream;
     try {
       await connect();
@@ -528,6 +645,16 @@ export function start(root) {
   $('#call-retry').addEventListener('click', retry);
   $('#camera-select').addEventListener('change', () => { call.previewing = preview(); });
   $('#mic-select').addEventListener('change', () => { call.previewing = preview(); });
+  $('#original-sound').addEventListener('change', () => { call.previewing = preview(); });
+  $('#call-camera-select').addEventListener('change', (e) => switchDevice('camera', e.target.value));
+  $('#call-mic-select').addEventListener('change', (e) => switchDevice('mic', e.target.value));
+  $('#media-retry').addEventListener('click', retryMedia);
+  // Permission granted later (in the browser's site settings): publish at once.
+  for (const name of ['camera', 'microphone']) {
+    navigator.permissions?.query({ name }).then((p) => {
+      p.addEventListener('change', () => { if (p.state === 'granted' && call.mediaProblem) retryMedia(); });
+    }).catch(() => {});
+  }
   $('#mute').addEventListener('click', () => setState({ muted: !call.state.muted }));
   $('#camera').addEventListener('click', () => setState({ camera_off: !call.state.camera_off }));
   $('#hand').addEventListener('click', () => setState({ hand: !call.state.hand }));

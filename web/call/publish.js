@@ -138,13 +138,15 @@ export async function publishVideo(call, track, layers, kind) {
       frame.close();
     }
   })().catch((e) => call.problem(`The ${kind} could not be read: ${e.message}`));
-  return () => {
+  /** Stops; `withdraw`: the tracks also end for the others (a device is being replaced). */
+  return (withdraw = false) => {
     stopped = true;
     source.stop();
     for (const o of outs) {
       try { o.encoder.close(); } catch (e) { /* closed */ }
       o.group.close();
     }
+    if (withdraw) for (const l of layers) call.send({ type: 'unannounce', id: l.id });
   };
 }
 
@@ -195,10 +197,21 @@ export async function publishAudio(call, track) {
       if (!data) break;
       heard = true;
       if (!config) {
-        // The first chunk says what the microphone delivers; announce and encode that.
+        // The first chunk says what the microphone delivers (48 kHz mono with voice
+        // processing; often 44.1 kHz stereo without): the encoder takes that rate, mixed
+        // down to mono. Opus itself runs at 48 kHz whatever goes in, so receivers always
+        // decode at 48 kHz.
         config = { ...AUDIO_CONFIG, sampleRate: data.sampleRate, numberOfChannels: 1 };
-        encoder.configure({ ...config, bitrate: 32000 });
-        call.send({ type: 'announce', track: { id: AUDIO_TRACK, kind: 'audio', layer: 0, config } });
+        const wanted = { ...config, bitrate: 32000 };
+        const support = await AudioEncoder.isConfigSupported(wanted).catch((e) => ({ supported: false, error: e }));
+        if (!support.supported) {
+          call.problem(`Others cannot hear you: this browser cannot encode your microphone's sound (${data.sampleRate} Hz).`);
+          data.close();
+          break;
+        }
+        encoder.configure(wanted);
+        call.stats.microphone = { sampleRate: data.sampleRate, channels: data.numberOfChannels };
+        call.send({ type: 'announce', track: { id: AUDIO_TRACK, kind: 'audio', layer: 0, config: AUDIO_CONFIG } });
       }
       const duration = (data.numberOfFrames / data.sampleRate) * 1e6;
       const now = wallUs() - duration;
@@ -207,12 +220,11 @@ export async function publishAudio(call, track) {
       nextTimestamp += duration;
       if (!call.state.muted && !stopped) {
         // The level rides with the frames (RFC 6464 style: 0 loudest, 127 silent).
-        const samples = new Float32Array(data.numberOfFrames);
-        data.copyTo(samples, { planeIndex: 0, format: 'f32-planar' });
+        const samples = downmix(data);
         const rms = Math.sqrt(samples.reduce((s, x) => s + x * x, 0) / samples.length) || 1e-7;
         level = Math.max(0, Math.min(127, Math.round(-20 * Math.log10(rms))));
-        // Opus here is mono (the first channel), stamped with its capture time on the
-        // wall clock, continuous from chunk to chunk.
+        // Opus here is mono, stamped with its capture time on the wall clock, continuous
+        // from chunk to chunk.
         const mono = new AudioData({
           format: 'f32-planar', sampleRate: data.sampleRate, numberOfFrames: data.numberOfFrames,
           numberOfChannels: 1, timestamp: captured, data: samples,
@@ -227,11 +239,28 @@ export async function publishAudio(call, track) {
       data.close();
     }
   })().catch((e) => call.problem(`The microphone could not be read: ${e.message}`));
-  return () => {
+  /** Stops; `withdraw`: the track also ends for the others (a device is being replaced). */
+  return (withdraw = false) => {
     stopped = true;
     clearTimeout(silent);
     source.stop();
     try { encoder.close(); } catch (e) { /* closed */ }
     group.close();
+    if (withdraw && config) call.send({ type: 'unannounce', id: AUDIO_TRACK });
   };
+}
+
+/** The channels of `data` mixed down to one (the average of all of them). */
+function downmix(data) {
+  const mono = new Float32Array(data.numberOfFrames);
+  data.copyTo(mono, { planeIndex: 0, format: 'f32-planar' });
+  if (data.numberOfChannels > 1) {
+    const plane = new Float32Array(data.numberOfFrames);
+    for (let c = 1; c < data.numberOfChannels; c += 1) {
+      data.copyTo(plane, { planeIndex: c, format: 'f32-planar' });
+      for (let i = 0; i < mono.length; i += 1) mono[i] += plane[i];
+    }
+    for (let i = 0; i < mono.length; i += 1) mono[i] /= data.numberOfChannels;
+  }
+  return mono;
 }
