@@ -134,7 +134,7 @@ export function start(root) {
     ];
     for (const [select, kind] of selects) {
       const current = select.value;
-      select.replaceChildren(...devices.filter((d) => d.kind === kind).map((d, i) => new Option(d.label || `${kind} ${i + 1}`, d.deviceId)));
+      select.replaceChildren(...devices.filter((d) => d.kind === kind).map((d, i) => new Option(d.label || `${kind === 'videoinput' ? 'Camera' : 'Microphone'} ${i + 1}`, d.deviceId)));
       if (current) select.value = current;
     }
     // In the call, the pickers show the devices in use.
