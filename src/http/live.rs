@@ -10,6 +10,7 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use axum::routing::get;
+use bytes::BytesMut;
 use serde::Deserialize;
 use tokio::sync::{broadcast, watch};
 
@@ -69,6 +70,7 @@ async fn team_stream(
         user_id: m.user_id(),
         view,
         first: true,
+        recordings: None,
         _slot: slot,
     };
     Ok(super::sse::stream(reader))
@@ -93,6 +95,8 @@ struct TeamReader {
     view: View,
     /// The first snapshot goes out at once: the page may be older than the stream.
     first: bool,
+    /// A meeting view: what its recordings looked like when last told (see [`recordings_digest`]).
+    recordings: Option<String>,
     _slot: super::limits::StreamSlot,
 }
 
@@ -143,7 +147,7 @@ impl TeamReader {
         }
     }
 
-    async fn render(&self) -> Result<Bytes, crate::store::Error> {
+    async fn render(&mut self) -> Result<Bytes, crate::store::Error> {
         Ok(match self.view {
             View::Meetings => {
                 let meetings = self.store.team_meetings(self.team_id).await?;
@@ -161,8 +165,24 @@ impl TeamReader {
                     }
                     None => String::new(),
                 };
-                frame(None, "attendance", &html)
+                let mut out = BytesMut::from(&frame(None, "attendance", &html)[..]);
+                // The recordings card fetches itself again (as its viewer may act on it)
+                // when a recording starts, stops or gets its video; progress it polls.
+                let digest = recordings_digest(&self.store.meeting_recordings(id).await?);
+                if self.recordings.as_ref().is_some_and(|last| *last != digest) {
+                    out.extend_from_slice(&frame(None, "recordings", "changed"));
+                }
+                self.recordings = Some(digest);
+                out.freeze()
             }
         })
     }
+}
+
+/// What a meeting page's recordings card shows, but its composition progress.
+fn recordings_digest(recordings: &[crate::store::Recording]) -> String {
+    recordings
+        .iter()
+        .map(|r| format!("{}:{}:{}:{};", r.id, r.state, r.files.len(), r.composed_bytes.is_some()))
+        .collect()
 }

@@ -200,14 +200,16 @@ fn meeting_view(mt: &MeetingInTeam, stays: &[Attendance], chat: Markup, recordin
                 }
             }
             @if meeting.is_live() { (call_panel(&base, csrf)) }
-            div.meeting-layout {
-                section.card #attendance hx-ext="sse" sse-connect=(format!("/teams/{}/events?view=meeting:{}", m.team.id, meeting.id))
-                    sse-swap="attendance" hx-swap="innerHTML" {
-                    (attendance_panel(meeting, stays))
+            // One live stream for the page's attendance and recordings cards.
+            div #meeting-live hx-ext="sse" sse-connect=(format!("/teams/{}/events?view=meeting:{}", m.team.id, meeting.id)) {
+                div.meeting-layout {
+                    section.card #attendance sse-swap="attendance" hx-swap="innerHTML" {
+                        (attendance_panel(meeting, stays))
+                    }
+                    (chat)
                 }
-                (chat)
+                (recordings)
             }
-            (recordings)
         },
     )
 }

@@ -32,10 +32,11 @@ pub fn router() -> Router<AppState> {
 
 /// The recordings of a meeting, with the buttons the viewer may use.
 pub fn recordings_panel(meeting: &Meeting, recordings: &[Recording], csrf: &str) -> Markup {
-    recordings_panel_for(meeting, recordings, false, false, csrf)
+    panel_markup(meeting, recordings, false, false, false, csrf)
 }
 
-/// The panel, with delete buttons for admins.
+/// The panel on the meeting page (live), with recording controls for the host and admins
+/// and delete buttons for admins.
 pub fn recordings_panel_for(
     meeting: &Meeting,
     recordings: &[Recording],
@@ -43,14 +44,31 @@ pub fn recordings_panel_for(
     can_delete: bool,
     csrf: &str,
 ) -> Markup {
+    panel_markup(meeting, recordings, can_record, can_delete, true, csrf)
+}
+
+fn panel_markup(
+    meeting: &Meeting,
+    recordings: &[Recording],
+    can_record: bool,
+    can_delete: bool,
+    live: bool,
+    csrf: &str,
+) -> Markup {
     let base = format!("/teams/{}/meetings/{}/recordings", meeting.team_id, meeting.id);
     let active = recordings.iter().any(|r| r.state == RecordingState::Recording);
     let composing = recordings.iter().any(|r| r.state == RecordingState::Composing);
     html! {
-        // While a video is being composed the panel asks for itself again every few
-        // seconds: the progress moves and the download appears without a reload.
-        section.card #recordings hx-get=[composing.then_some(&base)] hx-trigger=[composing.then_some("every 2s")]
-            hx-swap=[composing.then_some("outerHTML")] {
+        // On the meeting page the panel asks for itself again (as this viewer sees it)
+        // when the live stream says the recordings changed, and every few seconds while a
+        // video is being composed: the progress moves and the download appears.
+        @let trigger = match (live, composing) {
+            (true, true) => Some("sse:recordings, every 2s"),
+            (true, false) => Some("sse:recordings"),
+            (false, true) => Some("every 2s"),
+            (false, false) => None,
+        };
+        section.card #recordings hx-get=[trigger.map(|_| &base)] hx-trigger=[trigger] hx-swap=[trigger.map(|_| "outerHTML")] {
             div.card-head {
                 h2 { "Recordings" }
                 @if meeting.is_live() && can_record {

@@ -5,7 +5,8 @@
 //   retry, and Alice lists her without a picture. She then allows them, with "Original
 //   sound" on (no voice processing: Chromium's fake microphone is then stereo at 44.1 kHz,
 //   as many USB headsets are) and presses the button: Alice sees and hears her, and the
-//   recording holds her voice (checked by the Rust side with ffprobe and volumedetect).
+//   recording holds her voice (checked by the Rust side with ffprobe and volumedetect);
+//   Bob's and Carol's recordings cards show the recording without a reload.
 // - Bob switches camera and microphone in the call: Alice keeps decoding both, and
 //   nobody reconnects.
 import { writeFileSync } from 'node:fs';
@@ -86,6 +87,9 @@ await withBrowser(artifacts, async (browser) => {
   const recorded = Date.now() - started;
   // The files are finished once the recording is composing (or done).
   await alice.locator('#recordings .badge', { hasText: /composing|ready/ }).first().waitFor({ timeout: 30000 });
+  // The others' recordings cards follow live (Carol may not record: no buttons for her).
+  for (const page of [bob, carol]) await page.locator('#recordings .badge', { hasText: /composing|ready/ }).first().waitFor({ timeout: 15000 });
+  check(await carol.getByRole('button', { name: '● Start recording' }).count() === 0, 'the card Carol gets is hers: no recording controls');
   const ids = {};
   for (const [name, page] of [['Alice', alice], ['Bob', bob], ['Carol', carol]]) ids[name] = await page.evaluate(() => window.__floo.call.you.userId);
   writeFileSync(join(artifacts, 'recording.json'), JSON.stringify({ recorded, ids }));
