@@ -177,6 +177,8 @@ ensure_test_packages() {
     # with ss (both iproute2).
     have tc || pkgs+=(iproute2)
     have ss || pkgs+=(iproute2)
+    # The metrics test scrapes Floo with a real Prometheus and checks the text with promtool.
+    have promtool || pkgs+=(prometheus)
     ensure_apt_packages "${pkgs[@]}"
 }
 

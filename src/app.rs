@@ -24,6 +24,7 @@ pub struct App {
     listener: TcpListener,
     closing: watch::Sender<bool>,
     http_addr: SocketAddr,
+    metrics_addr: SocketAddr,
     limits: http::server::ServerLimits,
     grace: Duration,
     state: AppState,
@@ -54,6 +55,12 @@ impl App {
             .await
             .with_context(|| format!("binding the HTTP address {}", config.http_addr))?;
         let http_addr = listener.local_addr().context("reading the bound HTTP address")?;
+        let metrics_listener = TcpListener::bind(config.metrics_addr)
+            .await
+            .with_context(|| format!("binding the metrics address {}", config.metrics_addr))?;
+        let metrics_addr = metrics_listener.local_addr().context("reading the bound metrics address")?;
+        crate::metrics::serve(metrics_listener);
+        tracing::info!(address = %metrics_addr, "Prometheus metrics at /metrics");
         let public_url = config
             .public_url
             .clone()
@@ -157,11 +164,16 @@ impl App {
             body: Duration::from_secs(config.http_body_timeout.max(1)),
         };
         let grace = Duration::from_secs(config.shutdown_grace);
-        Ok(App { listener, closing, http_addr, limits, grace, state })
+        Ok(App { listener, closing, http_addr, metrics_addr, limits, grace, state })
     }
 
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// Where `/metrics` is served.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
     }
 
     /// The media relay's UDP address.

@@ -31,6 +31,12 @@ pub struct Config {
     #[arg(long, env = "FLOO_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
 
+    /// Address of the Prometheus metrics listener (`GET /metrics`). Loopback by default:
+    /// scrape it from the same machine, or put it on a private interface. Port 0 picks a
+    /// free port.
+    #[arg(long, env = "FLOO_METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: SocketAddr,
+
     /// Directory for the default SQLite database, dev certificates and recordings.
     #[arg(long, env = "FLOO_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,

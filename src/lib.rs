@@ -2,7 +2,7 @@
 //!
 //! `app` builds and runs the server from a `config`; `http` serves the pages, using
 //! `auth` (who is asking), `store` (the database), `bus` (live events, across nodes
-//! through Redis) and `markdown` (safe rendering).
+//! through Redis) and `markdown` (safe rendering); `metrics` is what Prometheus scrapes.
 
 pub mod app;
 pub mod auth;
@@ -13,6 +13,7 @@ pub mod files;
 pub mod http;
 pub mod markdown;
 pub mod media;
+pub mod metrics;
 pub mod recording;
 pub mod store;
 

@@ -191,6 +191,7 @@ async fn post_message(
         return Ok((status, markup).into_response());
     }
     let message = state.store.add_message(t.topic.id, t.member.user_id(), body, now_ms()).await?;
+    crate::metrics::metrics().chat_messages.inc();
     let seq = message.seq;
     // Stored first; now everyone concerned hears of it.
     state.bus.publish(Event::Message(Arc::new(LiveMessage {

@@ -116,6 +116,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(guard, csrf::protect))
         .layer(DefaultBodyLimit::max(csrf::MAX_FORM_BYTES))
         .layer(middleware::from_fn(security_headers))
+        .route_layer(middleware::from_fn(crate::metrics::count_requests))
         .with_state(state)
 }
 

@@ -38,9 +38,11 @@ pub trait Source: Send + 'static {
 
 /// The response that streams a source's frames until it ends or the client goes.
 pub fn stream<S: Source>(source: S) -> Response {
-    response(futures_util::stream::unfold(source, |mut source| async move {
+    // Counted as open until the stream is dropped (ended or its client gone).
+    let open = crate::metrics::Raised::new(&crate::metrics::metrics().live_streams);
+    response(futures_util::stream::unfold((source, open), |(mut source, open)| async move {
         let frame = source.next_frame().await?;
-        Some((Ok::<_, std::convert::Infallible>(frame), source))
+        Some((Ok::<_, std::convert::Infallible>(frame), (source, open)))
     }))
 }
 

@@ -104,6 +104,8 @@ pub(super) struct SessionHandle {
 }
 
 pub(super) async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx: mpsc::UnboundedReceiver<Input>) {
+    let _hosted = crate::metrics::Raised::new(&crate::metrics::metrics().meetings_hosted);
+    let counters = &crate::metrics::metrics().relay;
     let mut room = Room::new(relay.limits().clone());
     let mut sessions: HashMap<SessionId, SessionHandle> = HashMap::new();
     // Which session each open group stream belongs to.
@@ -160,6 +162,8 @@ pub(super) async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx
                 room.group_start(now, session, track, sequence)
             }
             Some(Input::Frame { session, track, sequence, frame, info, _credit: _ }) => {
+                counters.frames_in.inc();
+                counters.bytes_in.inc_by(frame.len() as u64);
                 if let Some(recorder) = &recorder {
                     record_frame(recorder, &room, session, track, &frame);
                 }
@@ -285,7 +289,12 @@ fn dispatch(
                     }
                 }
                 Output::Write { send, frame } => {
-                    order(owners.get(&send), WriterOrder::Write { send, frame });
+                    let bytes = frame.len() as u64;
+                    if order(owners.get(&send), WriterOrder::Write { send, frame }) {
+                        let counters = &crate::metrics::metrics().relay;
+                        counters.frames_out.inc();
+                        counters.bytes_out.inc_by(bytes);
+                    }
                 }
                 Output::Finish { send } => {
                     if !order(owners.get(&send), WriterOrder::Finish { send }) {
@@ -294,6 +303,11 @@ fn dispatch(
                     }
                 }
                 Output::Abandon { send, cause } => {
+                    let counters = &crate::metrics::metrics().relay;
+                    match cause {
+                        Cause::SlowLink => counters.dropped_slow_link.inc(),
+                        Cause::Elsewhere => counters.dropped_elsewhere.inc(),
+                    };
                     order(owners.get(&send), WriterOrder::Abandon { send, code: reset_code(cause) });
                 }
                 Output::Control { session, message } => {

@@ -114,6 +114,8 @@ where
         Ok(Err(refusal)) => return link.close(refusal.code, &refusal.reason),
         Err(_) => return link.close(close::GOING_AWAY, "the meeting could not be opened"),
     }
+    let transport = crate::metrics::TransportLabels { transport: L::TRANSPORT.into() };
+    let _in_call = crate::metrics::Raised::new(&crate::metrics::metrics().relay_sessions.get_or_create(&transport));
     let limits = relay.limits().clone();
     let incoming = Arc::new(Semaphore::new(MAX_INCOMING_GROUPS));
     let budget = Budget::new(limits.max_frame);

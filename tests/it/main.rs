@@ -10,6 +10,7 @@ mod hardening;
 mod impair;
 mod live;
 mod media;
+mod metrics;
 mod nodes;
 mod oauth;
 mod oidc_provider;

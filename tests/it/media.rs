@@ -29,7 +29,7 @@ pub struct Peer<S: web_transport_trait::Session = web_transport_quinn::Session> 
 }
 
 /// Asks the meeting page for a ticket, as the browser does, and connects over QUIC.
-async fn join(app: &TestApp, client: &Client, meeting: &str) -> Peer {
+pub async fn join(app: &TestApp, client: &Client, meeting: &str) -> Peer {
     let token = ticket(client, meeting).await["token"].as_str().expect("token").to_owned();
     connect_with_token(app, &token).await
 }
@@ -185,7 +185,7 @@ impl<S: web_transport_trait::Session> Peer<S> {
     }
 
     /// Leaves the call.
-    fn leave(&self) {
+    pub fn leave(&self) {
         self.session.close(0, "bye");
     }
 }
@@ -213,7 +213,7 @@ pub fn frames(n: usize) -> Vec<Bytes> {
 }
 
 /// A team with a live meeting; returns the clients and the meeting's path.
-async fn meeting(app: &TestApp, names: &[&str]) -> (Vec<Client>, String) {
+pub async fn meeting(app: &TestApp, names: &[&str]) -> (Vec<Client>, String) {
     let mut clients = Vec::new();
     for name in names {
         clients.push(app.signed_in(name).await);
@@ -1130,7 +1130,7 @@ fn webm_in(dir: &std::path::Path) -> std::path::PathBuf {
 async fn floo_process(data_dir: &std::path::Path) -> (tokio::process::Child, String) {
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_floo"))
-        .args(["serve", "--http-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0"])
+        .args(["serve", "--http-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(data_dir)
         .stdout(std::process::Stdio::piped())

@@ -26,7 +26,16 @@ impl Node {
         std::fs::create_dir_all(&data_dir).expect("data dir");
         let log = std::fs::File::create(data_dir.join("node.log")).expect("log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_floo"))
-            .args(["serve", "--http-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0", "--database-url", database_url])
+            .args([
+                "serve",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--quic-addr",
+                "127.0.0.1:0",
+                "--metrics-addr",
+                "127.0.0.1:0",
+            ])
+            .args(["--database-url", database_url])
             .args(["--redis-url", redis_url])
             .args(extra)
             .arg("--data-dir")

@@ -86,6 +86,8 @@ pub struct TestApp {
     pub quic_addr: std::net::SocketAddr,
     pub cert_hash: Option<[u8; 32]>,
     pub relay: floo::media::relay::Relay,
+    /// Where `/metrics` is served.
+    pub metrics_addr: std::net::SocketAddr,
 }
 
 impl TestApp {
@@ -104,7 +106,9 @@ impl TestApp {
             .try_init();
         let data_dir = std::env::temp_dir().join(format!("floo-test-{}", unique_suffix()));
         let mut args: Vec<String> = vec!["floo serve".into(), "--data-dir".into(), data_dir.display().to_string()];
-        for (flag, default) in [("--http-addr", "127.0.0.1:0"), ("--quic-addr", "127.0.0.1:0")] {
+        for (flag, default) in
+            [("--http-addr", "127.0.0.1:0"), ("--quic-addr", "127.0.0.1:0"), ("--metrics-addr", "127.0.0.1:0")]
+        {
             if !extra.contains(&flag) {
                 args.extend([flag.to_owned(), default.to_owned()]);
             }
@@ -121,12 +125,13 @@ impl TestApp {
         let app = App::build(config).await.expect("Floo starts");
         let base = app.public_url().to_owned();
         let http_addr = app.http_addr();
+        let metrics_addr = app.metrics_addr();
         let quic_addr = app.quic_addr();
         let cert_hash = app.cert_hash();
         let relay = app.relay();
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(app.run(stopped));
-        TestApp { base, http_addr, data_dir, stop, task, postgres_db, quic_addr, cert_hash, relay }
+        TestApp { base, http_addr, data_dir, stop, task, postgres_db, quic_addr, cert_hash, relay, metrics_addr }
     }
 
     /// A new browser-like client (its own cookies) for this app.

@@ -1,0 +1,356 @@
+//! What an operator scrapes: Prometheus metrics (OpenMetrics text, through the
+//! `prometheus-client` crate) on their own listener, `--metrics-addr` (loopback by
+//! default, so that nothing about calls is published by accident). Names follow the
+//! Prometheus conventions: a `floo_` prefix, base units, `_total` on counters, and labels
+//! of low cardinality only — never a participant, a meeting or a team.
+//!
+//! The metrics live in one process-wide [`Metrics`] ([`metrics()`]): they are counted
+//! where things happen (the HTTP layer, the relay, the chat), as a metrics registry
+//! usually is, rather than threaded through every constructor.
+
+use std::sync::LazyLock;
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::fmt::Write as _;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::media::wire::Transport;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    /// The route template (`/teams/{team_id}/forum`), not the path: bounded.
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum TransportLabel {
+    WebTransport,
+    WebSocket,
+}
+
+impl From<Transport> for TransportLabel {
+    fn from(t: Transport) -> Self {
+        match t {
+            Transport::WebTransport => TransportLabel::WebTransport,
+            Transport::WebSocket => TransportLabel::WebSocket,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransportLabels {
+    pub transport: TransportLabel,
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Direction {
+    In,
+    Out,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabels {
+    pub direction: Direction,
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum DropCause {
+    /// The subscriber could not take the group in time.
+    SlowLink,
+    /// Late from its publisher, its track ended, or unsubscribed.
+    Elsewhere,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CauseLabels {
+    pub cause: DropCause,
+}
+
+/// Label values in the lower case Prometheus users expect.
+macro_rules! label_values {
+    ($($ty:ident { $($variant:ident => $text:literal),* $(,)? })*) => {$(
+        impl EncodeLabelValue for $ty {
+            fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+                encoder.write_str(match self { $($ty::$variant => $text),* })
+            }
+        }
+    )*};
+}
+
+label_values! {
+    TransportLabel { WebTransport => "webtransport", WebSocket => "websocket" }
+    Direction { In => "in", Out => "out" }
+    DropCause { SlowLink => "slow_link", Elsewhere => "elsewhere" }
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Every metric Floo exports.
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: HistogramFamily<HttpLabels>,
+    pub live_streams: Gauge,
+    pub chat_messages: Counter,
+    pub relay_sessions: Family<TransportLabels, Gauge>,
+    pub meetings_hosted: Gauge,
+    pub relay_frames: Family<DirectionLabels, Counter>,
+    pub relay_bytes: Family<DirectionLabels, Counter>,
+    pub groups_dropped: Family<CauseLabels, Counter>,
+    /// The relay's counters, looked up once (the relay counts every frame).
+    pub relay: RelayCounters,
+    process_cpu: Gauge<f64, std::sync::atomic::AtomicU64>,
+    process_memory: Gauge,
+    process_fds: Gauge,
+}
+
+/// Handles on the relay's labelled counters.
+pub struct RelayCounters {
+    pub frames_in: Counter,
+    pub frames_out: Counter,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+    pub dropped_slow_link: Counter,
+    pub dropped_elsewhere: Counter,
+}
+
+fn http_histogram() -> Histogram {
+    // 1 ms to ~16 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("floo");
+        let http_requests: HistogramFamily<HttpLabels> = Family::new_with_constructor(http_histogram);
+        registry.register_with_unit(
+            "http_request_duration",
+            "HTTP requests by route template, method and status, and how long they took",
+            prometheus_client::registry::Unit::Seconds,
+            http_requests.clone(),
+        );
+        let live_streams = Gauge::default();
+        registry.register("live_streams", "Open live page streams (server-sent events)", live_streams.clone());
+        let chat_messages = Counter::default();
+        registry.register("chat_messages_posted", "Chat messages and comments posted", chat_messages.clone());
+        let relay_sessions = Family::<TransportLabels, Gauge>::default();
+        registry.register(
+            "relay_sessions",
+            "Media sessions in calls on this node, by transport",
+            relay_sessions.clone(),
+        );
+        let meetings_hosted = Gauge::default();
+        registry.register("meetings_hosted", "Calls whose relay room runs on this node", meetings_hosted.clone());
+        let relay_frames = Family::<DirectionLabels, Counter>::default();
+        registry.register(
+            "relay_frames",
+            "Media frames received from publishers (in) and written to subscribers (out)",
+            relay_frames.clone(),
+        );
+        let relay_bytes = Family::<DirectionLabels, Counter>::default();
+        registry.register_with_unit(
+            "relay_media",
+            "Media bytes received from publishers (in) and written to subscribers (out)",
+            prometheus_client::registry::Unit::Bytes,
+            relay_bytes.clone(),
+        );
+        let groups_dropped = Family::<CauseLabels, Counter>::default();
+        registry.register(
+            "relay_groups_dropped",
+            "Groups given up on their way to a subscriber, by cause",
+            groups_dropped.clone(),
+        );
+        let direction = |family: &Family<DirectionLabels, Counter>, direction| {
+            family.get_or_create(&DirectionLabels { direction }).clone()
+        };
+        let cause = |cause| groups_dropped.get_or_create(&CauseLabels { cause }).clone();
+        let relay = RelayCounters {
+            frames_in: direction(&relay_frames, Direction::In),
+            frames_out: direction(&relay_frames, Direction::Out),
+            bytes_in: direction(&relay_bytes, Direction::In),
+            bytes_out: direction(&relay_bytes, Direction::Out),
+            dropped_slow_link: cause(DropCause::SlowLink),
+            dropped_elsewhere: cause(DropCause::Elsewhere),
+        };
+        let process_cpu = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register_with_unit(
+            "process_cpu",
+            "CPU time this process has used (user and system)",
+            prometheus_client::registry::Unit::Seconds,
+            process_cpu.clone(),
+        );
+        let process_memory = Gauge::default();
+        registry.register_with_unit(
+            "process_resident_memory",
+            "Resident memory of this process",
+            prometheus_client::registry::Unit::Bytes,
+            process_memory.clone(),
+        );
+        let process_fds = Gauge::default();
+        registry.register("process_open_fds", "Open file descriptors of this process", process_fds.clone());
+        Metrics {
+            registry,
+            http_requests,
+            live_streams,
+            chat_messages,
+            relay_sessions,
+            meetings_hosted,
+            relay_frames,
+            relay_bytes,
+            groups_dropped,
+            relay,
+            process_cpu,
+            process_memory,
+            process_fds,
+        }
+    }
+
+    /// The exposition, with the process figures read now.
+    pub fn encode(&self) -> String {
+        if let Some((cpu, rss, fds)) = process_figures() {
+            self.process_cpu.set(cpu);
+            self.process_memory.set(rss);
+            self.process_fds.set(fds);
+        }
+        let mut out = String::new();
+        // Writing to a String does not fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+/// A gauge raised while this lives.
+pub struct Raised(Gauge);
+
+impl Raised {
+    pub fn new(gauge: &Gauge) -> Raised {
+        gauge.inc();
+        Raised(gauge.clone())
+    }
+}
+
+impl Drop for Raised {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Middleware: every request's route template, method, status and duration.
+pub async fn count_requests(request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+    let method = request.method().as_str().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let labels = HttpLabels { route, method, status: response.status().as_u16() };
+    metrics().http_requests.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// `GET /metrics` on the metrics listener: OpenMetrics to a scraper that asks for it
+/// (Prometheus does), else the classic Prometheus text format (curl, promtool).
+pub async fn exposition(headers: axum::http::HeaderMap) -> Response {
+    let body = metrics().encode();
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if accept.contains("application/openmetrics-text") {
+        ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], Body::from(body))
+            .into_response()
+    } else {
+        ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], Body::from(prometheus_text(&body)))
+            .into_response()
+    }
+}
+
+/// The classic text format from OpenMetrics text: the two differ, for what Floo exports,
+/// only in that a counter's HELP and TYPE lines name it with its `_total` suffix (as its
+/// samples do), and that there is no `# EOF`.
+fn prometheus_text(openmetrics: &str) -> String {
+    let mut counters = std::collections::HashSet::new();
+    for line in openmetrics.lines() {
+        if let Some(name) = line.strip_prefix("# TYPE ").and_then(|rest| rest.strip_suffix(" counter")) {
+            counters.insert(name.to_owned());
+        }
+    }
+    let mut out = String::with_capacity(openmetrics.len() + 16 * counters.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE ", "# UNIT "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters.contains(name).then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+/// Serves `/metrics` on `listener` until the process ends.
+pub fn serve(listener: tokio::net::TcpListener) {
+    let router = axum::Router::new().route("/metrics", axum::routing::get(exposition));
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::warn!(error = %e, "the metrics listener stopped");
+        }
+    });
+}
+
+/// (CPU seconds, resident bytes, open descriptors) of this process, from `/proc`.
+fn process_figures() -> Option<(f64, i64, i64)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let rss_kib: i64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    let fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as i64;
+    // Linux counts CPU time in clock ticks of 1/100 s on every platform Floo runs on.
+    Some((ticks / 100.0, rss_kib * 1024, fds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_named_with_their_suffix_in_the_classic_format() {
+        let openmetrics = "# HELP floo_x Things.\n# TYPE floo_x counter\nfloo_x_total 3\n\
+                           # HELP floo_g Level.\n# TYPE floo_g gauge\nfloo_g 1\n# EOF\n";
+        assert_eq!(
+            prometheus_text(openmetrics),
+            "# HELP floo_x_total Things.\n# TYPE floo_x_total counter\nfloo_x_total 3\n\
+             # HELP floo_g Level.\n# TYPE floo_g gauge\nfloo_g 1\n"
+        );
+    }
+
+    #[test]
+    fn the_exposition_has_every_metric_and_names_nobody() {
+        metrics().chat_messages.inc();
+        let labels = HttpLabels { route: "/".into(), method: "GET".into(), status: 200 };
+        metrics().http_requests.get_or_create(&labels).observe(0.01);
+        let text = metrics().encode();
+        for name in ["floo_http_request_duration_seconds", "floo_relay_media_bytes", "floo_process_open_fds"] {
+            assert!(text.contains(&format!("# TYPE {name} ")), "{name} in {text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
