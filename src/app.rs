@@ -60,6 +60,7 @@ impl App {
             .with_context(|| format!("binding the metrics address {}", config.metrics_addr))?;
         let metrics_addr = metrics_listener.local_addr().context("reading the bound metrics address")?;
         crate::metrics::serve(metrics_listener);
+        crate::metrics::sample_forever();
         tracing::info!(address = %metrics_addr, "Prometheus metrics at /metrics");
         let public_url = config
             .public_url
@@ -148,6 +149,13 @@ impl App {
             public_url,
             providers,
             session_hours: config.session_hours.max(1),
+            started: std::time::Instant::now(),
+            admin_emails: config
+                .admin_emails
+                .iter()
+                .map(|e| e.trim().to_lowercase())
+                .filter(|e| !e.is_empty())
+                .collect(),
             http_client,
         });
         {

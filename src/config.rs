@@ -21,6 +21,54 @@ pub struct Cli {
 pub enum Command {
     /// Run the Floo server.
     Serve(Box<Config>),
+    /// Instance admins: who may open the ops dashboard (`/ops`).
+    Admin(AdminArgs),
+}
+
+/// `floo admin ...`: works on the database `floo serve` uses (same options).
+#[derive(Debug, Clone, Parser)]
+pub struct AdminArgs {
+    /// Directory of the default SQLite database.
+    #[arg(long, env = "FLOO_DATA_DIR", default_value = "data", global = true)]
+    pub data_dir: PathBuf,
+
+    /// Database URL, as for `floo serve`.
+    #[arg(long, env = "FLOO_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+
+    #[command(subcommand)]
+    pub action: AdminAction,
+}
+
+impl AdminArgs {
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}?mode=rw", self.data_dir.join(SQLITE_FILE).display()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum AdminAction {
+    /// Makes someone who has signed in an instance admin.
+    Grant(AdminWho),
+    /// Takes instance admin away.
+    Revoke(AdminWho),
+    /// Lists the instance admins.
+    List,
+}
+
+/// Whom: by e-mail, or by provider and subject.
+#[derive(Debug, Clone, Args)]
+#[group(required = true, multiple = false)]
+pub struct AdminWho {
+    /// The e-mail of a user who has signed in.
+    #[arg(long)]
+    pub email: Option<String>,
+    /// Provider and subject, as `PROVIDER:SUBJECT` (`google:1234…`, `dev:Alice`).
+    #[arg(long)]
+    pub identity: Option<String>,
 }
 
 /// Everything `floo serve` can be told.
@@ -62,6 +110,12 @@ pub struct Config {
     /// How long a sign-in lasts, in hours.
     #[arg(long, env = "FLOO_SESSION_HOURS", default_value_t = 24 * 30)]
     pub session_hours: u64,
+
+    /// E-mail addresses of the first instance admins (comma-separated in the
+    /// environment): whoever signs in through a provider with one of them becomes an
+    /// admin. More with `floo admin grant`.
+    #[arg(long = "admin-email", env = "FLOO_ADMIN_EMAILS", value_delimiter = ',')]
+    pub admin_emails: Vec<String>,
 
     /// UDP address of the media relay (WebTransport over QUIC). `[::]` takes IPv4 too.
     #[arg(long, env = "FLOO_QUIC_ADDR", default_value = "[::]:4443")]

@@ -4,6 +4,7 @@
 //! `auth` (who is asking), `store` (the database), `bus` (live events, across nodes
 //! through Redis) and `markdown` (safe rendering); `metrics` is what Prometheus scrapes.
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod bus;

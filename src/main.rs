@@ -5,14 +5,19 @@ use clap::Parser;
 use floo::config::{Cli, Command};
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    // Logs go to stderr; stdout carries only the "running at" line scripts look for.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(EnvFilter::try_from_env("FLOO_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")))
+    // Logs go to stderr; stdout carries only the "running at" line scripts look for. The
+    // latest warnings are also kept for the ops dashboard.
+    let filter = EnvFilter::try_from_env("FLOO_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(floo::metrics::RecentWarnings)
         .init();
     match cli.command {
         Command::Serve(config) => {
@@ -27,6 +32,7 @@ async fn main() -> anyhow::Result<()> {
             });
             app.run(stopped).await
         }
+        Command::Admin(args) => floo::admin::run(args).await,
     }
 }
 

@@ -8,7 +8,9 @@
 //! where things happen (the HTTP layer, the relay, the chat), as a metrics registry
 //! usually is, rather than threaded through every constructor.
 
-use std::sync::LazyLock;
+use std::collections::VecDeque;
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
@@ -235,6 +237,144 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 /// The process's metrics.
 pub fn metrics() -> &'static Metrics {
     &METRICS
+}
+
+/// One look at this node's figures; the dashboard plots the last hour of them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sample {
+    pub at_ms: i64,
+    /// Media sessions in calls here (both transports).
+    pub in_calls: i64,
+    pub meetings: i64,
+    /// Relay media received and sent, bits per second over the last interval.
+    pub ingress_bps: f64,
+    pub egress_bps: f64,
+    /// Chat messages posted per minute over the last interval.
+    pub chat_per_minute: f64,
+    /// CPU used by this process over the last interval, in percent of one core.
+    pub cpu_percent: f64,
+    pub memory_bytes: i64,
+    pub open_fds: i64,
+}
+
+/// How often the history is sampled, and how much of it is kept (an hour).
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+const HISTORY_LEN: usize = 720;
+
+static HISTORY: Mutex<VecDeque<Sample>> = Mutex::new(VecDeque::new());
+
+/// The last hour of samples, oldest first.
+pub fn history() -> Vec<Sample> {
+    HISTORY.lock().map(|h| h.iter().copied().collect()).unwrap_or_default()
+}
+
+/// Samples this node's figures every [`SAMPLE_EVERY`] into the hour-long ring (in memory,
+/// per node). Started once by the server.
+pub fn sample_forever() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        tokio::spawn(sample());
+    });
+}
+
+async fn sample() {
+    {
+        let m = metrics();
+        let read = || {
+            let (cpu, rss, fds) = process_figures().unwrap_or_default();
+            (m.relay.bytes_in.get(), m.relay.bytes_out.get(), m.chat_messages.get(), cpu, rss, fds)
+        };
+        let mut last = (std::time::Instant::now(), read());
+        let mut tick = tokio::time::interval(SAMPLE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let now = (std::time::Instant::now(), read());
+            let seconds = now.0.duration_since(last.0).as_secs_f64().max(0.001);
+            let ((_, before), (_, after)) = (last, now);
+            let sessions: i64 = [TransportLabel::WebTransport, TransportLabel::WebSocket]
+                .into_iter()
+                .map(|transport| m.relay_sessions.get_or_create(&TransportLabels { transport }).get())
+                .sum();
+            let sample = Sample {
+                at_ms: crate::clock::now_ms(),
+                in_calls: sessions,
+                meetings: m.meetings_hosted.get(),
+                ingress_bps: after.0.saturating_sub(before.0) as f64 * 8.0 / seconds,
+                egress_bps: after.1.saturating_sub(before.1) as f64 * 8.0 / seconds,
+                chat_per_minute: after.2.saturating_sub(before.2) as f64 * 60.0 / seconds,
+                cpu_percent: (after.3 - before.3).max(0.0) * 100.0 / seconds,
+                memory_bytes: after.4,
+                open_fds: after.5,
+            };
+            if let Ok(mut history) = HISTORY.lock() {
+                if history.len() == HISTORY_LEN {
+                    history.pop_front();
+                }
+                history.push_back(sample);
+            }
+            last = now;
+        }
+    }
+}
+
+/// The latest warnings and errors this process logged, newest last (the dashboard shows
+/// them): a `tracing` layer that keeps the last [`WARNINGS_KEPT`].
+pub struct RecentWarnings;
+
+pub const WARNINGS_KEPT: usize = 50;
+
+/// A logged warning or error.
+#[derive(Debug, Clone)]
+pub struct Warning {
+    pub at_ms: i64,
+    pub level: tracing::Level,
+    pub target: String,
+    pub message: String,
+}
+
+static WARNINGS: Mutex<VecDeque<Warning>> = Mutex::new(VecDeque::new());
+
+/// The warnings kept, oldest first.
+pub fn recent_warnings() -> Vec<Warning> {
+    WARNINGS.lock().map(|w| w.iter().cloned().collect()).unwrap_or_default()
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RecentWarnings {
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: tracing_subscriber::layer::Context<'_, S>) {
+        let level = *event.metadata().level();
+        if level > tracing::Level::WARN {
+            return;
+        }
+        struct Text(String);
+        impl tracing::field::Visit for Text {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if !self.0.is_empty() {
+                    self.0.push(' ');
+                }
+                if field.name() == "message" {
+                    let _ = write!(self.0, "{value:?}");
+                } else {
+                    let _ = write!(self.0, "{}={value:?}", field.name());
+                }
+            }
+        }
+        let mut text = Text(String::new());
+        event.record(&mut text);
+        let warning = Warning {
+            at_ms: crate::clock::now_ms(),
+            level,
+            target: event.metadata().target().to_owned(),
+            message: text.0.chars().take(500).collect(),
+        };
+        if let Ok(mut warnings) = WARNINGS.lock() {
+            if warnings.len() == WARNINGS_KEPT {
+                warnings.pop_front();
+            }
+            warnings.push_back(warning);
+        }
+    }
 }
 
 /// A gauge raised while this lives.

@@ -34,6 +34,9 @@ pub struct Identity {
     pub subject: String,
     pub display_name: String,
     pub email: Option<String>,
+    /// The provider vouches for the e-mail (OIDC `email_verified`): only such an e-mail
+    /// can make someone an instance admin (`--admin-email`).
+    pub email_verified: bool,
     pub avatar_url: Option<String>,
 }
 
@@ -71,6 +74,9 @@ struct Userinfo {
     name: Option<String>,
     preferred_username: Option<String>,
     email: Option<String>,
+    /// A boolean, or (some providers) the string "true".
+    #[serde(default)]
+    email_verified: Option<serde_json::Value>,
     picture: Option<String>,
 }
 
@@ -211,6 +217,8 @@ impl Provider {
             subject: info.sub,
             display_name,
             email: info.email,
+            email_verified: matches!(&info.email_verified, Some(serde_json::Value::Bool(true)))
+                || matches!(&info.email_verified, Some(serde_json::Value::String(s)) if s == "true"),
             avatar_url: info.picture.filter(|p| p.starts_with("https://")),
         })
     }

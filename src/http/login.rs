@@ -225,6 +225,12 @@ async fn finish_login(
         )
         .await?;
     tracing::info!(user_id = user.id, provider = %provider.key, "signed in");
+    if let Some(email) = identity.email.as_ref().filter(|_| identity.email_verified)
+        && state.admin_emails.contains(&email.to_lowercase())
+        && state.store.grant_admin(user.id, now_ms()).await?
+    {
+        tracing::info!(user_id = user.id, "made an instance admin (--admin-email)");
+    }
     signed_in(state, user.id, &login.return_to).await
 }
 

@@ -4,6 +4,7 @@
 mod access;
 pub(crate) mod calls;
 mod chat;
+mod dashboard;
 mod error;
 mod forum;
 mod home;
@@ -69,6 +70,10 @@ pub struct Shared {
     pub public_url: String,
     pub secure_cookies: bool,
     pub session_hours: u64,
+    /// Lower-cased e-mails whose owners become instance admins when they sign in.
+    pub admin_emails: Vec<String>,
+    /// When this node started (the dashboard shows its uptime).
+    pub started: std::time::Instant,
     /// Client for talking to sign-in providers.
     pub http_client: reqwest::Client,
 }
@@ -110,6 +115,7 @@ pub fn router(state: AppState) -> Router {
         .merge(meetings::router())
         .merge(media_socket::router())
         .merge(ops::router())
+        .merge(dashboard::router())
         .fallback(|| async { Error::NotFound })
         .layer(middleware::from_fn(error::plain_errors_as_pages))
         .layer(middleware::from_fn(htmx_navigation))

@@ -129,6 +129,40 @@ impl Store {
         self.summarize(meetings).await
     }
 
+    /// Every live meeting of the instance, for the ops dashboard (latest first, 200 at most).
+    pub async fn all_live_meetings(&self) -> Result<Vec<MeetingSummary>> {
+        let rows: Vec<LiveMeetingRow> = sqlx::query_as(
+            "SELECT m.id, m.team_id, m.topic_id, m.title, m.created_by, u.display_name, m.started_at, m.ended_at, t.name
+             FROM meetings m JOIN users u ON u.id = m.created_by JOIN teams t ON t.id = m.team_id
+             WHERE m.ended_at IS NULL ORDER BY m.started_at DESC LIMIT 200",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let meetings = rows
+            .into_iter()
+            .map(|(a, b, c, d, e, f, g, h, team_name)| (meeting_from((a, b, c, d, e, f, g, h)), team_name))
+            .collect();
+        self.summarize(meetings).await
+    }
+
+    /// How many recordings are in each state: (state, count).
+    pub async fn recording_counts(&self) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as("SELECT state, COUNT(*) FROM recordings GROUP BY state ORDER BY state")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// The latest failed recordings and compositions: (recording, meeting title, reason).
+    pub async fn recent_recording_failures(&self, limit: i64) -> Result<Vec<(i64, String, Option<String>)>> {
+        Ok(sqlx::query_as(
+            "SELECT r.id, m.title, r.reason FROM recordings r JOIN meetings m ON m.id = r.meeting_id
+             WHERE r.state = 'failed' ORDER BY r.id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Attendance and recordings of a page of meetings: two queries, whatever the count.
     async fn summarize(&self, meetings: Vec<(Meeting, String)>) -> Result<Vec<MeetingSummary>> {
         if meetings.is_empty() {

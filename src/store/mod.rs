@@ -5,6 +5,7 @@
 //! placeholders (which SQLite accepts too), times are Unix milliseconds in `BIGINT`
 //! columns, and ids come back with `RETURNING`.
 
+mod admins;
 mod forum;
 mod meetings;
 mod recordings;
@@ -17,6 +18,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 
+pub use admins::Who;
 pub use forum::{Message, Topic, TopicKind, TopicSummary};
 pub use meetings::{Attendance, Meeting, MeetingAdmission, MeetingSummary};
 pub use recordings::{FileKind, NewFile, Recording, RecordingFile, RecordingState};

@@ -22,7 +22,8 @@ pub struct OAuthLogin {
     pub created_at: i64,
 }
 
-const USER_COLUMNS: &str = "users.id, users.provider, users.subject, users.display_name, users.email, users.avatar_url";
+pub(super) const USER_COLUMNS: &str =
+    "users.id, users.provider, users.subject, users.display_name, users.email, users.avatar_url";
 
 impl Store {
     /// Creates the user for (provider, subject) or refreshes its profile; returns it.

@@ -300,3 +300,28 @@ async fn people_who_join_at_once_refuse_their_camera_or_switch_devices_are_still
     assert!(mean > -50.0, "Carol's recorded audio is silence ({mean} dB)");
     app.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_watches_a_call_on_the_dashboard() {
+    // With the other walks, alone: the figures it checks are the whole process's.
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let _admin = app.signed_in("Olga").await;
+    let (ok, _, err) = crate::ops::floo_admin(&app, &["grant", "--identity", "dev:olga"]);
+    assert!(ok, "{err}");
+    // A call of two (Rust clients): Alice sends her camera to Bob all along.
+    let (clients, meeting) = crate::media::meeting(&app, &["Alice", "Bob"]).await;
+    let mut alice = crate::media::join(&app, &clients[0], &meeting).await;
+    let mut bob = crate::media::join(&app, &clients[1], &meeting).await;
+    alice.announce_camera_and_microphone(0).await;
+    crate::media::subscribe_to_others(&mut bob, 2).await;
+    let call = tokio::spawn(async move {
+        for sequence in 0.. {
+            alice.publish_group(1, sequence, &crate::media::frames(10)).await;
+            let _ = bob.receive_group().await;
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+    });
+    run_browser_script(&app, "dashboard.mjs", "dashboard").await;
+    call.abort();
+    app.finish().await;
+}

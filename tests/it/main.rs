@@ -14,4 +14,5 @@ mod metrics;
 mod nodes;
 mod oauth;
 mod oidc_provider;
+mod ops;
 mod recording;

@@ -40,7 +40,7 @@ async fn join_by_websocket(app: &TestApp, client: &Client, meeting: &str) -> Pee
     open_peer(connect_websocket(app, &token).await.expect("WebSocket session")).await
 }
 
-async fn ticket(client: &Client, meeting: &str) -> serde_json::Value {
+pub async fn ticket(client: &Client, meeting: &str) -> serde_json::Value {
     let ticket = client.post_form(&format!("{meeting}/media"), &[]).await;
     serde_json::from_str(&ticket.body).expect("ticket JSON")
 }
@@ -1128,9 +1128,15 @@ fn webm_in(dir: &std::path::Path) -> std::path::PathBuf {
 
 /// `floo serve` as a process of its own on a data directory, so the test can kill it.
 async fn floo_process(data_dir: &std::path::Path) -> (tokio::process::Child, String) {
+    floo_process_with(data_dir, &["--metrics-addr", "127.0.0.1:0"]).await
+}
+
+/// The same, with more `floo serve` arguments.
+pub async fn floo_process_with(data_dir: &std::path::Path, extra: &[&str]) -> (tokio::process::Child, String) {
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_floo"))
-        .args(["serve", "--http-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"])
+        .args(["serve", "--http-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0"])
+        .args(extra)
         .arg("--data-dir")
         .arg(data_dir)
         .stdout(std::process::Stdio::piped())

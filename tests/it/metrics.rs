@@ -5,8 +5,8 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::media::{join, meeting};
-use crate::support::{Backend, TestApp};
+use crate::media::{floo_process_with, join_with_ticket, ticket};
+use crate::support::Client;
 
 /// A Prometheus of its own, scraping `target` every second; killed when dropped.
 struct Prometheus {
@@ -68,13 +68,29 @@ impl Drop for Prometheus {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_relay_and_the_pages_during_a_call() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
-    let prometheus = Prometheus::start(app.metrics_addr);
-    let (clients, meeting) = meeting(&app, &["Alice", "Bob"]).await;
-    let mut alice = join(&app, &clients[0], &meeting).await;
-    let bob = join(&app, &clients[1], &meeting).await;
+    // Floo in a process of its own: the metrics are the whole process's, and other tests
+    // hold calls at the same time.
+    let data_dir = std::env::temp_dir().join(format!("floo-metrics-{}", crate::support::unique_suffix()));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+    let metrics_addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let (child, base) = floo_process_with(&data_dir, &["--metrics-addr", &metrics_addr.to_string()]).await;
+    let prometheus = Prometheus::start(metrics_addr);
+    let sign_in = |name: &'static str| {
+        let base = base.clone();
+        async move {
+            let client = Client::new(&base);
+            client.post_form("/login/dev", &[("name", name)]).await.expect_ok_with(name);
+            client
+        }
+    };
+    let clients = [sign_in("Alice").await, sign_in("Bob").await];
+    let team = clients[0].post_form("/teams", &[("name", "Scraped")]).await.url;
+    let code = clients[0].get(&format!("{team}/invite")).await.between("id=\"invite-code\">", "<");
+    clients[1].post_form("/join", &[("code", &code)]).await.expect_ok_with("Scraped");
+    let meeting = clients[0].post_form(&format!("{team}/meetings"), &[("title", "Call")]).await.url;
+    let mut alice = join_with_ticket(&ticket(&clients[0], &meeting).await).await;
+    let mut bob = join_with_ticket(&ticket(&clients[1], &meeting).await).await;
     alice.announce_camera_and_microphone(0).await;
-    let mut bob = bob;
     let camera = crate::media::subscribe_to_others(&mut bob, 2).await[0].id;
 
     let sessions = r#"sum(floo_relay_sessions{transport="webtransport"})"#;
@@ -110,7 +126,7 @@ async fn prometheus_scrapes_the_relay_and_the_pages_during_a_call() {
 
     // promtool, Prometheus's own checker, accepts the text as it is served.
     let text =
-        reqwest::get(format!("http://{}/metrics", app.metrics_addr)).await.expect("scrape").text().await.expect("text");
+        reqwest::get(format!("http://{metrics_addr}/metrics")).await.expect("scrape").text().await.expect("text");
     assert!(!text.contains("Alice") && !text.contains("Bob"), "no participant is named in the metrics");
     let mut check = tokio::process::Command::new("promtool")
         .args(["check", "metrics"])
@@ -131,5 +147,6 @@ async fn prometheus_scrapes_the_relay_and_the_pages_during_a_call() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    app.finish().await;
+    drop(child);
+    let _ = std::fs::remove_dir_all(&data_dir);
 }

@@ -86,8 +86,6 @@ pub struct TestApp {
     pub quic_addr: std::net::SocketAddr,
     pub cert_hash: Option<[u8; 32]>,
     pub relay: floo::media::relay::Relay,
-    /// Where `/metrics` is served.
-    pub metrics_addr: std::net::SocketAddr,
 }
 
 impl TestApp {
@@ -125,13 +123,12 @@ impl TestApp {
         let app = App::build(config).await.expect("Floo starts");
         let base = app.public_url().to_owned();
         let http_addr = app.http_addr();
-        let metrics_addr = app.metrics_addr();
         let quic_addr = app.quic_addr();
         let cert_hash = app.cert_hash();
         let relay = app.relay();
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(app.run(stopped));
-        TestApp { base, http_addr, data_dir, stop, task, postgres_db, quic_addr, cert_hash, relay, metrics_addr }
+        TestApp { base, http_addr, data_dir, stop, task, postgres_db, quic_addr, cert_hash, relay }
     }
 
     /// A new browser-like client (its own cookies) for this app.

@@ -1,0 +1,78 @@
+//! Instance admins and the ops dashboard: `floo admin grant | list | revoke` on the
+//! server's own database, and `/ops` for admins only (404 for anyone else). The dashboard
+//! in a browser during a call is `browser::an_admin_watches_a_call_on_the_dashboard`.
+
+use reqwest::StatusCode;
+
+use crate::support::{Backend, TestApp};
+
+/// Runs `floo admin ARGS` on the app's data directory: (success, stdout, stderr).
+pub fn floo_admin(app: &TestApp, args: &[&str]) -> (bool, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_floo"))
+        .arg("admin")
+        .arg("--data-dir")
+        .arg(&app.data_dir)
+        .args(args)
+        .output()
+        .expect("floo runs");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (output.status.success(), text(&output.stdout), text(&output.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_are_granted_listed_and_revoked_from_the_command_line_and_only_they_see_the_dashboard() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let alice = app.signed_in("Alice").await;
+    let bob = app.signed_in("Bob").await;
+    let (ok, out, _) = floo_admin(&app, &["list"]);
+    assert!(ok && out.contains("No instance admins yet"), "{out}");
+    // Nobody is an admin yet: the dashboard does not exist for anyone.
+    for (who, client) in [("Alice", &alice), ("Bob", &bob), ("a stranger", &app.client())] {
+        assert_eq!(client.get("/ops").await.status, StatusCode::NOT_FOUND, "{who}");
+        assert_eq!(client.get("/ops/events").await.status, StatusCode::NOT_FOUND, "{who}");
+    }
+
+    let (ok, out, err) = floo_admin(&app, &["grant", "--identity", "dev:alice"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("Alice (dev:alice) is now an instance admin."), "{out}");
+    let (ok, out, _) = floo_admin(&app, &["grant", "--identity", "dev:alice"]);
+    assert!(ok && out.contains("was an instance admin already"), "{out}");
+    let (ok, out, _) = floo_admin(&app, &["list"]);
+    assert!(ok && out.contains("Alice (dev:alice)") && !out.contains("Bob"), "{out}");
+    // Whom it does not know, it says so, and changes nothing.
+    let (ok, _, err) = floo_admin(&app, &["grant", "--identity", "dev:nobody"]);
+    assert!(!ok && err.contains("no user dev:nobody: they must have signed in to Floo once"), "{err}");
+    let (ok, _, err) = floo_admin(&app, &["grant", "--email", "nobody@example.com"]);
+    assert!(!ok && err.contains("no user with the e-mail nobody@example.com"), "{err}");
+    let (ok, _, err) = floo_admin(&app, &["grant", "--identity", "alice"]);
+    assert!(!ok && err.contains("PROVIDER:SUBJECT"), "{err}");
+
+    let page = alice.get("/ops").await;
+    page.expect_ok_with("Operations");
+    assert!(page.body.contains("Live meetings (0)") && page.body.contains("No meeting is live right now."));
+    assert_eq!(bob.get("/ops").await.status, StatusCode::NOT_FOUND, "Bob is not an admin");
+    assert_eq!(app.client().get("/ops").await.status, StatusCode::NOT_FOUND, "signed out");
+
+    // An admin ends someone else's meeting from the dashboard (not a member of the team).
+    let team = bob.post_form("/teams", &[("name", "Bob's team")]).await.url;
+    let meeting = bob.post_form(&format!("{team}/meetings"), &[("title", "Runaway")]).await.url;
+    let page = alice.get("/ops").await;
+    assert!(page.body.contains("Live meetings (1)") && page.body.contains("Runaway"), "{}", page.body);
+    let team_id = team.rsplit('/').next().expect("team id").to_owned();
+    let meeting_id = meeting.rsplit('/').next().expect("meeting id").to_owned();
+    assert_eq!(
+        bob.post_form(&format!("/ops/meetings/{meeting_id}/end"), &[("team_id", &team_id)]).await.status,
+        StatusCode::NOT_FOUND,
+        "Bob may not use it"
+    );
+    alice
+        .post_form(&format!("/ops/meetings/{meeting_id}/end"), &[("team_id", &team_id)])
+        .await
+        .expect_ok_with("Live meetings (0)");
+    assert!(bob.get(&meeting).await.body.contains("ended"), "the meeting has ended");
+
+    let (ok, out, _) = floo_admin(&app, &["revoke", "--identity", "dev:alice"]);
+    assert!(ok && out.contains("is no longer an instance admin"), "{out}");
+    assert_eq!(alice.get("/ops").await.status, StatusCode::NOT_FOUND, "revoked");
+    app.finish().await;
+}
