@@ -179,6 +179,8 @@ ensure_test_packages() {
     have ss || pkgs+=(iproute2)
     # The metrics test scrapes Floo with a real Prometheus and checks the text with promtool.
     have promtool || pkgs+=(prometheus)
+    # The deploy files are checked by the tools that will read them.
+    have caddy || pkgs+=(caddy)
     ensure_apt_packages "${pkgs[@]}"
 }
 

@@ -76,3 +76,32 @@ async fn admins_are_granted_listed_and_revoked_from_the_command_line_and_only_th
     assert_eq!(alice.get("/ops").await.status, StatusCode::NOT_FOUND, "revoked");
     app.finish().await;
 }
+
+#[test]
+fn the_deploy_files_are_accepted_by_systemd_and_caddy() {
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ops/deploy");
+    // The unit as installed, but starting the binary this test built (verify checks it).
+    let unit = std::fs::read_to_string(deploy.join("floo.service")).expect("the unit");
+    assert!(unit.contains("ExecStart=/usr/local/bin/floo serve"));
+    for hardening in ["User=floo", "NoNewPrivileges=yes", "ProtectSystem=strict", "LimitNOFILE=65536"] {
+        assert!(unit.contains(hardening), "the unit has {hardening}");
+    }
+    let dir = crate::recording::scratch();
+    let installed = dir.join("floo.service");
+    std::fs::write(&installed, unit.replace("/usr/local/bin/floo", env!("CARGO_BIN_EXE_floo"))).expect("write");
+    let verify = std::process::Command::new("systemd-analyze")
+        .args(["verify"])
+        .arg(&installed)
+        .output()
+        .expect("systemd-analyze (systemd) runs");
+    let said = String::from_utf8_lossy(&verify.stderr);
+    assert!(verify.status.success() && !said.contains(&*installed.to_string_lossy()), "systemd-analyze verify: {said}");
+
+    let caddy = std::process::Command::new("caddy")
+        .args(["validate", "--adapter", "caddyfile", "--config"])
+        .arg(deploy.join("Caddyfile"))
+        .output()
+        .expect("the deploy test needs Caddy (ops/test installs the caddy package)");
+    assert!(caddy.status.success(), "caddy validate: {}", String::from_utf8_lossy(&caddy.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+}
