@@ -82,6 +82,7 @@ impl App {
             Some(url) => Bus::redis(url, &deployment).await.context("connecting to Redis")?,
             None => Bus::in_process(),
         };
+        crate::metrics::watch_sources(store.clone(), bus.clone());
         let (closing, closing_rx) = watch::channel(false);
         let media = MediaConfig {
             quic_addr: config.quic_addr,

@@ -13,8 +13,20 @@ pub const SQLITE_FILE: &str = "floo.db";
 #[derive(Debug, Parser)]
 #[command(name = "floo", version, about = "Floo: self-hosted team meetings in one binary")]
 pub struct Cli {
+    /// How log lines are written to stderr: `text` for people, `json` (one object per
+    /// line, with the request id of every HTTP request and the meeting and session ids
+    /// of every relay line) for log collectors.
+    #[arg(long, env = "FLOO_LOG_FORMAT", default_value = "text", global = true)]
+    pub log_format: LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

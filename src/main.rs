@@ -2,7 +2,7 @@
 //! or SIGTERM.
 
 use clap::Parser;
-use floo::config::{Cli, Command};
+use floo::config::{Cli, Command, LogFormat};
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -14,11 +14,14 @@ async fn main() -> anyhow::Result<()> {
     // Logs go to stderr; stdout carries only the "running at" line scripts look for. The
     // latest warnings are also kept for the ops dashboard.
     let filter = EnvFilter::try_from_env("FLOO_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-        .with(floo::metrics::RecentWarnings)
-        .init();
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter).with(floo::metrics::RecentWarnings);
+    match cli.log_format {
+        LogFormat::Text => registry.with(lines).init(),
+        LogFormat::Json => {
+            registry.with(lines.json().flatten_event(true).with_current_span(true).with_span_list(false)).init()
+        }
+    }
     match cli.command {
         Command::Serve(config) => {
             let app = floo::App::build(*config).await?;

@@ -97,6 +97,11 @@ label_values! {
     DropCause { SlowLink => "slow_link", Elsewhere => "elsewhere" }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Every metric Floo exports.
@@ -110,6 +115,14 @@ pub struct Metrics {
     pub relay_frames: Family<DirectionLabels, Counter>,
     pub relay_bytes: Family<DirectionLabels, Counter>,
     pub groups_dropped: Family<CauseLabels, Counter>,
+    /// Recordings by state, in the database (every node reports the same: take the max).
+    pub recordings: Family<StateLabels, Gauge>,
+    /// Database connections of this node's pool, by state (in use, idle).
+    pub database_connections: Family<StateLabels, Gauge>,
+    /// Queries that failed because the database could not be reached.
+    pub database_errors: Counter,
+    /// 1 while this node's Redis link is up, 0 while it is down (absent without Redis).
+    pub redis_up: Family<Vec<(String, String)>, Gauge>,
     /// The relay's counters, looked up once (the relay counts every frame).
     pub relay: RelayCounters,
     process_cpu: Gauge<f64, std::sync::atomic::AtomicU64>,
@@ -185,6 +198,27 @@ impl Metrics {
             dropped_slow_link: cause(DropCause::SlowLink),
             dropped_elsewhere: cause(DropCause::Elsewhere),
         };
+        let recordings = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "recordings",
+            "Recordings by state (recording, composing, ready, failed)",
+            recordings.clone(),
+        );
+        let database_connections = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "database_connections",
+            "Database connections of this node, in use and idle",
+            database_connections.clone(),
+        );
+        let database_errors = Counter::default();
+        registry.register(
+            "database_unavailable",
+            "Requests answered 503 because the database could not be reached",
+            database_errors.clone(),
+        );
+        // A family, so that a node without Redis exports no sample at all rather than 0.
+        let redis_up = Family::<Vec<(String, String)>, Gauge>::default();
+        registry.register("redis_up", "Whether this node's Redis link is up (1) or down (0)", redis_up.clone());
         let process_cpu = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         registry.register_with_unit(
             "process_cpu",
@@ -211,6 +245,10 @@ impl Metrics {
             relay_frames,
             relay_bytes,
             groups_dropped,
+            recordings,
+            database_connections,
+            database_errors,
+            redis_up,
             relay,
             process_cpu,
             process_memory,
@@ -268,54 +306,57 @@ pub fn history() -> Vec<Sample> {
     HISTORY.lock().map(|h| h.iter().copied().collect()).unwrap_or_default()
 }
 
-/// Samples this node's figures every [`SAMPLE_EVERY`] into the hour-long ring (in memory,
-/// per node). Started once by the server.
+/// Samples this process's figures every [`SAMPLE_EVERY`] into the hour-long ring (in
+/// memory, per node), on a thread of its own (the figures are the process's, whatever
+/// runtime serves them). Started by the server; once per process.
 pub fn sample_forever() {
     static STARTED: std::sync::Once = std::sync::Once::new();
     STARTED.call_once(|| {
-        tokio::spawn(sample());
+        let spawned = std::thread::Builder::new().name("floo-sampler".into()).spawn(sample);
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot sample the figures for the ops dashboard");
+        }
     });
 }
 
-async fn sample() {
-    {
-        let m = metrics();
-        let read = || {
-            let (cpu, rss, fds) = process_figures().unwrap_or_default();
-            (m.relay.bytes_in.get(), m.relay.bytes_out.get(), m.chat_messages.get(), cpu, rss, fds)
+/// People in calls on this node now (both transports).
+pub fn people_in_calls() -> i64 {
+    [TransportLabel::WebTransport, TransportLabel::WebSocket]
+        .into_iter()
+        .map(|transport| metrics().relay_sessions.get_or_create(&TransportLabels { transport }).get())
+        .sum()
+}
+
+fn sample() {
+    let m = metrics();
+    let read = || {
+        let (cpu, rss, fds) = process_figures().unwrap_or_default();
+        (m.relay.bytes_in.get(), m.relay.bytes_out.get(), m.chat_messages.get(), cpu, rss, fds)
+    };
+    let mut last = (std::time::Instant::now(), read());
+    loop {
+        std::thread::sleep(SAMPLE_EVERY);
+        let now = (std::time::Instant::now(), read());
+        let seconds = now.0.duration_since(last.0).as_secs_f64().max(0.001);
+        let ((_, before), (_, after)) = (last, now);
+        let sample = Sample {
+            at_ms: crate::clock::now_ms(),
+            in_calls: people_in_calls(),
+            meetings: m.meetings_hosted.get(),
+            ingress_bps: after.0.saturating_sub(before.0) as f64 * 8.0 / seconds,
+            egress_bps: after.1.saturating_sub(before.1) as f64 * 8.0 / seconds,
+            chat_per_minute: after.2.saturating_sub(before.2) as f64 * 60.0 / seconds,
+            cpu_percent: (after.3 - before.3).max(0.0) * 100.0 / seconds,
+            memory_bytes: after.4,
+            open_fds: after.5,
         };
-        let mut last = (std::time::Instant::now(), read());
-        let mut tick = tokio::time::interval(SAMPLE_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            let now = (std::time::Instant::now(), read());
-            let seconds = now.0.duration_since(last.0).as_secs_f64().max(0.001);
-            let ((_, before), (_, after)) = (last, now);
-            let sessions: i64 = [TransportLabel::WebTransport, TransportLabel::WebSocket]
-                .into_iter()
-                .map(|transport| m.relay_sessions.get_or_create(&TransportLabels { transport }).get())
-                .sum();
-            let sample = Sample {
-                at_ms: crate::clock::now_ms(),
-                in_calls: sessions,
-                meetings: m.meetings_hosted.get(),
-                ingress_bps: after.0.saturating_sub(before.0) as f64 * 8.0 / seconds,
-                egress_bps: after.1.saturating_sub(before.1) as f64 * 8.0 / seconds,
-                chat_per_minute: after.2.saturating_sub(before.2) as f64 * 60.0 / seconds,
-                cpu_percent: (after.3 - before.3).max(0.0) * 100.0 / seconds,
-                memory_bytes: after.4,
-                open_fds: after.5,
-            };
-            if let Ok(mut history) = HISTORY.lock() {
-                if history.len() == HISTORY_LEN {
-                    history.pop_front();
-                }
-                history.push_back(sample);
+        if let Ok(mut history) = HISTORY.lock() {
+            if history.len() == HISTORY_LEN {
+                history.pop_front();
             }
-            last = now;
+            history.push_back(sample);
         }
+        last = now;
     }
 }
 
@@ -377,6 +418,30 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RecentWarnings {
     }
 }
 
+/// Keeps the figures read from the database and the bus up to date (every 10 s):
+/// recordings by state, the connection pool, the Redis link.
+pub fn watch_sources(store: crate::store::Store, bus: crate::bus::Bus) {
+    tokio::spawn(async move {
+        let m = metrics();
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tick.tick().await;
+            if let Ok(counts) = store.recording_counts().await {
+                for state in ["recording", "composing", "ready", "failed"] {
+                    let n = counts.iter().find(|(s, _)| s == state).map_or(0, |(_, n)| *n);
+                    m.recordings.get_or_create(&StateLabels { state: state.into() }).set(n);
+                }
+            }
+            let (size, idle) = store.pool_usage();
+            m.database_connections.get_or_create(&StateLabels { state: "in_use".into() }).set(size - idle);
+            m.database_connections.get_or_create(&StateLabels { state: "idle".into() }).set(idle);
+            if let Some(up) = bus.is_connected() {
+                m.redis_up.get_or_create(&Vec::new()).set(i64::from(up));
+            }
+        }
+    });
+}
+
 /// A gauge raised while this lives.
 pub struct Raised(Gauge);
 
@@ -393,15 +458,31 @@ impl Drop for Raised {
     }
 }
 
-/// Middleware: every request's route template, method, status and duration.
+/// Middleware: every request's route template, method, status and duration; and a
+/// request id, on every log line the request causes (a span) and in `X-Request-Id`.
 pub async fn count_requests(request: Request, next: Next) -> Response {
+    use tracing::Instrument as _;
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
     let method = request.method().as_str().to_owned();
+    let id = request_id();
     let started = std::time::Instant::now();
-    let response = next.run(request).await;
-    let labels = HttpLabels { route, method, status: response.status().as_u16() };
-    metrics().http_requests.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    let span = tracing::info_span!("http", request_id = %id, method = %method, route = %route);
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let (status, took) = (response.status().as_u16(), started.elapsed());
+    span.in_scope(|| tracing::debug!(status, ms = took.as_millis() as u64, "answered"));
+    let labels = HttpLabels { route, method, status };
+    metrics().http_requests.get_or_create(&labels).observe(took.as_secs_f64());
+    if let Ok(value) = header::HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
     response
+}
+
+/// A request id: this process's start (so ids differ across restarts) and a counter.
+fn request_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    static EPOCH: LazyLock<u32> = LazyLock::new(|| (crate::clock::now_ms() / 1000) as u32);
+    format!("{:08x}-{:x}", *EPOCH, NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
 }
 
 /// `GET /metrics` on the metrics listener: OpenMetrics to a scraper that asks for it
@@ -492,5 +573,38 @@ mod tests {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} in {text}");
         }
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    /// The Grafana dashboard shipped in `ops/deploy/` asks only for metrics Floo exports
+    /// (a panel on a misspelt name would just read zero).
+    #[test]
+    fn the_grafana_dashboard_plots_metrics_that_exist() {
+        let labels = HttpLabels { route: "/".into(), method: "GET".into(), status: 200 };
+        metrics().http_requests.get_or_create(&labels).observe(0.01);
+        for transport in [TransportLabel::WebTransport, TransportLabel::WebSocket] {
+            let _ = metrics().relay_sessions.get_or_create(&TransportLabels { transport });
+        }
+        let text = metrics().encode();
+        let samples: std::collections::HashSet<&str> =
+            text.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split(['{', ' ']).next()).collect();
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../ops/deploy/grafana-dashboard.json")).expect("dashboard JSON");
+        let mut asked = 0;
+        for panel in dashboard["panels"].as_array().expect("panels") {
+            for target in panel["targets"].as_array().expect("targets") {
+                let expr = target["expr"].as_str().expect("expr");
+                for name in
+                    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("floo_"))
+                {
+                    asked += 1;
+                    assert!(
+                        samples.contains(name),
+                        "panel {:?} asks for {name}, which Floo does not export",
+                        panel["title"]
+                    );
+                }
+            }
+        }
+        assert!(asked >= 10);
     }
 }

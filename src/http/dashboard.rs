@@ -128,7 +128,7 @@ async fn panel(state: &AppState, csrf: &str) -> Result<Markup, Error> {
                 div { dt { "Memory" } dd { (views::megabytes(latest.memory_bytes)) } }
                 div { dt { "Open files" } dd { (latest.open_fds) } }
                 div { dt { "Live page streams" } dd { (m.live_streams.get()) } }
-                div { dt { "People in calls" } dd { (latest.in_calls) } }
+                div { dt { "People in calls" } dd { (crate::metrics::people_in_calls()) } }
                 div { dt { "Calls hosted" } dd { (m.meetings_hosted.get()) } }
             }
         }

@@ -76,6 +76,7 @@ impl IntoResponse for Error {
                 error_page_response(StatusCode::BAD_GATEWAY, &format!("Sign-in failed: {e}."))
             }
             Error::Store(e) if e.is_unavailable() => {
+                crate::metrics::metrics().database_errors.inc();
                 tracing::warn!(error = %e, "the database cannot be reached");
                 Error::Unavailable("Floo cannot reach its database right now. Try again in a moment.".into())
                     .into_response()

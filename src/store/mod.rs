@@ -133,6 +133,11 @@ impl Store {
     }
 
     /// Closes the pool, waiting for connections in use to be returned.
+    /// Connections of the pool: (open, idle).
+    pub fn pool_usage(&self) -> (i64, i64) {
+        (i64::from(self.pool.size()), self.pool.num_idle() as i64)
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

@@ -105,3 +105,46 @@ fn the_deploy_files_are_accepted_by_systemd_and_caddy() {
     assert!(caddy.status.success(), "caddy validate: {}", String::from_utf8_lossy(&caddy.stderr));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_request_id_that_the_response_names() {
+    use tokio::io::AsyncBufReadExt;
+    let data_dir = std::env::temp_dir().join(format!("floo-json-{}", crate::support::unique_suffix()));
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_floo"))
+        .args(["--log-format", "json", "serve", "--http-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0"])
+        .args(["--metrics-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(&data_dir)
+        .env("FLOO_LOG", "info,floo::metrics=debug")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start floo");
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let base = loop {
+        let line = stdout.next_line().await.expect("stdout").expect("floo exited before listening");
+        if let Some(url) = line.strip_prefix("Floo is running at ") {
+            break url.trim().to_owned();
+        }
+    };
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let response = client.get(format!("{base}/teams/7/forum")).send().await.expect("a request");
+    let id = response.headers()["x-request-id"].to_str().expect("ascii").to_owned();
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let line = stderr.next_line().await.expect("stderr").expect("log ended");
+            let json: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            if json["span"]["request_id"] == id.as_str() {
+                return json;
+            }
+        }
+    })
+    .await
+    .expect("a log line with the request id");
+    assert_eq!(line["span"]["route"], "/teams/{team_id}/forum", "{line}");
+    assert_eq!(line["status"], 303, "{line}");
+    drop(child);
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
