@@ -138,6 +138,8 @@ pub struct RelayCounters {
     pub bytes_out: Counter,
     pub dropped_slow_link: Counter,
     pub dropped_elsewhere: Counter,
+    /// Subscribers' smoothed round trip, each time a group is done with.
+    pub subscriber_rtt: Histogram,
 }
 
 fn http_histogram() -> Histogram {
@@ -190,6 +192,14 @@ impl Metrics {
             family.get_or_create(&DirectionLabels { direction }).clone()
         };
         let cause = |cause| groups_dropped.get_or_create(&CauseLabels { cause }).clone();
+        // 1 ms to ~2 s.
+        let subscriber_rtt = Histogram::new(exponential_buckets(0.001, 2.0, 12));
+        registry.register_with_unit(
+            "relay_subscriber_rtt",
+            "Subscribers' smoothed round-trip time, once per group delivered or given up",
+            prometheus_client::registry::Unit::Seconds,
+            subscriber_rtt.clone(),
+        );
         let relay = RelayCounters {
             frames_in: direction(&relay_frames, Direction::In),
             frames_out: direction(&relay_frames, Direction::Out),
@@ -197,6 +207,7 @@ impl Metrics {
             bytes_out: direction(&relay_bytes, Direction::Out),
             dropped_slow_link: cause(DropCause::SlowLink),
             dropped_elsewhere: cause(DropCause::Elsewhere),
+            subscriber_rtt,
         };
         let recordings = Family::<StateLabels, Gauge>::default();
         registry.register(
@@ -584,6 +595,8 @@ mod tests {
         for transport in [TransportLabel::WebTransport, TransportLabel::WebSocket] {
             let _ = metrics().relay_sessions.get_or_create(&TransportLabels { transport });
         }
+        // Filled by `watch_sources` in a server.
+        let _ = metrics().recordings.get_or_create(&StateLabels { state: "ready".into() });
         let text = metrics().encode();
         let samples: std::collections::HashSet<&str> =
             text.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split(['{', ' ']).next()).collect();

@@ -126,6 +126,8 @@ pub(super) async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx
                     room.set_rtt(owner, report.rtt, report.smoothed_rtt);
                 }
                 if report.done {
+                    // Once per group and subscriber: the subscriber's round trip then.
+                    counters.subscriber_rtt.observe(report.smoothed_rtt.as_secs_f64());
                     owners.remove(&report.send);
                 }
                 room.backlog(Instant::now(), report.send, report.queued);

@@ -111,6 +111,8 @@ async fn prometheus_scrapes_the_relay_and_the_pages_during_a_call() {
         seen = (now_in, now_out);
     }
     println!("relay bytes after three groups: in {} out {}", seen.0, seen.1);
+    // Bob's round trips, once per group he was sent.
+    prometheus.wait_for("floo_relay_subscriber_rtt_seconds_count", |v| v >= 1.0).await;
     // Pages are counted by route template, not by path.
     let route =
         r#"sum(floo_http_request_duration_seconds_count{route="/teams/{team_id}/meetings/{meeting_id}",status="200"})"#;
