@@ -113,31 +113,31 @@ impl Store {
 
     /// Live meetings in every team the user belongs to.
     pub async fn live_meetings_of_user(&self, user_id: i64) -> Result<Vec<MeetingSummary>> {
-        let rows: Vec<LiveMeetingRow> = sqlx::query_as(
-            "SELECT m.id, m.team_id, m.topic_id, m.title, m.created_by, u.display_name, m.started_at, m.ended_at, t.name
-             FROM meetings m JOIN users u ON u.id = m.created_by JOIN teams t ON t.id = m.team_id
-             JOIN memberships ms ON ms.team_id = m.team_id AND ms.user_id = $1
-             WHERE m.ended_at IS NULL ORDER BY m.started_at DESC LIMIT 100",
-        )
-        .bind(user_id)
-        .fetch_all(&self.pool)
-        .await?;
-        let meetings = rows
-            .into_iter()
-            .map(|(a, b, c, d, e, f, g, h, team_name)| (meeting_from((a, b, c, d, e, f, g, h)), team_name))
-            .collect();
-        self.summarize(meetings).await
+        self.live_meetings(Some(user_id)).await
     }
 
-    /// Every live meeting of the instance, for the ops dashboard (latest first, 200 at most).
+    /// Every live meeting of the instance, for the ops dashboard.
     pub async fn all_live_meetings(&self) -> Result<Vec<MeetingSummary>> {
-        let rows: Vec<LiveMeetingRow> = sqlx::query_as(
+        self.live_meetings(None).await
+    }
+
+    /// Live meetings, latest first: of the teams `member` belongs to (100 at most), or all
+    /// of them (200 at most).
+    async fn live_meetings(&self, member: Option<i64>) -> Result<Vec<MeetingSummary>> {
+        let (join, limit) = match member {
+            Some(_) => ("JOIN memberships ms ON ms.team_id = m.team_id AND ms.user_id = $1", 100),
+            None => ("", 200),
+        };
+        let sql = format!(
             "SELECT m.id, m.team_id, m.topic_id, m.title, m.created_by, u.display_name, m.started_at, m.ended_at, t.name
-             FROM meetings m JOIN users u ON u.id = m.created_by JOIN teams t ON t.id = m.team_id
-             WHERE m.ended_at IS NULL ORDER BY m.started_at DESC LIMIT 200",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+             FROM meetings m JOIN users u ON u.id = m.created_by JOIN teams t ON t.id = m.team_id {join}
+             WHERE m.ended_at IS NULL ORDER BY m.started_at DESC LIMIT {limit}"
+        );
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+        if let Some(user_id) = member {
+            query = query.bind(user_id);
+        }
+        let rows: Vec<LiveMeetingRow> = query.fetch_all(&self.pool).await?;
         let meetings = rows
             .into_iter()
             .map(|(a, b, c, d, e, f, g, h, team_name)| (meeting_from((a, b, c, d, e, f, g, h)), team_name))

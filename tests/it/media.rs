@@ -521,14 +521,7 @@ async fn a_thousand_sessions_and_live_streams_come_and_go_and_leave_nothing_behi
     let data_dir = std::env::temp_dir().join(format!("floo-churn-{}", crate::support::unique_suffix()));
     let (child, base) = floo_process(&data_dir).await;
     let pid = child.id().expect("pid");
-    let sign_in = |name: &'static str| {
-        let base = base.clone();
-        async move {
-            let client = Client::new(&base);
-            client.post_form("/login/dev", &[("name", name)]).await.expect_ok_with(name);
-            client
-        }
-    };
+    let sign_in = |name| crate::support::signed_in_at(&base, name);
     let (alice, bob) = (sign_in("Alice").await, sign_in("Bob").await);
     let team = alice.post_form("/teams", &[("name", "Churn")]).await.url;
     let code = alice.get(&format!("{team}/invite")).await.between("id=\"invite-code\">", "<");
@@ -1329,9 +1322,7 @@ async fn a_publisher_that_outruns_the_room_is_slowed_down_not_queued_in_memory()
     let names = ["Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace"];
     let mut clients = Vec::new();
     for name in names {
-        let client = Client::new(&base);
-        client.post_form("/login/dev", &[("name", name)]).await.expect_ok_with(name);
-        clients.push(client);
+        clients.push(crate::support::signed_in_at(&base, name).await);
     }
     let team = clients[0].post_form("/teams", &[("name", "Flood")]).await.url;
     let code = clients[0].get(&format!("{team}/invite")).await.between("id=\"invite-code\">", "<");

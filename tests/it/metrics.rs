@@ -6,7 +6,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::media::{floo_process_with, join_with_ticket, ticket};
-use crate::support::Client;
 
 /// A Prometheus of its own, scraping `target` every second; killed when dropped.
 struct Prometheus {
@@ -75,14 +74,7 @@ async fn prometheus_scrapes_the_relay_and_the_pages_during_a_call() {
     let metrics_addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     let (child, base) = floo_process_with(&data_dir, &["--metrics-addr", &metrics_addr.to_string()]).await;
     let prometheus = Prometheus::start(metrics_addr);
-    let sign_in = |name: &'static str| {
-        let base = base.clone();
-        async move {
-            let client = Client::new(&base);
-            client.post_form("/login/dev", &[("name", name)]).await.expect_ok_with(name);
-            client
-        }
-    };
+    let sign_in = |name| crate::support::signed_in_at(&base, name);
     let clients = [sign_in("Alice").await, sign_in("Bob").await];
     let team = clients[0].post_form("/teams", &[("name", "Scraped")]).await.url;
     let code = clients[0].get(&format!("{team}/invite")).await.between("id=\"invite-code\">", "<");

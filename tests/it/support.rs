@@ -44,6 +44,14 @@ pub fn postgres_admin_url() -> String {
     std::env::var("FLOO_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
+/// A client signed in with the dev login as `name` at a Floo that runs at `base` (a
+/// process of its own, say).
+pub async fn signed_in_at(base: &str, name: &str) -> Client {
+    let client = Client::new(base);
+    client.post_form("/login/dev", &[("name", name)]).await.expect_ok_with(name);
+    client
+}
+
 /// A fresh, empty PostgreSQL database; databases older than an hour left by crashed
 /// runs are dropped on the way.
 pub async fn create_postgres_database() -> (String, String) {
