@@ -58,7 +58,7 @@ impl Floo {
     /// The same, listening where told.
     pub async fn start_on(http_addr: &str, quic_addr: &str, data_dir: &Path, extra: &[&str]) -> Floo {
         let mut child = Command::new(env!("CARGO_BIN_EXE_floo"))
-            .args(["serve", "--http-addr", http_addr, "--quic-addr", quic_addr])
+            .args(["serve", "--http-addr", http_addr, "--quic-addr", quic_addr, "--metrics-addr", "127.0.0.1:0"])
             .args(extra)
             .arg("--data-dir")
             .arg(data_dir)

@@ -124,7 +124,7 @@ async fn panel(state: &AppState, csrf: &str) -> Result<Markup, Error> {
             dl.ops-figures {
                 div { dt { "Version" } dd { (env!("CARGO_PKG_VERSION")) } }
                 div { dt { "Up for" } dd { (format_duration(state.started.elapsed().as_millis() as i64)) } }
-                div { dt { "CPU" } dd { (format!("{:.0} %", latest.cpu_percent)) } }
+                div { dt { "CPU" } dd { (format!("{:.1} %", latest.cpu_percent)) } }
                 div { dt { "Memory" } dd { (views::megabytes(latest.memory_bytes)) } }
                 div { dt { "Open files" } dd { (latest.open_fds) } }
                 div { dt { "Live page streams" } dd { (m.live_streams.get()) } }
@@ -142,7 +142,7 @@ async fn panel(state: &AppState, csrf: &str) -> Result<Markup, Error> {
                     (plot("Relay in (kbit/s)", &history, |s| s.ingress_bps / 1000.0, |v| format!("{v:.0}")))
                     (plot("Relay out (kbit/s)", &history, |s| s.egress_bps / 1000.0, |v| format!("{v:.0}")))
                     (plot("Chat messages per minute", &history, |s| s.chat_per_minute, |v| format!("{v:.0}")))
-                    (plot("CPU (% of a core)", &history, |s| s.cpu_percent, |v| format!("{v:.0}")))
+                    (plot("CPU (% of a core)", &history, |s| s.cpu_percent, |v| format!("{v:.1}")))
                 }
             }
         }
