@@ -112,9 +112,6 @@ pub struct Metrics {
     pub chat_messages: Counter,
     pub relay_sessions: Family<TransportLabels, Gauge>,
     pub meetings_hosted: Gauge,
-    pub relay_frames: Family<DirectionLabels, Counter>,
-    pub relay_bytes: Family<DirectionLabels, Counter>,
-    pub groups_dropped: Family<CauseLabels, Counter>,
     /// Recordings by state, in the database (every node reports the same: take the max).
     pub recordings: Family<StateLabels, Gauge>,
     /// Database connections of this node's pool, by state (in use, idle).
@@ -253,9 +250,6 @@ impl Metrics {
             chat_messages,
             relay_sessions,
             meetings_hosted,
-            relay_frames,
-            relay_bytes,
-            groups_dropped,
             recordings,
             database_connections,
             database_errors,
@@ -294,7 +288,6 @@ pub struct Sample {
     pub at_ms: i64,
     /// Media sessions in calls here (both transports).
     pub in_calls: i64,
-    pub meetings: i64,
     /// Relay media received and sent, bits per second over the last interval.
     pub ingress_bps: f64,
     pub egress_bps: f64,
@@ -353,7 +346,6 @@ fn sample() {
         let sample = Sample {
             at_ms: crate::clock::now_ms(),
             in_calls: people_in_calls(),
-            meetings: m.meetings_hosted.get(),
             ingress_bps: after.0.saturating_sub(before.0) as f64 * 8.0 / seconds,
             egress_bps: after.1.saturating_sub(before.1) as f64 * 8.0 / seconds,
             chat_per_minute: after.2.saturating_sub(before.2) as f64 * 60.0 / seconds,
