@@ -283,8 +283,8 @@ export function start(root) {
         call.self = m.you;
         stats.joinedAt = performance.now();
         if (call.mediaProblem) {
-          call.listening = !call.stream?.getTracks().length;
-          status(call.listening
+          const listening = !call.stream?.getTracks().length;
+          status(listening
             ? `You joined to listen: ${call.mediaProblem}. Others can hear and see you once you allow it.`
             : `In the call, but ${call.mediaProblem}.`, { media: true });
         } else {
@@ -526,7 +526,6 @@ export function start(root) {
         if (started.status === 'rejected') call.problem(`Others cannot see or hear you: ${started.reason?.message || started.reason}`);
       }
     }
-    call.listening = !call.stream?.getTracks().length;
     if (!call.mediaProblem) status('');
   }
 
