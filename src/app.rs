@@ -134,6 +134,7 @@ impl App {
             tracing::info!(recordings = resumed, "compositions queued again");
         }
         let state = AppState::new(Shared {
+            live: crate::http::LiveViews::new(store.clone(), bus.clone()),
             placement,
             closing: closing_rx,
             relay,

@@ -102,6 +102,12 @@ pub struct StateLabels {
     pub state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ViewLabels {
+    /// Which live page: `meetings`, `forum` or `meeting`.
+    pub view: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Every metric Floo exports.
@@ -110,6 +116,7 @@ pub struct Metrics {
     pub http_requests: HistogramFamily<HttpLabels>,
     pub live_streams: Gauge,
     pub chat_messages: Counter,
+    pub live_renders: Family<ViewLabels, Counter>,
     pub relay_sessions: Family<TransportLabels, Gauge>,
     pub meetings_hosted: Gauge,
     /// Recordings by state, in the database (every node reports the same: take the max).
@@ -158,6 +165,12 @@ impl Metrics {
         registry.register("live_streams", "Open live page streams (server-sent events)", live_streams.clone());
         let chat_messages = Counter::default();
         registry.register("chat_messages_posted", "Chat messages and comments posted", chat_messages.clone());
+        let live_renders = Family::<ViewLabels, Counter>::default();
+        registry.register(
+            "live_renders",
+            "Live team page fragments rendered (once per change and view for all its readers on this node)",
+            live_renders.clone(),
+        );
         let relay_sessions = Family::<TransportLabels, Gauge>::default();
         registry.register(
             "relay_sessions",
@@ -248,6 +261,7 @@ impl Metrics {
             http_requests,
             live_streams,
             chat_messages,
+            live_renders,
             relay_sessions,
             meetings_hosted,
             recordings,

@@ -57,7 +57,9 @@ impl Floo {
 
     /// The same, listening where told.
     pub async fn start_on(http_addr: &str, quic_addr: &str, data_dir: &Path, extra: &[&str]) -> Floo {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_floo"))
+        // `--floo PATH` runs another build (an older one, say, to compare in one run).
+        let program = arg("--floo").unwrap_or_else(|| env!("CARGO_BIN_EXE_floo").to_owned());
+        let mut child = Command::new(program)
             .args(["serve", "--http-addr", http_addr, "--quic-addr", quic_addr, "--metrics-addr", "127.0.0.1:0"])
             .args(extra)
             .arg("--data-dir")

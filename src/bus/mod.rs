@@ -35,10 +35,44 @@ pub struct LiveMessage {
 pub enum Event {
     /// A message was stored in a topic.
     Message(Arc<LiveMessage>),
-    /// Something on a team's pages changed: a topic, a meeting, who is in a meeting.
-    TeamChanged { team_id: i64 },
+    /// Something on a team's pages changed; `changed` says which part, so that a live
+    /// page that does not show it is not rendered again.
+    TeamChanged { team_id: i64, changed: Changed },
     /// A user is no longer a member of a team: their live streams of it close.
     MemberRemoved { team_id: i64, user_id: i64 },
+}
+
+/// Which parts of a team's pages a change touches (a set; combine with `|`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Changed(u8);
+
+impl Changed {
+    pub const NOTHING: Changed = Changed(0);
+    /// A meeting started or ended, or someone joined or left one.
+    pub const MEETINGS: Changed = Changed(1);
+    /// The forum's list: a topic was created or got a message (its order and counts).
+    pub const TOPICS: Changed = Changed(2);
+    /// A recording started, stopped, moved on in its composition or got its video.
+    pub const RECORDINGS: Changed = Changed(4);
+    pub const EVERYTHING: Changed = Changed(7);
+
+    pub fn touches(self, other: Changed) -> bool {
+        self.0 & other.0 != 0
+    }
+}
+
+impl std::ops::BitOr for Changed {
+    type Output = Changed;
+    fn bitor(self, other: Changed) -> Changed {
+        Changed(self.0 | other.0)
+    }
+}
+
+impl std::ops::BitOrAssign for Changed {
+    fn bitor_assign(&mut self, other: Changed) {
+        self.0 |= other.0;
+    }
 }
 
 /// Who listens to what.
@@ -46,13 +80,19 @@ pub enum Event {
 pub enum Key {
     Topic(i64),
     Team(i64),
+    /// One member of one team: told when they are removed, so that only their streams wake.
+    Member {
+        team_id: i64,
+        user_id: i64,
+    },
 }
 
 impl Event {
     fn key(&self) -> Key {
         match self {
             Event::Message(m) => Key::Topic(m.message.topic_id),
-            Event::TeamChanged { team_id } | Event::MemberRemoved { team_id, .. } => Key::Team(*team_id),
+            Event::TeamChanged { team_id, .. } => Key::Team(*team_id),
+            Event::MemberRemoved { team_id, user_id } => Key::Member { team_id: *team_id, user_id: *user_id },
         }
     }
 }
@@ -182,7 +222,7 @@ mod tests {
     async fn channels_without_listeners_are_forgotten() {
         let bus = Bus::in_process();
         drop(bus.subscribe(Key::Team(7)));
-        bus.publish(Event::TeamChanged { team_id: 7 });
+        bus.publish(Event::TeamChanged { team_id: 7, changed: Changed::MEETINGS });
         assert!(bus.hub.channels.lock().unwrap().is_empty());
     }
 

@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::{Event, Hub, LiveMessage};
+use super::{Changed, Event, Hub, LiveMessage};
 use crate::store::Message;
 
 /// The pub/sub channel of one deployment (nodes sharing a database): deployments sharing
@@ -47,6 +47,9 @@ enum Wire {
     },
     TeamChanged {
         team_id: i64,
+        /// Absent from an older node's events: everything, then.
+        #[serde(default = "everything")]
+        changed: Changed,
     },
     MemberRemoved {
         team_id: i64,
@@ -72,7 +75,7 @@ impl Wire {
                     created_at: msg.created_at,
                 }
             }
-            Event::TeamChanged { team_id } => Wire::TeamChanged { team_id: *team_id },
+            Event::TeamChanged { team_id, changed } => Wire::TeamChanged { team_id: *team_id, changed: *changed },
             Event::MemberRemoved { team_id, user_id } => Wire::MemberRemoved { team_id: *team_id, user_id: *user_id },
         }
     }
@@ -87,11 +90,15 @@ impl Wire {
                     encoded: Default::default(),
                 }))
             }
-            Wire::TeamChanged { team_id } => Event::TeamChanged { team_id },
+            Wire::TeamChanged { team_id, changed } => Event::TeamChanged { team_id, changed },
             Wire::MemberRemoved { team_id, user_id } => Event::MemberRemoved { team_id, user_id },
             Wire::Resync => return None,
         })
     }
+}
+
+fn everything() -> Changed {
+    Changed::EVERYTHING
 }
 
 /// This node's link to Redis.

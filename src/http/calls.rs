@@ -53,7 +53,7 @@ pub async fn close_stale_attendance(state: &AppState, meeting_id: i64, team_id: 
         Ok(0) => {}
         Ok(closed) => {
             tracing::info!(meeting_id, closed, "closed the attendance a dead node left open");
-            state.bus.publish(crate::bus::Event::TeamChanged { team_id });
+            state.bus.publish(crate::bus::Event::TeamChanged { team_id, changed: crate::bus::Changed::MEETINGS });
         }
         Err(e) => tracing::warn!(error = %e, meeting_id, "cannot close the attendance a dead node left open"),
     }

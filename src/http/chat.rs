@@ -4,9 +4,10 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::Bytes;
+use bytes::BytesMut;
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -19,7 +20,7 @@ use tokio::sync::{broadcast, watch};
 
 use super::views::{self, csrf_field, field_error};
 use super::{AppState, Error, TopicInTeam, wants_fragment};
-use crate::bus::{Event, Key, LiveMessage};
+use crate::bus::{Changed, Event, Key, LiveMessage};
 use crate::clock::now_ms;
 use crate::markdown::to_safe_html;
 use crate::store::{Message, Store, TopicKind};
@@ -29,7 +30,8 @@ pub const MAX_MESSAGE: usize = 4_000;
 pub const PAGE: i64 = 50;
 /// Messages a resuming stream reads from the database per query.
 const BACKLOG_BATCH: i64 = 500;
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// At most this much goes out in one write when several messages are at hand.
+const MAX_WRITE: usize = 64 * 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -199,7 +201,7 @@ async fn post_message(
         message,
         encoded: Default::default(),
     })));
-    state.bus.publish(Event::TeamChanged { team_id: t.member.team.id });
+    state.bus.publish(Event::TeamChanged { team_id: t.member.team.id, changed: Changed::TOPICS });
     if fragment {
         // The message itself arrives through the live stream, in order with everyone else's.
         return Ok(message_form(&t, "", None).into_response());
@@ -228,7 +230,7 @@ async fn stream(
     let reader = TopicReader {
         store: state.store.clone(),
         messages: state.bus.subscribe(Key::Topic(t.topic.id)),
-        team: state.bus.subscribe(Key::Team(t.member.team.id)),
+        removed: state.bus.subscribe(Key::Member { team_id: t.member.team.id, user_id }),
         resync: state.bus.resyncs(),
         closing: state.closing.clone(),
         topic_id: t.topic.id,
@@ -237,6 +239,7 @@ async fn stream(
         last_seq: after,
         backlog: VecDeque::new(),
         catching_up: true,
+        keep_alive: super::sse::KeepAlive::new(),
         _slot: slot,
     };
     Ok(super::sse::stream(reader))
@@ -246,7 +249,8 @@ async fn stream(
 struct TopicReader {
     store: Store,
     messages: broadcast::Receiver<Event>,
-    team: broadcast::Receiver<Event>,
+    /// Told when this reader is removed from the team.
+    removed: broadcast::Receiver<Event>,
     resync: watch::Receiver<u64>,
     closing: watch::Receiver<bool>,
     topic_id: i64,
@@ -257,6 +261,7 @@ struct TopicReader {
     backlog: VecDeque<Arc<LiveMessage>>,
     /// Whether the database may hold messages after `last_seq` not yet queued.
     catching_up: bool,
+    keep_alive: super::sse::KeepAlive,
     _slot: super::limits::StreamSlot,
 }
 
@@ -267,39 +272,41 @@ impl super::sse::Source for TopicReader {
 }
 
 impl TopicReader {
-    /// The next SSE event, or None when the stream must end (membership lost, failure).
+    /// The next SSE events, or None when the stream must end (membership lost, failure).
+    /// Messages already at hand go out together, in one write: a reader that fell a
+    /// little behind catches up with one system call, not one per message.
     async fn next(&mut self) -> Option<Bytes> {
+        let first = self.next_message().await?;
+        let Some(second) = self.ready_message() else {
+            self.keep_alive.sent();
+            return Some(first);
+        };
+        let mut out = BytesMut::with_capacity(first.len() * 4);
+        out.extend_from_slice(&first);
+        out.extend_from_slice(&second);
+        while out.len() < MAX_WRITE
+            && let Some(more) = self.ready_message()
+        {
+            out.extend_from_slice(&more);
+        }
+        self.keep_alive.sent();
+        Some(out.freeze())
+    }
+
+    /// The next message's frame (or a keep-alive), waiting for it.
+    async fn next_message(&mut self) -> Option<Bytes> {
         loop {
-            if let Some(live) = self.backlog.pop_front() {
-                if live.message.seq <= self.last_seq {
-                    continue;
-                }
-                self.last_seq = live.message.seq;
-                let frame = live.encoded.get_or_init(|| {
-                    super::sse::frame(Some(live.message.seq), "message", &message_item(&live.message).into_string())
-                });
-                return Some(frame.clone());
+            if let Some(frame) = self.queued_frame() {
+                return Some(frame);
             }
             if self.catching_up {
                 self.catch_up().await?;
                 continue;
             }
             tokio::select! {
-                event = self.messages.recv() => match event {
-                    Ok(Event::Message(live)) => {
-                        if live.message.seq == self.last_seq + 1 {
-                            self.backlog.push_back(live);
-                        } else if live.message.seq > self.last_seq {
-                            // A gap: something was lost on the way; the database has it.
-                            self.catching_up = true;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(_)) => self.catching_up = true,
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                },
-                event = self.team.recv() => match event {
-                    Ok(Event::MemberRemoved { user_id, .. }) if user_id == self.user_id => return None,
+                event = self.messages.recv() => self.take(event)?,
+                event = self.removed.recv() => match event {
+                    Ok(Event::MemberRemoved { .. }) => return None,
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(_)) => self.check_membership().await?,
                     Err(broadcast::error::RecvError::Closed) => return None,
@@ -310,9 +317,63 @@ impl TopicReader {
                     self.catching_up = true;
                 }
                 () = super::limits::closed(&mut self.closing) => return None,
-                () = tokio::time::sleep(KEEP_ALIVE) => return Some(Bytes::from_static(super::sse::KEEP_ALIVE)),
+                () = self.keep_alive.due() => return Some(Bytes::from_static(super::sse::KEEP_ALIVE)),
             }
         }
+    }
+
+    /// The next message's frame if one is at hand without waiting or reading the database.
+    fn ready_message(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(frame) = self.queued_frame() {
+                return Some(frame);
+            }
+            if self.catching_up {
+                return None;
+            }
+            match self.messages.try_recv() {
+                Ok(event) => self.take(Ok(event))?,
+                Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                    self.take(Err(broadcast::error::RecvError::Lagged(n)))?;
+                }
+                // Empty, or closed (which the next wait sees and ends the stream on).
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Queues a live message if it is the next one; notes a gap otherwise. None when
+    /// the channel closed.
+    fn take(&mut self, event: Result<Event, broadcast::error::RecvError>) -> Option<()> {
+        match event {
+            Ok(Event::Message(live)) => {
+                if live.message.seq == self.last_seq + 1 {
+                    self.backlog.push_back(live);
+                } else if live.message.seq > self.last_seq {
+                    // A gap: something was lost on the way; the database has it.
+                    self.catching_up = true;
+                }
+            }
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(_)) => self.catching_up = true,
+            Err(broadcast::error::RecvError::Closed) => return None,
+        }
+        Some(())
+    }
+
+    /// The frame of the first queued message not yet sent.
+    fn queued_frame(&mut self) -> Option<Bytes> {
+        while let Some(live) = self.backlog.pop_front() {
+            if live.message.seq <= self.last_seq {
+                continue;
+            }
+            self.last_seq = live.message.seq;
+            let frame = live.encoded.get_or_init(|| {
+                super::sse::frame(Some(live.message.seq), "message", &message_item(&live.message).into_string())
+            });
+            return Some(frame.clone());
+        }
+        None
     }
 
     /// Queues what the database holds after `last_seq`, a batch at a time.

@@ -19,7 +19,7 @@ use super::AppState;
 use super::error::Error;
 use super::views::{self, Chrome, csrf_field};
 use crate::auth::session::{MaybeViewer, Viewer};
-use crate::bus::Event;
+use crate::bus::{Changed, Event};
 use crate::clock::{format_duration, now_ms};
 use crate::metrics::{Sample, metrics};
 
@@ -103,7 +103,7 @@ async fn end_meeting(
     state.store.meeting(form.team_id, meeting_id).await?.ok_or(Error::NotFound)?;
     if state.store.end_meeting(meeting_id, viewer.user.id, now_ms()).await? {
         super::calls::end(&state, meeting_id).await;
-        state.bus.publish(Event::TeamChanged { team_id: form.team_id });
+        state.bus.publish(Event::TeamChanged { team_id: form.team_id, changed: Changed::MEETINGS });
         tracing::info!(meeting_id, by = viewer.user.id, "meeting ended from the ops dashboard");
     }
     Ok(Redirect::to("/ops").into_response())

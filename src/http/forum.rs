@@ -14,7 +14,7 @@ use super::chat::{chat_panel, load_messages};
 use super::recordings::recordings_panel;
 use super::views::{self, Chrome, TeamTab, csrf_field, empty_state, field_error};
 use super::{AppState, Error, TeamMember, TopicInTeam};
-use crate::bus::Event;
+use crate::bus::{Changed, Event};
 use crate::clock::now_ms;
 use crate::markdown::to_safe_html;
 use crate::store::{Topic, TopicKind};
@@ -159,7 +159,7 @@ async fn create_topic(
         return Ok((StatusCode::TOO_MANY_REQUESTS, page).into_response());
     }
     let id = state.store.create_topic(m.team.id, m.user_id(), title, body, now_ms()).await?;
-    state.bus.publish(Event::TeamChanged { team_id: m.team.id });
+    state.bus.publish(Event::TeamChanged { team_id: m.team.id, changed: Changed::TOPICS });
     Ok(Redirect::to(&format!("/teams/{}/topics/{id}", m.team.id)).into_response())
 }
 

@@ -14,7 +14,7 @@ use super::recordings::recordings_panel_for;
 use super::teams::overview_view;
 use super::views::{self, Chrome, TeamTab, csrf_field, empty_state};
 use super::{AppState, Error, MeetingInTeam, TeamMember, TopicInTeam};
-use crate::bus::Event;
+use crate::bus::{Changed, Event};
 use crate::clock::{format_duration, now_ms};
 use crate::store::{Attendance, Meeting, MeetingSummary, RecordingState};
 
@@ -110,7 +110,8 @@ async fn create(State(state): State<AppState>, m: TeamMember, Form(form): Form<C
         return Ok((StatusCode::TOO_MANY_REQUESTS, page).into_response());
     }
     let id = state.store.create_meeting(m.team.id, m.user_id(), title, now_ms()).await?;
-    state.bus.publish(Event::TeamChanged { team_id: m.team.id });
+    // A meeting, and its chat's topic on the forum.
+    state.bus.publish(Event::TeamChanged { team_id: m.team.id, changed: Changed::MEETINGS | Changed::TOPICS });
     tracing::info!(team_id = m.team.id, meeting_id = id, "meeting started");
     Ok(Redirect::to(&format!("/teams/{}/meetings/{id}", m.team.id)).into_response())
 }
@@ -293,13 +294,13 @@ async fn join(State(state): State<AppState>, mt: MeetingInTeam) -> Result<Respon
     if !state.store.join_meeting(mt.meeting.id, mt.member.user_id(), now_ms()).await? {
         return Err(Error::Conflict("This meeting has ended; it cannot be joined any more.".into()));
     }
-    state.bus.publish(Event::TeamChanged { team_id: mt.member.team.id });
+    state.bus.publish(Event::TeamChanged { team_id: mt.member.team.id, changed: Changed::MEETINGS });
     Ok(Redirect::to(&format!("/teams/{}/meetings/{}", mt.member.team.id, mt.meeting.id)).into_response())
 }
 
 async fn leave(State(state): State<AppState>, mt: MeetingInTeam) -> Result<Response, Error> {
     state.store.leave_meeting(mt.meeting.id, mt.member.user_id(), now_ms()).await?;
-    state.bus.publish(Event::TeamChanged { team_id: mt.member.team.id });
+    state.bus.publish(Event::TeamChanged { team_id: mt.member.team.id, changed: Changed::MEETINGS });
     Ok(Redirect::to(&format!("/teams/{}/meetings/{}", mt.member.team.id, mt.meeting.id)).into_response())
 }
 
@@ -307,7 +308,7 @@ async fn end(State(state): State<AppState>, mt: MeetingInTeam) -> Result<Respons
     mt.require_host_or_admin()?;
     state.store.end_meeting(mt.meeting.id, mt.member.user_id(), now_ms()).await?;
     super::calls::end(&state, mt.meeting.id).await;
-    state.bus.publish(Event::TeamChanged { team_id: mt.member.team.id });
+    state.bus.publish(Event::TeamChanged { team_id: mt.member.team.id, changed: Changed::MEETINGS });
     tracing::info!(meeting_id = mt.meeting.id, by = mt.member.user_id(), "meeting ended");
     Ok(Redirect::to(&format!("/teams/{}/meetings/{}", mt.member.team.id, mt.meeting.id)).into_response())
 }

@@ -30,6 +30,7 @@ use axum::response::Response;
 
 pub use access::{MeetingInTeam, TeamMember, TopicInTeam};
 pub use error::{Error, error_page_response};
+pub use live::LiveViews;
 
 use crate::auth::Provider;
 use crate::auth::csrf;
@@ -62,6 +63,8 @@ pub struct Shared {
     /// Turns true when the server shuts down: live streams end so connections drain.
     pub closing: tokio::sync::watch::Receiver<bool>,
     pub streams: StreamCap,
+    /// The live team pages this node renders, once per view for all its readers.
+    pub live: LiveViews,
     /// Configured sign-in providers (Google, OpenID Connect).
     pub providers: Vec<Provider>,
     /// Whether the development login (pick a name) is offered.

@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::views::{self, csrf_field};
 use super::{AppState, Error, MeetingInTeam, TeamMember};
-use crate::bus::{Event, LiveMessage};
+use crate::bus::{Changed, Event, LiveMessage};
 use crate::clock::{format_duration, now_ms};
 use crate::media::placement::CallError;
 use crate::store::{FileKind, Meeting, Recording, RecordingState};
@@ -161,7 +161,10 @@ async fn chat_line(state: &AppState, mt: &MeetingInTeam, text: &str) -> Result<(
         message,
         encoded: Default::default(),
     })));
-    state.bus.publish(Event::TeamChanged { team_id: mt.member.team.id });
+    // The message counts on the forum, and the recording's state on the meeting pages.
+    state
+        .bus
+        .publish(Event::TeamChanged { team_id: mt.member.team.id, changed: Changed::TOPICS | Changed::RECORDINGS });
     Ok(())
 }
 

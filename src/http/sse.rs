@@ -31,6 +31,44 @@ pub fn frame(id: Option<i64>, event: &str, data: &str) -> Bytes {
     Bytes::from(out)
 }
 
+/// When an idle stream is due its keep-alive. One timer per stream, moved only when it
+/// fires: a stream that sends thousands of events a minute does not re-arm a timer for
+/// each of them.
+pub struct KeepAlive {
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    last_sent: tokio::time::Instant,
+}
+
+impl KeepAlive {
+    pub fn new() -> KeepAlive {
+        let now = tokio::time::Instant::now();
+        KeepAlive { timer: Box::pin(tokio::time::sleep_until(now + KEEP_ALIVE_AFTER)), last_sent: now }
+    }
+
+    /// Something was sent: the stream is not idle.
+    pub fn sent(&mut self) {
+        self.last_sent = tokio::time::Instant::now();
+    }
+
+    /// Completes when nothing has been sent for [`KEEP_ALIVE_AFTER`]; cancel-safe.
+    pub async fn due(&mut self) {
+        loop {
+            self.timer.as_mut().await;
+            let now = tokio::time::Instant::now();
+            let idle_until = self.last_sent + KEEP_ALIVE_AFTER;
+            if idle_until <= now {
+                self.last_sent = now;
+                self.timer.as_mut().reset(now + KEEP_ALIVE_AFTER);
+                return;
+            }
+            self.timer.as_mut().reset(idle_until);
+        }
+    }
+}
+
+/// How long a stream stays silent before a keep-alive.
+pub const KEEP_ALIVE_AFTER: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Something that produces a live stream's frames, one at a time; None ends the stream.
 pub trait Source: Send + 'static {
     fn next_frame(&mut self) -> impl std::future::Future<Output = Option<Bytes>> + Send;

@@ -14,7 +14,7 @@ use super::meetings::{MAX_MEETING_TITLE, meeting_list};
 use super::views::{self, Chrome, TeamTab, csrf_field, field_error};
 use super::{AppState, Error, TeamMember};
 use crate::auth::new_invite_code;
-use crate::bus::Event;
+use crate::bus::{Changed, Event};
 use crate::clock::now_ms;
 use crate::store::{Member, Role};
 
@@ -178,7 +178,7 @@ async fn remove_member(
     }
     state.store.remove_member(m.team.id, user_id).await?;
     state.bus.publish(Event::MemberRemoved { team_id: m.team.id, user_id });
-    state.bus.publish(Event::TeamChanged { team_id: m.team.id });
+    state.bus.publish(Event::TeamChanged { team_id: m.team.id, changed: Changed::EVERYTHING });
     tracing::info!(team_id = m.team.id, user_id, by = m.user_id(), "member removed");
     Ok(Redirect::to(&format!("/teams/{}/members", m.team.id)).into_response())
 }
@@ -189,7 +189,7 @@ async fn leave(State(state): State<AppState>, m: TeamMember) -> Result<Response,
     }
     state.store.remove_member(m.team.id, m.user_id()).await?;
     state.bus.publish(Event::MemberRemoved { team_id: m.team.id, user_id: m.user_id() });
-    state.bus.publish(Event::TeamChanged { team_id: m.team.id });
+    state.bus.publish(Event::TeamChanged { team_id: m.team.id, changed: Changed::EVERYTHING });
     Ok(Redirect::to("/").into_response())
 }
 

@@ -17,7 +17,7 @@ use super::room::{Cause, Joining, Output, Refusal, Room, SendId, SessionId};
 use super::session::Credit;
 use super::wire::{ClientMessage, FrameInfo, TrackKind, WireError, encode_control, frame_payload};
 use super::writer::{WriterOrder, WriterReport};
-use crate::bus::{Bus, Event};
+use crate::bus::{Bus, Changed, Event};
 use crate::clock::now_ms;
 use crate::recording::{RecordedFrame, Recorder, TrackKind as RecordedKind};
 use crate::store::Store;
@@ -373,7 +373,7 @@ async fn record_attendance(
             store.leave_meeting(meeting_id, user_id, now_ms()).await
         };
         match result {
-            Ok(()) => bus.publish(Event::TeamChanged { team_id }),
+            Ok(()) => bus.publish(Event::TeamChanged { team_id, changed: Changed::MEETINGS }),
             Err(e) => tracing::warn!(error = %e, meeting_id, user_id, "cannot record attendance"),
         }
     }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, watch};
 
 use super::compose::{ComposeError, Settings, Source, compose};
-use crate::bus::{Bus, Event};
+use crate::bus::{Bus, Changed, Event};
 use crate::media::placement::Placement;
 use crate::store::{FileKind, RecordingState, Store};
 
@@ -138,7 +138,7 @@ impl Inner {
                     && percent / 10 != told / 10
                 {
                     told = percent;
-                    bus.publish(Event::TeamChanged { team_id });
+                    bus.publish(Event::TeamChanged { team_id, changed: Changed::RECORDINGS });
                 }
                 // At most one write a second, whatever the pace of the composition.
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -201,7 +201,7 @@ impl Inner {
         }
         self.store.finish_composition(id, outcome.as_ref().map(|o| *o).map_err(String::as_str)).await?;
         if let Some(team_id) = team {
-            self.bus.publish(Event::TeamChanged { team_id });
+            self.bus.publish(Event::TeamChanged { team_id, changed: Changed::RECORDINGS });
         }
         Ok(())
     }

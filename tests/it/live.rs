@@ -10,6 +10,7 @@ on_both_backends!(
     a_reconnecting_reader_gets_exactly_the_messages_it_missed_in_order,
     a_removed_members_open_streams_are_closed,
     team_pages_follow_meetings_topics_and_presence_live,
+    a_chat_message_alone_sends_nothing_to_readers_of_the_meeting_list,
     posting_too_fast_and_opening_too_many_streams_are_refused_with_a_message,
 );
 
@@ -187,6 +188,53 @@ async fn team_pages_follow_meetings_topics_and_presence_live(backend: Backend) {
     app.finish().await;
 }
 
+/// "N messages" as the forum lists a topic (the same words as on the page).
+fn forum_count(html: &str, title: &str) -> String {
+    let at = html.find(title).unwrap_or_else(|| panic!("{title} not listed: {html}"));
+    let rest = &html[at..];
+    let end = rest.find(" messages").unwrap_or_else(|| panic!("no count after {title}: {rest}"));
+    let start = rest[..end].rfind(' ').expect("the count") + 1;
+    rest[start..end + " messages".len()].to_owned()
+}
+
+async fn a_chat_message_alone_sends_nothing_to_readers_of_the_meeting_list(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let team = team_of_three(&app).await;
+    let (meeting, topic) = start_meeting(&team, &team.alice, "Busy chat").await;
+    let mut meetings = SseStream::open(&team.bob, &format!("/teams/{}/events?view=meetings", team.id), None).await;
+    let mut forum = SseStream::open(&team.carol, &format!("/teams/{}/events?view=forum", team.id), None).await;
+    assert!(meetings.next_named("meetings").await.data.contains("Busy chat"));
+    assert!(forum.next_named("topics").await.data.contains("Busy chat"));
+
+    // A burst of twenty messages, all at once (from three people: each within their burst).
+    let writers = [&team.alice, &team.bob, &team.carol];
+    let path = format!("{topic}/messages");
+    let posts = (0..20).map(|i| {
+        let (writer, path) = (writers[i % 3], &path);
+        async move { writer.post_form(path, &[("body", &format!("m{i}"))]).await }
+    });
+    for page in futures_util::future::join_all(posts).await {
+        assert_eq!(page.status, StatusCode::OK);
+    }
+    // The forum list ends where the page is, its frames fewer than the messages.
+    let forum_page = team.carol.get(&format!("/teams/{}/forum", team.id)).await;
+    let count = forum_count(&forum_page.body, "Busy chat");
+    let mut frames = 1;
+    while forum_count(&forum.next_named("topics").await.data, "Busy chat") != count {
+        frames += 1;
+    }
+    assert!(frames < 20, "twenty messages at once were rendered {frames} times for the forum");
+    // The meeting list shows none of it, so its readers hear nothing.
+    meetings.expect_none_named("meetings", std::time::Duration::from_millis(1500)).await;
+    // What it does show still arrives.
+    team.alice.post_form(&format!("{meeting}/join"), &[]).await;
+    let mut update = meetings.next_named("meetings").await;
+    while !update.data.contains("In it now: Alice") {
+        update = meetings.next_named("meetings").await;
+    }
+    app.finish().await;
+}
+
 async fn posting_too_fast_and_opening_too_many_streams_are_refused_with_a_message(backend: Backend) {
     let app =
         TestApp::spawn_with(backend, &["--post-burst", "3", "--posts-per-minute", "1", "--max-streams-per-user", "2"])
@@ -227,4 +275,63 @@ async fn posting_too_fast_and_opening_too_many_streams_are_refused_with_a_messag
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     app.finish().await;
+}
+
+/// How many times the process behind `metrics` rendered `view` for its live pages.
+async fn renders(metrics: std::net::SocketAddr, view: &str) -> u64 {
+    let text = reqwest::get(format!("http://{metrics}/metrics")).await.expect("scrape").text().await.expect("text");
+    let series = format!("floo_live_renders_total{{view=\"{view}\"}} ");
+    text.lines().find_map(|l| l.strip_prefix(&series)).map(|v| v.trim().parse().expect("a count")).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_render_of_a_change_serves_every_reader_of_the_view() {
+    // Floo in a process of its own: its render counts are its own.
+    let data_dir = std::env::temp_dir().join(format!("floo-live-{}", crate::support::unique_suffix()));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+    let metrics: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let (_child, base) = crate::media::floo_process_with(
+        &data_dir,
+        &["--metrics-addr", &metrics.to_string(), "--max-streams-per-user", "100"],
+    )
+    .await;
+    let alice = crate::support::signed_in_at(&base, "Alice").await;
+    let team = alice.post_form("/teams", &[("name", "Forty readers")]).await.url;
+    let team = team.trim_start_matches(&base).to_owned();
+    const READERS: usize = 40;
+    let mut meeting_lists = Vec::new();
+    let mut forums = Vec::new();
+    for _ in 0..READERS {
+        meeting_lists.push(SseStream::open(&alice, &format!("{team}/events?view=meetings"), None).await);
+        forums.push(SseStream::open(&alice, &format!("{team}/events?view=forum"), None).await);
+    }
+    for (list, forum) in meeting_lists.iter_mut().zip(&mut forums) {
+        assert!(list.next_named("meetings").await.data.contains("No meetings yet."));
+        assert!(forum.next_named("topics").await.data.contains("No topics yet."));
+    }
+    let (lists_before, forums_before) = (renders(metrics, "meetings").await, renders(metrics, "forum").await);
+
+    let page = alice.post_form(&format!("{team}/meetings"), &[("title", "Shared render")]).await;
+    let topic = format!("{team}/topics/{}", page.between(&format!("{team}/topics/"), "/"));
+    for (list, forum) in meeting_lists.iter_mut().zip(&mut forums) {
+        assert!(list.next_named("meetings").await.data.contains("Shared render"));
+        assert!(forum.next_named("topics").await.data.contains("Shared render"));
+    }
+    let lists = renders(metrics, "meetings").await - lists_before;
+    let forum_renders = renders(metrics, "forum").await - forums_before;
+    assert!(lists <= 2, "{READERS} readers of the meeting list cost {lists} renders of one change");
+    assert!(forum_renders <= 2, "{READERS} readers of the forum cost {forum_renders} renders of one change");
+
+    // Chat moves the forum (once per burst, for everyone), never the meeting list.
+    let lists_before = renders(metrics, "meetings").await;
+    for i in 0..5 {
+        alice.post_form(&format!("{topic}/messages"), &[("body", &format!("line {i}"))]).await;
+    }
+    let count = forum_count(&alice.get(&format!("{team}/forum")).await.body, "Shared render");
+    for forum in &mut forums {
+        while forum_count(&forum.next_named("topics").await.data, "Shared render") != count {}
+    }
+    meeting_lists[0].expect_none_named("meetings", std::time::Duration::from_millis(1000)).await;
+    assert_eq!(renders(metrics, "meetings").await, lists_before, "chat rendered the meeting list");
+    let _ = std::fs::remove_dir_all(&data_dir);
 }

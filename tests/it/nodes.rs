@@ -174,6 +174,66 @@ async fn a_message_posted_on_one_node_reaches_readers_on_the_other() {
     assert!(event.data.contains("posted on B"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn team_pages_on_one_node_follow_what_happens_on_the_other() {
+    let (database, _) = create_postgres_database().await;
+    let a = Node::start(&database, &redis_url()).await;
+    let b = Node::start(&database, &redis_url()).await;
+    let (alice, bob, topic) = team_across(&a, &b).await;
+    let team = topic.split("/topics/").next().expect("team path").to_owned();
+    let mut meetings = SseStream::open(&bob, &format!("{team}/events?view=meetings"), None).await;
+    let mut forum = SseStream::open(&bob, &format!("{team}/events?view=forum"), None).await;
+    assert!(meetings.next_named("meetings").await.data.contains("No meetings yet."));
+    assert!(forum.next_named("topics").await.data.contains("Across nodes"));
+
+    // A meeting started on A: B's pages show it.
+    let page = alice.post_form(&format!("{team}/meetings"), &[("title", "Made on A")]).await;
+    let meeting = page.url.trim_start_matches(&a.base).to_owned();
+    let chat = format!("{team}/topics/{}", page.between(&format!("{team}/topics/"), "/"));
+    assert!(meetings.next_named("meetings").await.data.contains("Made on A"));
+    let mut topics = forum.next_named("topics").await;
+    while !topics.data.contains("Made on A") {
+        topics = forum.next_named("topics").await;
+    }
+    // A comment on the older topic, posted on A, moves it up B's forum list.
+    alice.post_form(&format!("{topic}/messages"), &[("body", "bump")]).await;
+    let mut topics = forum.next_named("topics").await;
+    while topics.data.find("Across nodes") > topics.data.find("Made on A") {
+        topics = forum.next_named("topics").await;
+    }
+    // Chat in the meeting, on A: nothing for B's meeting list.
+    alice.post_form(&format!("{chat}/messages"), &[("body", "hello from A")]).await;
+    meetings.expect_none_named("meetings", Duration::from_millis(1500)).await;
+    // Joining and leaving on A: B's list follows; so does the end of the meeting.
+    alice.post_form(&format!("{meeting}/join"), &[]).await;
+    let mut update = meetings.next_named("meetings").await;
+    while !update.data.contains("In it now: Alice") {
+        update = meetings.next_named("meetings").await;
+    }
+    alice.post_form(&format!("{meeting}/leave"), &[]).await;
+    let mut update = meetings.next_named("meetings").await;
+    while !update.data.contains("Nobody is in it right now.") {
+        update = meetings.next_named("meetings").await;
+    }
+    alice.post_form(&format!("{meeting}/end"), &[]).await;
+    let mut update = meetings.next_named("meetings").await;
+    while !update.data.contains("lasted") {
+        update = meetings.next_named("meetings").await;
+    }
+    // Bob removed on A: his streams on B close at once.
+    let members = alice.get(&format!("{team}/members")).await;
+    let at = members.body.find("<td>Bob").expect("Bob listed");
+    let bob_id =
+        members.body[..at].rsplit("id=\"member-").next().expect("row").split('"').next().expect("id").to_owned();
+    alice.post_form(&format!("{team}/members/{bob_id}/remove"), &[]).await;
+    let closed = tokio::time::timeout(Duration::from_secs(3), async {
+        meetings.expect_end().await;
+        forum.expect_end().await;
+    })
+    .await;
+    assert!(closed.is_ok(), "a removed member's team pages on the other node stay open");
+}
+
 /// A team with a topic on `node`, made by `name`; returns the client and the topic's path.
 async fn team_with_topic(node: &Node, name: &str) -> (Client, String) {
     let client = sign_in(node, name).await;

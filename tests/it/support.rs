@@ -307,6 +307,23 @@ impl SseStream {
         }
     }
 
+    /// Asserts that no event named `name` arrives for `quiet` (others are skipped).
+    pub async fn expect_none_named(&mut self, name: &str, quiet: std::time::Duration) {
+        let found = tokio::time::timeout(quiet, async {
+            loop {
+                match self.read_event().await {
+                    Some(event) if event.event.as_deref() == Some(name) => return event,
+                    Some(_) => {}
+                    None => std::future::pending::<()>().await,
+                }
+            }
+        })
+        .await;
+        if let Ok(event) = found {
+            panic!("no {name} event was expected, got: {}", event.data);
+        }
+    }
+
     /// Waits until the server ends the stream (panics after the deadline).
     pub async fn expect_end(&mut self) {
         let result = tokio::time::timeout(LIVE_DEADLINE, async {
