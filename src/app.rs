@@ -60,7 +60,7 @@ impl App {
             .with_context(|| format!("binding the metrics address {}", config.metrics_addr))?;
         let metrics_addr = metrics_listener.local_addr().context("reading the bound metrics address")?;
         crate::metrics::serve(metrics_listener);
-        crate::metrics::sample_forever();
+        crate::metrics::sample_forever(recordings_dir.clone());
         tracing::info!(address = %metrics_addr, "Prometheus metrics at /metrics");
         let public_url = config
             .public_url
@@ -133,8 +133,11 @@ impl App {
         if resumed > 0 {
             tracing::info!(recordings = resumed, "compositions queued again");
         }
+        let calls = crate::media::figures::CallFigures::default();
+        calls.sample(relay.clone(), closing_rx.clone());
         let state = AppState::new(Shared {
             live: crate::http::LiveViews::new(store.clone(), bus.clone()),
+            calls,
             placement,
             closing: closing_rx,
             relay,

@@ -117,6 +117,10 @@ pub struct Metrics {
     pub live_streams: Gauge,
     pub chat_messages: Counter,
     pub live_renders: Family<ViewLabels, Counter>,
+    /// Seconds of meeting composed per second of work, once per finished composition.
+    pub composition_speed: Histogram,
+    /// Space left where recordings are written, in bytes (sampled).
+    pub recordings_disk_available: Gauge,
     pub relay_sessions: Family<TransportLabels, Gauge>,
     pub meetings_hosted: Gauge,
     /// Recordings by state, in the database (every node reports the same: take the max).
@@ -165,6 +169,19 @@ impl Metrics {
         registry.register("live_streams", "Open live page streams (server-sent events)", live_streams.clone());
         let chat_messages = Counter::default();
         registry.register("chat_messages_posted", "Chat messages and comments posted", chat_messages.clone());
+        let composition_speed = Histogram::new(exponential_buckets(0.25, 2.0, 8));
+        registry.register(
+            "composition_speed_ratio",
+            "Seconds of meeting composed per second of work, per finished composition",
+            composition_speed.clone(),
+        );
+        let recordings_disk_available = Gauge::default();
+        registry.register_with_unit(
+            "recordings_disk_available",
+            "Space left on the file system that holds the recordings",
+            prometheus_client::registry::Unit::Bytes,
+            recordings_disk_available.clone(),
+        );
         let live_renders = Family::<ViewLabels, Counter>::default();
         registry.register(
             "live_renders",
@@ -262,6 +279,8 @@ impl Metrics {
             live_streams,
             chat_messages,
             live_renders,
+            composition_speed,
+            recordings_disk_available,
             relay_sessions,
             meetings_hosted,
             recordings,
@@ -327,10 +346,10 @@ pub fn history() -> Vec<Sample> {
 /// Samples this process's figures every [`SAMPLE_EVERY`] into the hour-long ring (in
 /// memory, per node), on a thread of its own (the figures are the process's, whatever
 /// runtime serves them). Started by the server; once per process.
-pub fn sample_forever() {
+pub fn sample_forever(recordings_dir: std::path::PathBuf) {
     static STARTED: std::sync::Once = std::sync::Once::new();
     STARTED.call_once(|| {
-        let spawned = std::thread::Builder::new().name("floo-sampler".into()).spawn(sample);
+        let spawned = std::thread::Builder::new().name("floo-sampler".into()).spawn(move || sample(&recordings_dir));
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "cannot sample the figures for the ops dashboard");
         }
@@ -345,7 +364,7 @@ pub fn people_in_calls() -> i64 {
         .sum()
 }
 
-fn sample() {
+fn sample(recordings_dir: &std::path::Path) {
     let m = metrics();
     let read = || {
         let (cpu, rss, fds) = process_figures().unwrap_or_default();
@@ -355,6 +374,9 @@ fn sample() {
     loop {
         std::thread::sleep(SAMPLE_EVERY);
         let now = (std::time::Instant::now(), read());
+        if let Ok(space) = fs4::available_space(recordings_dir) {
+            m.recordings_disk_available.set(space as i64);
+        }
         let seconds = now.0.duration_since(last.0).as_secs_f64().max(0.001);
         let ((_, before), (_, after)) = (last, now);
         let sample = Sample {
@@ -375,6 +397,36 @@ fn sample() {
         }
         last = now;
     }
+}
+
+/// A finished composition, for the dashboard.
+#[derive(Debug, Clone, Copy)]
+pub struct Composed {
+    pub recording_id: i64,
+    pub at_ms: i64,
+    /// How long the meeting's video is, and how long composing it took.
+    pub media_ms: i64,
+    pub took_ms: i64,
+}
+
+static COMPOSED: Mutex<VecDeque<Composed>> = Mutex::new(VecDeque::new());
+
+/// Notes a finished composition (its speed, on the metrics and the dashboard).
+pub fn composed(c: Composed) {
+    if c.took_ms > 0 {
+        metrics().composition_speed.observe(c.media_ms as f64 / c.took_ms as f64);
+    }
+    if let Ok(mut composed) = COMPOSED.lock() {
+        if composed.len() == 10 {
+            composed.pop_front();
+        }
+        composed.push_back(c);
+    }
+}
+
+/// The last ten finished compositions, oldest first.
+pub fn recent_compositions() -> Vec<Composed> {
+    COMPOSED.lock().map(|c| c.iter().copied().collect()).unwrap_or_default()
 }
 
 /// The latest warnings and errors this process logged, newest last (the dashboard shows
@@ -601,8 +653,9 @@ mod tests {
         for transport in [TransportLabel::WebTransport, TransportLabel::WebSocket] {
             let _ = metrics().relay_sessions.get_or_create(&TransportLabels { transport });
         }
-        // Filled by `watch_sources` in a server.
+        // Filled by `watch_sources` in a server, and by live pages.
         let _ = metrics().recordings.get_or_create(&StateLabels { state: "ready".into() });
+        let _ = metrics().live_renders.get_or_create(&ViewLabels { view: "forum" });
         let text = metrics().encode();
         let samples: std::collections::HashSet<&str> =
             text.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split(['{', ' ']).next()).collect();

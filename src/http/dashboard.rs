@@ -21,12 +21,15 @@ use super::views::{self, Chrome, csrf_field};
 use crate::auth::session::{MaybeViewer, Viewer};
 use crate::bus::{Changed, Event};
 use crate::clock::{format_duration, now_ms};
+use crate::media::figures::{Connection, Point};
+use crate::media::wire::Transport;
 use crate::metrics::{Sample, metrics};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/ops", get(dashboard))
         .route("/ops/events", get(events))
+        .route("/ops/meetings/{meeting_id}", get(meeting_figures))
         .route("/ops/meetings/{meeting_id}/end", post(end_meeting))
 }
 
@@ -113,6 +116,8 @@ async fn panel(state: &AppState, csrf: &str) -> Result<Markup, Error> {
     let meetings = state.store.all_live_meetings().await?;
     let counts = state.store.recording_counts().await?;
     let failures = state.store.recent_recording_failures(5).await?;
+    let composing = state.store.compositions_under_way(10).await?;
+    let composed = crate::metrics::recent_compositions();
     let history = crate::metrics::history();
     let latest = history.last().copied().unwrap_or_default();
     let m = metrics();
@@ -138,11 +143,11 @@ async fn panel(state: &AppState, csrf: &str) -> Result<Markup, Error> {
                 p.muted { "Collecting: the first figures appear within " (crate::metrics::SAMPLE_EVERY.as_secs() * 2) " seconds." }
             } @else {
                 div.ops-plots {
-                    (plot("People in calls", &history, |s| s.in_calls as f64, |v| format!("{v:.0}")))
-                    (plot("Relay in (kbit/s)", &history, |s| s.ingress_bps / 1000.0, |v| format!("{v:.0}")))
-                    (plot("Relay out (kbit/s)", &history, |s| s.egress_bps / 1000.0, |v| format!("{v:.0}")))
-                    (plot("Chat messages per minute", &history, |s| s.chat_per_minute, |v| format!("{v:.0}")))
-                    (plot("CPU (% of a core)", &history, |s| s.cpu_percent, |v| format!("{v:.1}")))
+                    (plot("People in calls", &series(&history, |s| s.in_calls as f64), whole))
+                    (plot("Relay in (kbit/s)", &series(&history, |s| s.ingress_bps / 1000.0), whole))
+                    (plot("Relay out (kbit/s)", &series(&history, |s| s.egress_bps / 1000.0), whole))
+                    (plot("Chat messages per minute", &series(&history, |s| s.chat_per_minute), whole))
+                    (plot("CPU (% of a core)", &series(&history, |s| s.cpu_percent), |v| format!("{v:.1}")))
                 }
             }
         }
@@ -162,6 +167,13 @@ async fn panel(state: &AppState, csrf: &str) -> Result<Markup, Error> {
                                 td {
                                     @if s.present.is_empty() { span.muted { "nobody" } }
                                     @else { (s.present.join(", ")) }
+                                    @let connections = state.calls.of(s.meeting.id);
+                                    @if connections.iter().any(|c| c.connected) {
+                                        (connection_table(connections.iter().filter(|c| c.connected)))
+                                        a.small href=(format!("/ops/meetings/{}", s.meeting.id)) { "Figures over time" }
+                                    } @else if !s.present.is_empty() {
+                                        div.muted.small { "Its call is hosted by another node (or just started)." }
+                                    }
                                 }
                                 td {
                                     form.inline method="post" action=(format!("/ops/meetings/{}/end", s.meeting.id)) {
@@ -183,6 +195,28 @@ async fn panel(state: &AppState, csrf: &str) -> Result<Markup, Error> {
                 "waiting for or under composition: " strong { (count_of("composing")) } " · "
                 "ready: " strong { (count_of("ready")) } " · "
                 "failed: " strong { (count_of("failed")) }
+            }
+            (disk_space(&state.recordings_dir))
+            @if !composing.is_empty() {
+                h3 { "Compositions waiting or under way" }
+                ul.list {
+                    @for (id, title, progress) in &composing {
+                        li { "Recording " (id) " of " em { (title) } ": " (progress) " %" }
+                    }
+                }
+            }
+            @if !composed.is_empty() {
+                h3 { "Latest compositions on this node" }
+                ul.list {
+                    @for c in composed.iter().rev() {
+                        li {
+                            "Recording " (c.recording_id) ": " (format_duration(c.media_ms)) " of meeting in "
+                            (format_duration(c.took_ms.max(1000)))
+                            @if c.took_ms > 0 { " (" (format!("{:.1}", c.media_ms as f64 / c.took_ms as f64)) "× real time)" }
+                            span.muted.small { " · " (views::time(c.at_ms)) }
+                        }
+                    }
+                }
             }
             @if !failures.is_empty() {
                 h3 { "Latest failures" }
@@ -211,28 +245,128 @@ async fn panel(state: &AppState, csrf: &str) -> Result<Markup, Error> {
     })
 }
 
-/// A small line plot of one figure over the history, with its latest value and its peak.
-fn plot(title: &str, history: &[Sample], value: impl Fn(&Sample) -> f64, show: impl Fn(f64) -> String) -> Markup {
+fn whole(v: f64) -> String {
+    format!("{v:.0}")
+}
+
+/// A round trip: to a tenth under 10 ms (a loopback or LAN link), else whole.
+fn milliseconds(ms: f64) -> String {
+    if ms < 10.0 { format!("{ms:.1} ms") } else { format!("{ms:.0} ms") }
+}
+
+/// Space left where recordings are written (a warning under a tenth or 5 GB).
+fn disk_space(dir: &std::path::Path) -> Markup {
+    match fs4::statvfs(dir) {
+        Ok(stats) => {
+            let (left, total) = (stats.available_space(), stats.total_space().max(1));
+            let low = left < total / 10 || left < 5_000_000_000;
+            html! {
+                p.warning[low] {
+                    "Space left for recordings: " strong { (views::megabytes(left as i64)) }
+                    " of " (views::megabytes(total as i64)) " (" (left * 100 / total) " %)"
+                    @if low { " — low: recordings stop when the disk is full." }
+                }
+            }
+        }
+        Err(e) => html! { p.warning { "Cannot tell the space left for recordings: " (e) } },
+    }
+}
+
+/// Connections of a call with their latest figures.
+fn connection_table<'a>(connections: impl Iterator<Item = &'a Connection>) -> Markup {
+    html! {
+        table.ops-table.small {
+            thead { tr { th { "Who" } th { "Browser" } th { "Transport" } th { "In kbit/s" } th { "Out kbit/s" } th { "Round trip" } th { "Groups dropped" } } }
+            tbody {
+                @for c in connections {
+                    @let p = c.latest();
+                    tr {
+                        td { (c.name) }
+                        td { (c.browser.as_deref().unwrap_or("unknown")) }
+                        td { (transport_name(c.transport)) }
+                        td { (whole(p.in_kbps)) }
+                        td { (whole(p.out_kbps)) }
+                        td { (milliseconds(p.rtt_ms)) }
+                        td { (p.dropped) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn transport_name(t: Transport) -> &'static str {
+    match t {
+        Transport::WebTransport => "WebTransport",
+        Transport::WebSocket => "WebSocket",
+    }
+}
+
+/// One call's connections over the last hour (those who left too, while it is hosted here).
+async fn meeting_figures(
+    State(state): State<AppState>,
+    viewer: MaybeViewer,
+    Path(meeting_id): Path<i64>,
+) -> Result<Markup, Error> {
+    let viewer = admin(&state, viewer).await?;
+    let (meeting, team) = state.store.any_meeting(meeting_id).await?.ok_or(Error::NotFound)?;
+    let connections = state.calls.of(meeting_id);
+    let content = html! {
+        p { a href="/ops" { "← Operations" } }
+        h1 { (meeting.title) }
+        p.muted { "Team " (team) " · started " (views::time(meeting.started_at))
+            @if !meeting.is_live() { " · ended" } }
+        @if connections.is_empty() {
+            section.card {
+                p.muted { "No figures: this meeting's call is not hosted by this node right now (it may be on another node, or nobody is connected)." }
+            }
+        }
+        @for c in &connections {
+            section.card {
+                h2 { (c.name) @if !c.connected { " " span.badge { "left" } } }
+                p.muted.small {
+                    (c.browser.as_deref().unwrap_or("browser unknown")) " · " (transport_name(c.transport))
+                    " · groups dropped on its way: " (c.latest().dropped)
+                }
+                @let points = |f: fn(&Point) -> f64| c.points.iter().map(|p| (p.at_ms, f(p))).collect::<Vec<_>>();
+                div.ops-plots {
+                    (plot("In (kbit/s)", &points(|p| p.in_kbps), whole))
+                    (plot("Out (kbit/s)", &points(|p| p.out_kbps), whole))
+                    (plot("Round trip (ms)", &points(|p| p.rtt_ms), |v| if v < 10.0 { format!("{v:.1}") } else { whole(v) }))
+                }
+            }
+        }
+    };
+    Ok(views::page(Chrome { user: Some(&viewer.user), csrf: &viewer.csrf.0 }, "Call figures", content))
+}
+
+/// One figure of the node's history, as points to plot.
+fn series(history: &[Sample], value: impl Fn(&Sample) -> f64) -> Vec<(i64, f64)> {
+    history.iter().map(|s| (s.at_ms, value(s))).collect()
+}
+
+/// A small line plot of one figure over time (points of `(at_ms, value)`), with its
+/// latest value and its peak.
+fn plot(title: &str, points: &[(i64, f64)], show: impl Fn(f64) -> String) -> Markup {
     const W: f64 = 320.0;
     const H: f64 = 90.0;
-    let values: Vec<f64> = history.iter().map(&value).collect();
-    let peak = values.iter().copied().fold(0.0_f64, f64::max);
+    let peak = points.iter().map(|p| p.1).fold(0.0_f64, f64::max);
     let scale = if peak > 0.0 { peak } else { 1.0 };
-    let (first, last) = (history.first().map_or(0, |s| s.at_ms), history.last().map_or(0, |s| s.at_ms));
+    let (first, last) = (points.first().map_or(0, |p| p.0), points.last().map_or(0, |p| p.0));
     let span = (last - first).max(1) as f64;
-    let mut points = String::new();
-    for (sample, v) in history.iter().zip(&values) {
-        let x = (sample.at_ms - first) as f64 / span * W;
+    let mut line = String::new();
+    for (at, v) in points {
+        let x = (at - first) as f64 / span * W;
         let y = H - v / scale * (H - 4.0) - 2.0;
-        let _ = write!(points, "{x:.1},{y:.1} ");
+        let _ = write!(line, "{x:.1},{y:.1} ");
     }
-    let now = values.last().copied().unwrap_or(0.0);
+    let now = points.last().map_or(0.0, |p| p.1);
     html! {
         figure.ops-plot {
             figcaption { (title) ": " strong { (show(now)) } span.muted.small { " (peak " (show(peak)) ")" } }
             svg viewBox=(format!("0 0 {W} {H}")) role="img" aria-label=(format!("{title} over the last {}", format_duration(span as i64))) {
                 line x1="0" y1=(H - 1.0) x2=(W) y2=(H - 1.0) stroke="#d0d5dd" {}
-                polyline points=(points.trim_end()) fill="none" stroke="#4353d6" stroke-width="2" {}
+                polyline points=(line.trim_end()) fill="none" stroke="#4353d6" stroke-width="2" {}
             }
         }
     }

@@ -2,7 +2,7 @@
 //! leaving (recorded as attendance) and ending it (host or admin).
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::post;
 use axum::{Form, Router};
@@ -315,9 +315,13 @@ async fn end(State(state): State<AppState>, mt: MeetingInTeam) -> Result<Respons
 
 /// What the meeting client needs to reach the relay: a fresh admission token, the UDP
 /// port, and the hash of the relay's development certificate if it uses one.
-async fn media_ticket(State(state): State<AppState>, mt: MeetingInTeam) -> Result<Response, Error> {
+async fn media_ticket(State(state): State<AppState>, mt: MeetingInTeam, headers: HeaderMap) -> Result<Response, Error> {
     if !mt.meeting.is_live() {
         return Err(Error::Conflict("This meeting has ended.".into()));
+    }
+    // For the ops dashboard (on the node that gives the ticket; usually the call's host).
+    if let Some(agent) = headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()) {
+        state.relay.note_browser(mt.meeting.id, mt.member.user_id(), agent);
     }
     // The call is on the node that hosts the meeting (this one unless several share Redis);
     // every node signs tokens with the same secret.

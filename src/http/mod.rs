@@ -63,6 +63,8 @@ pub struct Shared {
     /// Turns true when the server shuts down: live streams end so connections drain.
     pub closing: tokio::sync::watch::Receiver<bool>,
     pub streams: StreamCap,
+    /// Each hosted call's connections over the last hour, for the ops dashboard.
+    pub calls: crate::media::figures::CallFigures,
     /// The live team pages this node renders, once per view for all its readers.
     pub live: LiveViews,
     /// Configured sign-in providers (Google, OpenID Connect).

@@ -6,6 +6,7 @@
 //! group streams, `room_task` the task that drives a meeting's room. See
 //! `src/media/PROTOCOL.md`.
 
+pub mod figures;
 pub mod link;
 pub mod placement;
 pub mod relay;

@@ -19,6 +19,7 @@ use tracing::Instrument;
 use super::close;
 use super::link::Link;
 use super::room::Limits;
+pub use super::room_task::Figures;
 use super::room_task::{Input, run_room};
 use super::session::run_session;
 use super::tls;
@@ -79,6 +80,26 @@ struct Inner {
     node: String,
     media_host: Option<String>,
     node_url: Option<String>,
+    /// The browser each (meeting, user) last asked for a ticket from, for the dashboard.
+    browsers: Mutex<HashMap<(i64, i64), String>>,
+}
+
+/// How many (meeting, user) browsers are remembered at most; past it they start again.
+const MAX_BROWSERS: usize = 10_000;
+
+/// A browser's name and major version from its user agent ("Firefox 153", "Chrome 156"),
+/// or the first 40 characters of it.
+fn browser_name(user_agent: &str) -> String {
+    // Order matters: Edge and Opera also say Chrome, Chrome also says Safari.
+    for (token, name) in
+        [("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"), ("Chrome/", "Chrome"), ("Version/", "Safari")]
+    {
+        if let Some(at) = user_agent.find(token) {
+            let version: String = user_agent[at + token.len()..].chars().take_while(char::is_ascii_digit).collect();
+            return format!("{name} {version}").trim_end().to_owned();
+        }
+    }
+    user_agent.chars().take(40).collect()
 }
 
 impl Relay {
@@ -125,6 +146,7 @@ impl Relay {
                 node: TokenKey::random().to_hex()[..16].to_owned(),
                 media_host: config.media_host,
                 node_url: config.node_url,
+                browsers: Mutex::new(HashMap::new()),
             }),
         };
         if dev {
@@ -171,6 +193,29 @@ impl Relay {
             node: self.inner.node.clone(),
             node_url: self.inner.node_url.clone(),
         }
+    }
+
+    /// Notes the browser a ticket to `meeting_id` was asked from (its user agent).
+    pub fn note_browser(&self, meeting_id: i64, user_id: i64, user_agent: &str) {
+        let mut browsers = self.inner.browsers.lock().unwrap_or_else(|p| p.into_inner());
+        if browsers.len() >= MAX_BROWSERS {
+            browsers.clear();
+        }
+        browsers.insert((meeting_id, user_id), browser_name(user_agent));
+    }
+
+    pub(super) fn browser_of(&self, meeting_id: i64, user_id: i64) -> Option<String> {
+        self.inner.browsers.lock().unwrap_or_else(|p| p.into_inner()).get(&(meeting_id, user_id)).cloned()
+    }
+
+    /// The figures of everyone connected to a meeting's call here (None: not hosted here).
+    pub async fn figures(&self, meeting_id: i64) -> Option<Vec<Figures>> {
+        let (reply, answer) = oneshot::channel();
+        {
+            let rooms = self.inner.rooms.lock().unwrap_or_else(|p| p.into_inner());
+            rooms.get(&meeting_id)?.send(Input::Figures { reply }).ok()?;
+        }
+        answer.await.ok()
     }
 
     /// The meetings whose call this relay hosts now.
@@ -432,5 +477,25 @@ async fn renew_dev_certificate(relay: Relay, mut expires: i64) {
             Ok(until) => expires = until,
             Err(e) => tracing::error!(error = %e, "cannot renew the development certificate"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::browser_name;
+
+    #[test]
+    fn browsers_are_named_by_what_their_user_agent_says_first() {
+        let chrome =
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.8078.73 Safari/537.36";
+        assert_eq!(browser_name(chrome), "Chrome 156");
+        assert_eq!(
+            browser_name("Mozilla/5.0 (X11; Linux x86_64; rv:153.0) Gecko/20100101 Firefox/153.0"),
+            "Firefox 153"
+        );
+        assert_eq!(browser_name(&format!("{chrome} Edg/156.0.1")), "Edge 156");
+        let safari = "Mozilla/5.0 (Macintosh) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15";
+        assert_eq!(browser_name(safari), "Safari 18");
+        assert_eq!(browser_name("curl/8.5.0"), "curl/8.5.0");
     }
 }

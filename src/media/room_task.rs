@@ -90,6 +90,29 @@ pub(super) enum Input {
     StopRecording {
         reply: oneshot::Sender<Option<Recorder>>,
     },
+    /// The figures of everyone connected, for the ops dashboard.
+    Figures {
+        reply: oneshot::Sender<Vec<Figures>>,
+    },
+}
+
+/// One connection in a call as the ops dashboard shows it: counters since it joined
+/// (the dashboard turns them into rates) and its latest round trip.
+#[derive(Debug, Clone)]
+pub struct Figures {
+    pub session: SessionId,
+    pub name: String,
+    pub transport: crate::media::wire::Transport,
+    /// The browser the ticket was asked from ("Firefox 153"), if known.
+    pub browser: Option<String>,
+    pub joined: Instant,
+    /// Media received from it, and sent to it, in bytes.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Groups given up on their way to it because its link could not take them.
+    pub groups_dropped: u64,
+    /// Its smoothed round trip, as its transport last said.
+    pub rtt: std::time::Duration,
 }
 
 /// What the room keeps of a session: how to reach it and how to end it.
@@ -101,6 +124,7 @@ pub(super) struct SessionHandle {
     pub control: mpsc::Sender<Bytes>,
     /// The session's writer task (bounded: see [`super::session::WRITER_QUEUE`]).
     pub writer: mpsc::Sender<WriterOrder>,
+    pub figures: Figures,
 }
 
 pub(super) async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx: mpsc::UnboundedReceiver<Input>) {
@@ -124,6 +148,9 @@ pub(super) async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx
             Some(report) = reports.recv() => {
                 if let Some(&owner) = owners.get(&report.send) {
                     room.set_rtt(owner, report.rtt, report.smoothed_rtt);
+                    if let Some(handle) = sessions.get_mut(&owner) {
+                        handle.figures.rtt = report.smoothed_rtt;
+                    }
                 }
                 if report.done {
                     // Once per group and subscriber: the subscriber's round trip then.
@@ -166,6 +193,9 @@ pub(super) async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx
             Some(Input::Frame { session, track, sequence, frame, info, _credit: _ }) => {
                 counters.frames_in.inc();
                 counters.bytes_in.inc_by(frame.len() as u64);
+                if let Some(handle) = sessions.get_mut(&session) {
+                    handle.figures.bytes_in += frame.len() as u64;
+                }
                 if let Some(recorder) = &recorder {
                     record_frame(recorder, &room, session, track, &frame);
                 }
@@ -188,6 +218,12 @@ pub(super) async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx
                 let _ = reply.send(recorder.take());
             }
             Some(Input::GroupEnd { session, track, sequence, _credit: _ }) => room.group_end(session, track, sequence),
+            Some(Input::Figures { reply }) => {
+                let mut figures: Vec<Figures> = sessions.values().map(|h| h.figures.clone()).collect();
+                // In the order they joined.
+                figures.sort_by_key(|f| f.session);
+                let _ = reply.send(figures);
+            }
             Some(Input::Malformed { session, error }) => {
                 tracing::info!(session, %error, "closing a media session that sent malformed data");
                 close_session(&mut sessions, &mut owners, &attendance, session, error.code(), &error.to_string());
@@ -296,6 +332,9 @@ fn dispatch(
                         let counters = &crate::metrics::metrics().relay;
                         counters.frames_out.inc();
                         counters.bytes_out.inc_by(bytes);
+                        if let Some(handle) = owners.get(&send).and_then(|s| sessions.get_mut(s)) {
+                            handle.figures.bytes_out += bytes;
+                        }
                     }
                 }
                 Output::Finish { send } => {
@@ -311,6 +350,11 @@ fn dispatch(
                         Cause::Elsewhere => counters.dropped_elsewhere.inc(),
                     };
                     order(owners.get(&send), WriterOrder::Abandon { send, code: reset_code(cause) });
+                    if cause == Cause::SlowLink
+                        && let Some(handle) = owners.get(&send).and_then(|s| sessions.get_mut(s))
+                    {
+                        handle.figures.groups_dropped += 1;
+                    }
                 }
                 Output::Control { session, message } => {
                     if let Some(handle) = sessions.get(&session)

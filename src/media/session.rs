@@ -21,7 +21,7 @@ use super::close;
 use super::link::Link;
 use super::relay::{Admitted, Relay};
 use super::room::{Joining, SessionId};
-use super::room_task::{Input, SessionHandle};
+use super::room_task::{Figures, Input, SessionHandle};
 use super::wire::{ClientMessage, ControlReader, GroupReader, WireError};
 use super::writer::run_writer;
 
@@ -98,13 +98,20 @@ where
     });
     let (writer, orders) = mpsc::channel(WRITER_QUEUE);
     let (answer, admission_result) = oneshot::channel();
-    let handle = Box::new(SessionHandle {
-        closer: Box::new(link.clone()),
-        user_id: admitted.admission.user_id,
-        control,
-        writer,
-    });
-    let who = Joining { user_id: admitted.admission.user_id, name: admitted.display_name, transport: L::TRANSPORT };
+    let user_id = admitted.admission.user_id;
+    let figures = Figures {
+        session: id,
+        name: admitted.display_name.clone(),
+        transport: L::TRANSPORT,
+        browser: relay.browser_of(meeting, user_id),
+        joined: std::time::Instant::now(),
+        bytes_in: 0,
+        bytes_out: 0,
+        groups_dropped: 0,
+        rtt: Duration::ZERO,
+    };
+    let handle = Box::new(SessionHandle { closer: Box::new(link.clone()), user_id, control, writer, figures });
+    let who = Joining { user_id, name: admitted.display_name, transport: L::TRANSPORT };
     relay.send_to_room(meeting, team_id, Input::Join { session: id, who, handle, admitted: answer });
     match admission_result.await {
         Ok(Ok(reports)) => {

@@ -190,13 +190,16 @@ impl Inner {
             let _ = tokio::fs::remove_file(&part).await;
         }
         match &outcome {
-            Ok((bytes, ms)) => tracing::info!(
-                recording = id,
-                bytes,
-                seconds = ms / 1000,
-                took_ms = started.elapsed().as_millis() as u64,
-                "composition finished"
-            ),
+            Ok((bytes, ms)) => {
+                let took_ms = started.elapsed().as_millis() as i64;
+                crate::metrics::composed(crate::metrics::Composed {
+                    recording_id: id,
+                    at_ms: crate::clock::now_ms(),
+                    media_ms: *ms,
+                    took_ms,
+                });
+                tracing::info!(recording = id, bytes, seconds = ms / 1000, took_ms, "composition finished")
+            }
             Err(reason) => tracing::warn!(recording = id, reason, "composition failed"),
         }
         self.store.finish_composition(id, outcome.as_ref().map(|o| *o).map_err(String::as_str)).await?;

@@ -100,6 +100,17 @@ impl Store {
         Ok(row.map(meeting_from))
     }
 
+    /// Any meeting, with its team's name (for the ops dashboard).
+    pub async fn any_meeting(&self, meeting_id: i64) -> Result<Option<(Meeting, String)>> {
+        let sql = format!("{MEETING_SELECT} WHERE m.id = $1");
+        let row: Option<MeetingRow> =
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(meeting_id).fetch_optional(&self.pool).await?;
+        let Some(meeting) = row.map(meeting_from) else { return Ok(None) };
+        let (team,): (String,) =
+            sqlx::query_as("SELECT name FROM teams WHERE id = $1").bind(meeting.team_id).fetch_one(&self.pool).await?;
+        Ok(Some((meeting, team)))
+    }
+
     /// All meetings of a team: live ones first, then ended ones, latest first.
     pub async fn team_meetings(&self, team_id: i64) -> Result<Vec<MeetingSummary>> {
         let sql = format!(
@@ -150,6 +161,17 @@ impl Store {
         Ok(sqlx::query_as("SELECT state, COUNT(*) FROM recordings GROUP BY state ORDER BY state")
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    /// Compositions waiting or under way, oldest first: (recording, meeting title, per cent done).
+    pub async fn compositions_under_way(&self, limit: i64) -> Result<Vec<(i64, String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT r.id, m.title, r.progress FROM recordings r JOIN meetings m ON m.id = r.meeting_id
+             WHERE r.state = 'composing' ORDER BY r.id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// The latest failed recordings and compositions: (recording, meeting title, reason).

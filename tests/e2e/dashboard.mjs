@@ -22,5 +22,29 @@ await withBrowser(artifacts, async (browser) => {
   const relayIn = await olga.locator('.ops-plot figcaption', { hasText: 'Relay in' }).textContent();
   check(!/: 0 /.test(relayIn), `the relay receives media: ${relayIn}`);
   await shot(olga, artifacts, '01-dashboard');
-  console.log(`dashboard walk: ok; ${JSON.stringify(figures)}; ${relayIn}`);
+
+  // Each connection's figures: Alice sends, Bob receives, both over WebTransport.
+  const rows = async () => olga.evaluate(() => Object.fromEntries([...document.querySelectorAll('.ops-table.small tbody tr')]
+    .map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent.trim()))
+    .map(([who, browser, transport, kin, kout, rtt, dropped]) => [who, { browser, transport, kin: Number(kin), kout: Number(kout), rtt, dropped }])));
+  let connections = await rows();
+  for (let i = 0; i < 20 && !(connections.Alice?.kin > 0 && connections.Bob?.kout > 0); i++) {
+    await olga.waitForTimeout(1000);
+    connections = await rows();
+  }
+  check(connections.Alice?.transport === 'WebTransport' && connections.Bob?.transport === 'WebTransport',
+    `both connections listed with their transport: ${JSON.stringify(connections)}`);
+  check(connections.Alice.kin > 0 && connections.Bob.kout > 0, `Alice's media in, Bob's out: ${JSON.stringify(connections)}`);
+
+  // The call's own page: each connection's figures over time.
+  await olga.getByRole('link', { name: 'Figures over time' }).click();
+  await olga.getByRole('heading', { name: 'Alice' }).waitFor();
+  await olga.getByRole('heading', { name: 'Bob' }).waitFor();
+  const plots = await olga.locator('.ops-plot').count();
+  check(plots === 6, `three plots for each of two connections: ${plots}`);
+  const aliceIn = await olga.locator('section', { has: olga.getByRole('heading', { name: 'Alice' }) })
+    .locator('figcaption', { hasText: 'In (kbit/s)' }).textContent();
+  check(!/: 0 /.test(aliceIn), `Alice's media in over time: ${aliceIn}`);
+  await shot(olga, artifacts, '02-call-figures');
+  console.log(`dashboard walk: ok; ${JSON.stringify(figures)}; ${relayIn}; ${JSON.stringify(connections)}; ${aliceIn}`);
 });

@@ -956,6 +956,11 @@ async fn a_recorded_meeting_yields_a_playable_file_per_participant_that_members_
     page.expect_ok_with("Alice stopped recording this meeting.").expect_ok_with("Alice's tracks");
     // The meeting video is composed in the background; the page shows the progress.
     let page = composed(&clients[1], &meeting).await;
+    // The ops dashboard tells how fast it went.
+    let (granted, _, err) = crate::ops::floo_admin(&app, &["grant", "--identity", "dev:alice"]);
+    assert!(granted, "{err}");
+    let ops = clients[0].get("/ops").await;
+    ops.expect_ok_with("Latest compositions on this node").expect_ok_with("× real time");
     let file_id = page.between("/recording-files/", "\"");
     let team = meeting.split('/').nth(2).expect("team id");
     let link = format!("/teams/{team}/recording-files/{file_id}");

@@ -6,15 +6,14 @@ use reqwest::StatusCode;
 
 use crate::support::{Backend, TestApp};
 
-/// Runs `floo admin ARGS` on the app's data directory: (success, stdout, stderr).
+/// Runs `floo admin ARGS` on the app's database: (success, stdout, stderr).
 pub fn floo_admin(app: &TestApp, args: &[&str]) -> (bool, String, String) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_floo"))
-        .arg("admin")
-        .arg("--data-dir")
-        .arg(&app.data_dir)
-        .args(args)
-        .output()
-        .expect("floo runs");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_floo"));
+    command.arg("admin").arg("--data-dir").arg(&app.data_dir);
+    if let Some(url) = &app.database_url {
+        command.args(["--database-url", url]);
+    }
+    let output = command.args(args).output().expect("floo runs");
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     (output.status.success(), text(&output.stdout), text(&output.stderr))
 }
@@ -60,6 +59,13 @@ async fn admins_are_granted_listed_and_revoked_from_the_command_line_and_only_th
     assert!(page.body.contains("Live meetings (1)") && page.body.contains("Runaway"), "{}", page.body);
     let team_id = team.rsplit('/').next().expect("team id").to_owned();
     let meeting_id = meeting.rsplit('/').next().expect("meeting id").to_owned();
+    // The call's own page: Bob (the host, not an admin) may not see it; Alice is told
+    // there are no figures (nobody is connected), and an unknown meeting is 404.
+    assert_eq!(bob.get(&format!("/ops/meetings/{meeting_id}")).await.status, StatusCode::NOT_FOUND);
+    alice.get(&format!("/ops/meetings/{meeting_id}")).await.expect_ok_with("not hosted by this node right now");
+    assert_eq!(alice.get("/ops/meetings/999999").await.status, StatusCode::NOT_FOUND);
+    // Where recordings go, and the room left there.
+    assert!(alice.get("/ops").await.body.contains("Space left for recordings:"));
     assert_eq!(
         bob.post_form(&format!("/ops/meetings/{meeting_id}/end"), &[("team_id", &team_id)]).await.status,
         StatusCode::NOT_FOUND,

@@ -91,6 +91,8 @@ pub struct TestApp {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     postgres_db: Option<String>,
+    /// The PostgreSQL database's URL (None on SQLite, in the data directory).
+    pub database_url: Option<String>,
     pub quic_addr: std::net::SocketAddr,
     pub cert_hash: Option<[u8; 32]>,
     pub relay: floo::media::relay::Relay,
@@ -119,11 +121,12 @@ impl TestApp {
                 args.extend([flag.to_owned(), default.to_owned()]);
             }
         }
-        let mut postgres_db = None;
+        let (mut postgres_db, mut database_url) = (None, None);
         if let Backend::Postgres = backend {
             let (url, name) = create_postgres_database().await;
             args.push("--database-url".into());
-            args.push(url);
+            args.push(url.clone());
+            database_url = Some(url);
             postgres_db = Some(name);
         }
         args.extend(extra.iter().map(|s| s.to_string()));
@@ -136,7 +139,7 @@ impl TestApp {
         let relay = app.relay();
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(app.run(stopped));
-        TestApp { base, http_addr, data_dir, stop, task, postgres_db, quic_addr, cert_hash, relay }
+        TestApp { base, http_addr, data_dir, stop, task, postgres_db, database_url, quic_addr, cert_hash, relay }
     }
 
     /// A new browser-like client (its own cookies) for this app.
