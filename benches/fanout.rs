@@ -90,7 +90,17 @@ async fn csrf(client: &reqwest::Client, base: &str) -> String {
 async fn prepare(base: &str, view: View) -> (reqwest::Client, String, String, String) {
     let client = reqwest::Client::builder().cookie_store(true).build().expect("client");
     let token = csrf(&client, base).await;
-    client.post(format!("{base}/login/dev")).form(&[("name", "Bench"), ("_csrf", &token)]).send().await.expect("login");
+    let home = client
+        .post(format!("{base}/login/dev"))
+        .form(&[("name", "Bench"), ("_csrf", &token)])
+        .send()
+        .await
+        .expect("login")
+        .text()
+        .await
+        .expect("home page");
+    // Signing in starts a new session, with a token of its own.
+    let token = support::csrf_in(&home);
     let team =
         client.post(format!("{base}/teams")).form(&[("name", "Bench"), ("_csrf", &token)]).send().await.expect("team");
     let team_path = team.url().path().to_owned();
@@ -102,7 +112,9 @@ async fn prepare(base: &str, view: View) -> (reqwest::Client, String, String, St
             .await
             .expect("meeting");
         let page = meeting.text().await.expect("meeting page");
-        let at = page.find(&format!("{team_path}/topics/")).expect("the meeting's chat topic");
+        let at = page
+            .find(&format!("{team_path}/topics/"))
+            .unwrap_or_else(|| panic!("the meeting's chat topic under {team_path} in {page}"));
         let id: String = page[at + team_path.len() + 8..].chars().take_while(char::is_ascii_digit).collect();
         return (client, token, team_path.clone(), format!("{team_path}/topics/{id}"));
     }
@@ -114,6 +126,10 @@ async fn prepare(base: &str, view: View) -> (reqwest::Client, String, String, St
         .expect("topic");
     (client, token, team_path, topic.url().path().to_owned())
 }
+
+/// When the current step started (µs): a page's first snapshot shows what earlier steps
+/// changed, which are not this step's deliveries.
+static STEP_STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// What a reader measured.
 #[derive(Default)]
@@ -177,7 +193,7 @@ async fn reader(
             }
             let sent: u64 =
                 std::str::from_utf8(&pending[start..start + digits]).ok().and_then(|d| d.parse().ok()).unwrap_or(0);
-            if recording.load(Ordering::Relaxed) && seen.insert(sent) {
+            if recording.load(Ordering::Relaxed) && sent >= STEP_STARTED.load(Ordering::Relaxed) && seen.insert(sent) {
                 received.latencies.push(arrived.saturating_sub(sent).min(u64::from(u32::MAX)) as u32);
             }
             consumed = start + digits;
@@ -289,6 +305,7 @@ async fn main() {
     );
     for &rate in &o.rates {
         // Each step gets fresh readers' records: collect by restarting the readers.
+        STEP_STARTED.store(now_micros(), Ordering::Relaxed);
         recording.store(true, Ordering::Relaxed);
         let cpu_start = cpu_seconds(writer_node.pid) + reader_node.as_ref().map(|n| cpu_seconds(n.pid)).unwrap_or(0.0);
         let started = Instant::now();
