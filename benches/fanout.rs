@@ -89,18 +89,7 @@ async fn csrf(client: &reqwest::Client, base: &str) -> String {
 /// gets the messages); returns (client, csrf token, team path, topic path).
 async fn prepare(base: &str, view: View) -> (reqwest::Client, String, String, String) {
     let client = reqwest::Client::builder().cookie_store(true).build().expect("client");
-    let token = csrf(&client, base).await;
-    let home = client
-        .post(format!("{base}/login/dev"))
-        .form(&[("name", "Bench"), ("_csrf", &token)])
-        .send()
-        .await
-        .expect("login")
-        .text()
-        .await
-        .expect("home page");
-    // Signing in starts a new session, with a token of its own.
-    let token = support::csrf_in(&home);
+    let token = support::sign_in(&client, base, "Bench").await;
     let team =
         client.post(format!("{base}/teams")).form(&[("name", "Bench"), ("_csrf", &token)]).send().await.expect("team");
     let team_path = team.url().path().to_owned();

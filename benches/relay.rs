@@ -181,8 +181,28 @@ struct Server {
     url_base: String,
     websocket_base: String,
     hash: Vec<u8>,
-    token: String,
+    /// Where a signed-in client asks for tickets (each admits one session, once).
+    http: reqwest::Client,
+    ticket_url: String,
+    csrf: String,
     _floo: Floo,
+}
+
+impl Server {
+    /// A fresh admission token for one more session.
+    async fn token(&self) -> String {
+        let ticket: serde_json::Value = self
+            .http
+            .post(&self.ticket_url)
+            .form(&[("_csrf", &self.csrf)])
+            .send()
+            .await
+            .expect("ticket")
+            .json()
+            .await
+            .expect("json");
+        ticket["token"].as_str().expect("token").to_owned()
+    }
 }
 
 /// How the bench's clients reach the relay.
@@ -197,9 +217,7 @@ async fn start_floo(data_dir: &std::path::Path, max: usize) -> Server {
     let floo = Floo::start(data_dir, &["--max-participants", &max.to_string()]).await;
     let (pid, base) = (floo.pid, floo.base.clone());
     let http = reqwest::Client::builder().cookie_store(true).build().expect("client");
-    let page = http.get(format!("{base}/login")).send().await.expect("login").text().await.expect("body");
-    let token = support::csrf_in(&page);
-    http.post(format!("{base}/login/dev")).form(&[("name", "Bench"), ("_csrf", &token)]).send().await.expect("login");
+    let token = support::sign_in(&http, &base, "Bench").await;
     let team =
         http.post(format!("{base}/teams")).form(&[("name", "Bench"), ("_csrf", &token)]).send().await.expect("team");
     let team_path = team.url().path().to_owned();
@@ -209,15 +227,9 @@ async fn start_floo(data_dir: &std::path::Path, max: usize) -> Server {
         .send()
         .await
         .expect("meeting");
-    let ticket: serde_json::Value = http
-        .post(format!("{}{}/media", base, meeting.url().path()))
-        .form(&[("_csrf", &token)])
-        .send()
-        .await
-        .expect("ticket")
-        .json()
-        .await
-        .expect("json");
+    let ticket_url = format!("{}{}/media", base, meeting.url().path());
+    let ticket: serde_json::Value =
+        http.post(&ticket_url).form(&[("_csrf", &token)]).send().await.expect("ticket").json().await.expect("json");
     let port = ticket["port"].as_u64().expect("port");
     let hash: Vec<u8> =
         ticket["certHash"].as_array().expect("hash").iter().map(|v| v.as_u64().unwrap_or(0) as u8).collect();
@@ -226,7 +238,9 @@ async fn start_floo(data_dir: &std::path::Path, max: usize) -> Server {
         url_base: format!("https://127.0.0.1:{port}/meeting"),
         websocket_base: format!("{}/media/ws", base.replacen("http://", "ws://", 1)),
         hash,
-        token: ticket["token"].as_str().expect("token").to_owned(),
+        http,
+        ticket_url,
+        csrf: token,
         _floo: floo,
     }
 }
@@ -236,7 +250,7 @@ async fn start_floo(data_dir: &std::path::Path, max: usize) -> Server {
 /// delayed acknowledgement of the last, tens of milliseconds).
 async fn websocket_session(server: &Server) -> qmux::Session {
     use qmux::ws::tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let url = format!("{}?token={}", server.websocket_base, server.token);
+    let url = format!("{}?token={}", server.websocket_base, server.token().await);
     let mut request = url.as_str().into_client_request().expect("request");
     let protocol = format!("qmux-02.{}", floo::media::websocket::PROTOCOL);
     request.headers_mut().insert("sec-websocket-protocol", protocol.parse().expect("header"));
@@ -310,7 +324,8 @@ async fn run_floo(o: &Options, via: Via) -> Figures {
         Via::WebTransport => {
             let mut sessions = Vec::new();
             for _ in 0..n {
-                sessions.push(connect(&format!("{}?token={}", server.url_base, server.token), &server.hash).await);
+                sessions
+                    .push(connect(&format!("{}?token={}", server.url_base, server.token().await), &server.hash).await);
             }
             load(o, &server, sessions).await
         }

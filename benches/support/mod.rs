@@ -85,3 +85,19 @@ pub fn csrf_in(page: &str) -> String {
     let from = page.find("name=\"_csrf\" value=\"").expect("a form with a CSRF token") + 20;
     page[from..from + 64].to_owned()
 }
+
+/// Signs in with the dev login as `name` on a cookie-keeping client; returns the CSRF
+/// token of the new session (signing in starts one, with a token of its own).
+pub async fn sign_in(client: &reqwest::Client, base: &str, name: &str) -> String {
+    let page = client.get(format!("{base}/login")).send().await.expect("login page").text().await.expect("body");
+    let home = client
+        .post(format!("{base}/login/dev"))
+        .form(&[("name", name), ("_csrf", &csrf_in(&page))])
+        .send()
+        .await
+        .expect("login")
+        .text()
+        .await
+        .expect("home page");
+    csrf_in(&home)
+}
