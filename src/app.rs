@@ -171,6 +171,13 @@ impl App {
                 async move { crate::http::calls::carry_out(&state, command).await }
             });
         }
+        // With Redis, every node tells the others its figures for their dashboards.
+        let address = config
+            .node_url
+            .as_ref()
+            .map(|u| u.trim_end_matches('/').to_owned())
+            .unwrap_or_else(|| format!("http://{}", display_addr(http_addr)));
+        http::report_node_forever(&state, address);
         let limits = http::server::ServerLimits {
             max_connections: config.max_http_connections,
             headers: Duration::from_secs(config.http_header_timeout.max(1)),

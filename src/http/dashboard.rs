@@ -22,6 +22,7 @@ use crate::auth::session::{MaybeViewer, Viewer};
 use crate::bus::{Changed, Event};
 use crate::clock::{format_duration, now_ms};
 use crate::media::figures::{Connection, Point};
+use crate::media::placement::{NODE_SILENT_AFTER_MS, NodeReport};
 use crate::media::wire::Transport;
 use crate::metrics::{Sample, metrics};
 
@@ -91,6 +92,78 @@ impl OpsStream {
     }
 }
 
+/// This node's figures now, as it reports them to the others.
+fn this_node(state: &AppState, address: &str) -> NodeReport {
+    let latest = crate::metrics::history().last().copied().unwrap_or_default();
+    let now = now_ms();
+    NodeReport {
+        node: state.relay.address().node,
+        address: address.to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        started_ms: now - state.started.elapsed().as_millis() as i64,
+        at_ms: now,
+        cpu_percent: latest.cpu_percent,
+        memory_bytes: latest.memory_bytes,
+        open_fds: latest.open_fds,
+        live_streams: metrics().live_streams.get(),
+        in_calls: crate::metrics::people_in_calls(),
+        calls_hosted: metrics().meetings_hosted.get(),
+    }
+}
+
+/// With Redis: reports this node's figures every few seconds, until it shuts down, so
+/// that every node's dashboard shows them all. Without Redis, does nothing.
+pub fn report_node_forever(state: &AppState, address: String) {
+    if !state.placement.is_shared() {
+        return;
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut closing = state.closing.clone();
+        loop {
+            if let Err(e) = state.placement.report(&this_node(&state, &address)).await {
+                tracing::debug!(error = %e, "cannot report this node's figures");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(crate::metrics::SAMPLE_EVERY) => {}
+                () = super::limits::closed(&mut closing) => return,
+            }
+        }
+    });
+}
+
+/// Every node of the deployment (with Redis), as they last reported.
+fn nodes_card(nodes: &[NodeReport], me: &str, now: i64) -> Markup {
+    html! {
+        section.card {
+            h2 { "All nodes (" (nodes.len()) ")" }
+            table.ops-table.ops-nodes {
+                thead { tr { th { "Node" } th { "Version" } th { "Up for" } th { "CPU" } th { "Memory" } th { "Open files" } th { "Live streams" } th { "In calls" } th { "Calls hosted" } th { "Last report" } } }
+                tbody {
+                    @for n in nodes {
+                        @let silent = now - n.at_ms > NODE_SILENT_AFTER_MS;
+                        tr.muted[silent] {
+                            td { (n.address) @if n.node == me { " " span.badge { "this one" } } }
+                            td { (n.version) }
+                            td { (format_duration(n.at_ms - n.started_ms)) }
+                            td { (format!("{:.1} %", n.cpu_percent)) }
+                            td { (views::megabytes(n.memory_bytes)) }
+                            td { (n.open_fds) }
+                            td { (n.live_streams) }
+                            td { (n.in_calls) }
+                            td { (n.calls_hosted) }
+                            td {
+                                (format_duration((now - n.at_ms).max(0))) " ago"
+                                @if silent { " " span.badge.rec-failed { "silent" } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct EndForm {
     team_id: i64,
@@ -123,6 +196,13 @@ async fn panel(state: &AppState, csrf: &str) -> Result<Markup, Error> {
     let m = metrics();
     let count_of = |state: &str| counts.iter().find(|(s, _)| s == state).map_or(0, |(_, n)| *n);
     let warnings = crate::metrics::recent_warnings();
+    let nodes = match state.placement.nodes(now_ms()).await {
+        Ok(nodes) => Some(nodes),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read the other nodes' reports");
+            None
+        }
+    };
     Ok(html! {
         section.card {
             h2 { "This node" }
@@ -135,6 +215,12 @@ async fn panel(state: &AppState, csrf: &str) -> Result<Markup, Error> {
                 div { dt { "Live page streams" } dd { (m.live_streams.get()) } }
                 div { dt { "People in calls" } dd { (crate::metrics::people_in_calls()) } }
                 div { dt { "Calls hosted" } dd { (m.meetings_hosted.get()) } }
+            }
+        }
+        @if state.placement.is_shared() {
+            @match &nodes {
+                Some(nodes) => (nodes_card(nodes, &state.relay.address().node, now_ms())),
+                None => section.card { h2 { "All nodes" } p.warning { "Redis does not answer: the other nodes' figures are not available." } },
             }
         }
         section.card {

@@ -29,6 +29,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 
 pub use access::{MeetingInTeam, TeamMember, TopicInTeam};
+pub use dashboard::report_node_forever;
 pub use error::{Error, error_page_response};
 pub use live::LiveViews;
 

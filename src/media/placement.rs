@@ -99,6 +99,29 @@ struct Request {
     expires_ms: i64,
 }
 
+/// What a node tells the others of itself every few seconds, for the ops dashboard.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeReport {
+    /// The node's name (new at each start) and where it serves HTTP.
+    pub node: String,
+    pub address: String,
+    pub version: String,
+    pub started_ms: i64,
+    /// When this report was made.
+    pub at_ms: i64,
+    pub cpu_percent: f64,
+    pub memory_bytes: i64,
+    pub open_fds: i64,
+    pub live_streams: i64,
+    pub in_calls: i64,
+    pub calls_hosted: i64,
+}
+
+/// A node whose report is older than this is shown as silent; one older than
+/// [`FORGET_NODE_AFTER_MS`] is forgotten.
+pub const NODE_SILENT_AFTER_MS: i64 = 15_000;
+const FORGET_NODE_AFTER_MS: i64 = 3_600_000;
+
 /// Places meetings on nodes.
 #[derive(Clone)]
 pub struct Placement {
@@ -195,6 +218,42 @@ impl Placement {
                 tokio::time::sleep(HEARTBEAT_EVERY).await;
             }
         });
+    }
+
+    /// Whether nodes share Redis (and so report to each other).
+    pub fn is_shared(&self) -> bool {
+        self.redis.is_some()
+    }
+
+    fn nodes_key(&self) -> String {
+        format!("floo:{}:nodes", self.deployment)
+    }
+
+    /// Tells the other nodes of this one (a field of one hash per deployment).
+    pub async fn report(&self, report: &NodeReport) -> redis::RedisResult<()> {
+        let Some(mut redis) = self.redis.clone() else { return Ok(()) };
+        let json = serde_json::to_string(report).unwrap_or_default();
+        redis::cmd("HSET").arg(self.nodes_key()).arg(&report.node).arg(json).query_async(&mut redis).await
+    }
+
+    /// Every node's latest report, the longest-running first; reports older than an hour
+    /// (nodes long gone) are removed on the way.
+    pub async fn nodes(&self, now_ms: i64) -> redis::RedisResult<Vec<NodeReport>> {
+        let Some(mut redis) = self.redis.clone() else { return Ok(Vec::new()) };
+        let all: std::collections::HashMap<String, String> =
+            redis::cmd("HGETALL").arg(self.nodes_key()).query_async(&mut redis).await?;
+        let mut reports = Vec::new();
+        for (node, json) in all {
+            match serde_json::from_str::<NodeReport>(&json) {
+                Ok(r) if now_ms - r.at_ms < FORGET_NODE_AFTER_MS => reports.push(r),
+                _ => {
+                    let _: redis::RedisResult<()> =
+                        redis::cmd("HDEL").arg(self.nodes_key()).arg(node).query_async(&mut redis).await;
+                }
+            }
+        }
+        reports.sort_by(|a, b| a.started_ms.cmp(&b.started_ms).then_with(|| a.node.cmp(&b.node)));
+        Ok(reports)
     }
 
     /// If the node that claimed `meeting_id` has died: drops its claim and returns true

@@ -234,6 +234,43 @@ async fn team_pages_on_one_node_follow_what_happens_on_the_other() {
     assert!(closed.is_ok(), "a removed member's team pages on the other node stay open");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_nodes_dashboard_shows_all_the_nodes_and_which_one_went_silent() {
+    let (database, _) = create_postgres_database().await;
+    let a = Node::start(&database, &redis_url()).await;
+    let mut b = Node::start(&database, &redis_url()).await;
+    let olga = sign_in(&a, "Olga").await;
+    let granted = std::process::Command::new(env!("CARGO_BIN_EXE_floo"))
+        .args(["admin", "--database-url", &database, "grant", "--identity", "dev:olga"])
+        .output()
+        .expect("floo admin");
+    assert!(granted.status.success(), "{}", String::from_utf8_lossy(&granted.stderr));
+    // Both nodes report within a few seconds; A's dashboard lists both, itself marked.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let page = loop {
+        let page = olga.get("/ops").await;
+        if page.body.contains("All nodes (2)") && page.body.contains(&b.base) {
+            break page;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the dashboard never listed both nodes: {}", page.body);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let mine = page.body.find(&a.base).expect("A's row");
+    assert!(page.body[mine..].split("</tr>").next().expect("row").contains("this one"), "A is this one");
+    // B dies: A's dashboard says it went silent.
+    b.kill().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let page = olga.get("/ops").await;
+        let row = page.body.find(&b.base).map(|at| page.body[at..].split("</tr>").next().unwrap_or("").to_owned());
+        if row.as_deref().is_some_and(|r| r.contains("silent")) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "B never showed as silent: {}", page.body);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 /// A team with a topic on `node`, made by `name`; returns the client and the topic's path.
 async fn team_with_topic(node: &Node, name: &str) -> (Client, String) {
     let client = sign_in(node, name).await;
