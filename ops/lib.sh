@@ -42,12 +42,14 @@ export FLOO_ROOT
 FLOO_MIN_RUST="1.94"
 
 # Debian packages needed to build and run Floo (FFmpeg bindings need clang
-# for bindgen, pkg-config and the libav* development headers).
+# for bindgen, pkg-config and the libav* development headers; the composer draws
+# names with DejaVu Sans, and with Droid Sans Fallback for Chinese, Japanese and
+# Korean).
 FLOO_BUILD_PACKAGES=(
     build-essential pkg-config clang libclang-dev
     libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
     libswresample-dev libavfilter-dev libavdevice-dev
-    ffmpeg
+    ffmpeg fonts-dejavu-core fonts-droid-fallback
 )
 
 # Well-known addresses of services that may already run on this machine.

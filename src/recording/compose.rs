@@ -7,8 +7,9 @@
 //!
 //! The work is ffmpeg's and blocks: callers run [`compose`] on a blocking thread.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use ffmpeg::codec::{self, Id};
 use ffmpeg::format::{self, Pixel, Sample, sample};
@@ -18,6 +19,7 @@ use ffmpeg::{ChannelLayout, Dictionary, Packet, Rational};
 use ffmpeg_next as ffmpeg;
 
 use super::glyphs::GLYPHS;
+use super::names::{Coverage, NameFonts};
 
 /// One input of a composition: a participant's camera and voice, or a screen share.
 #[derive(Debug, Clone)]
@@ -110,7 +112,7 @@ pub fn compose(
         (end_ms + 1000 / i64::from(settings.fps.max(1))).min(settings.max_duration_ms.unwrap_or(i64::MAX));
 
     let mut out = Output::create(output, settings)?;
-    let mut canvas = Canvas::new(settings.width, settings.height);
+    let mut canvas = Canvas::new(settings.width, settings.height, NameFonts::installed());
     let mut scalers = Scalers::default();
     let fps = i64::from(settings.fps.max(1));
     let (mut frame_no, mut sample_no) = (0i64, 0i64);
@@ -474,11 +476,50 @@ impl Scalers {
 /// The picture being composed.
 struct Canvas {
     frame: frame::Video,
+    fonts: NameFonts,
+    /// Each name at each size, rasterised once (names do not change during a meeting).
+    names: HashMap<(String, u32), Option<Rc<Coverage>>>,
 }
 
 impl Canvas {
-    fn new(width: u32, height: u32) -> Canvas {
-        Canvas { frame: frame::Video::new(Pixel::YUV420P, width, height) }
+    fn new(width: u32, height: u32, fonts: NameFonts) -> Canvas {
+        if fonts.is_empty() {
+            tracing::warn!(
+                "no font for names found (Debian: fonts-dejavu-core, fonts-droid-fallback); \
+                 names outside Latin-1 show as question marks"
+            );
+        }
+        Canvas { frame: frame::Video::new(Pixel::YUV420P, width, height), fonts, names: HashMap::new() }
+    }
+
+    /// `name` rasterised `px` pixels high (None without fonts: the bitmap is used).
+    fn rendered(&mut self, name: &str, px: u32) -> Option<Rc<Coverage>> {
+        let fonts = &self.fonts;
+        self.names.entry((name.to_owned(), px)).or_insert_with(|| fonts.render(name, px as f32).map(Rc::new)).clone()
+    }
+
+    /// Blends a rasterised name in white with its top left at (x, y), clipped to `clip`.
+    fn blend(&mut self, c: &Coverage, x: u32, y: u32, clip: Rect) {
+        let stride = self.frame.stride(0);
+        let data = self.frame.data_mut(0);
+        let (right, bottom) = (clip.x + clip.w, clip.y + clip.h);
+        for row in 0..c.height {
+            let py = y + row;
+            if py < clip.y || py >= bottom {
+                continue;
+            }
+            for col in 0..c.width {
+                let px = x + col;
+                let a = u32::from(c.alpha[(row * c.width + col) as usize]);
+                if a == 0 || px < clip.x || px >= right {
+                    continue;
+                }
+                let at = py as usize * stride + px as usize;
+                if let Some(p) = data.get_mut(at) {
+                    *p = ((u32::from(*p) * (255 - a) + u32::from(TEXT_Y) * a) / 255) as u8;
+                }
+            }
+        }
     }
 
     fn draw(&mut self, tracks: &[Track], at_ms: i64, scalers: &mut Scalers) -> Result<(), ComposeError> {
@@ -553,6 +594,33 @@ impl Canvas {
 
     /// A name on a dark band at the bottom left of a tile.
     fn label(&mut self, r: Rect, name: &str) {
+        let px = if r.h >= 300 { 30 } else { 18 };
+        let Some(text) = self.rendered(name, px) else { return self.bitmap_label(r, name) };
+        let band_h = even((text.height + 8).min(r.h));
+        let band = Rect { x: r.x, y: even(r.y + r.h - band_h), w: even((text.width + 16).min(r.w)), h: band_h };
+        self.darken(band);
+        let inside = Rect { x: band.x + 8, y: band.y, w: band.w.saturating_sub(16), h: band.h };
+        self.blend(&text, band.x + 8, band.y + 4, inside);
+    }
+
+    /// A tile for someone whose camera is off: their name, large, on a grey card.
+    fn name_card(&mut self, r: Rect, name: &str) {
+        self.fill(r, CARD_Y);
+        // As large as fits: a third of the tile high, four fifths of it wide.
+        let mut px = (r.h / 3).clamp(12, 120);
+        let Some(mut text) = self.rendered(name, px) else { return self.bitmap_name_card(r, name) };
+        let widest = r.w * 4 / 5;
+        if text.width > widest {
+            px = (px * widest / text.width).max(12);
+            text = self.rendered(name, px).unwrap_or(text);
+        }
+        let x = r.x + r.w.saturating_sub(text.width) / 2;
+        let y = r.y + r.h.saturating_sub(text.height) / 2;
+        self.blend(&text, x, y, r);
+    }
+
+    /// [`Canvas::label`] without fonts: the Latin-1 bitmap.
+    fn bitmap_label(&mut self, r: Rect, name: &str) {
         let scale = if r.h >= 300 { 2 } else { 1 };
         let text_w = (r.w.saturating_sub(16) / (8 * scale)) as usize;
         let text: String = name.chars().take(text_w).collect();
@@ -566,9 +634,8 @@ impl Canvas {
         self.text(&text, band.x + 8, band.y + 4, scale);
     }
 
-    /// A tile for someone whose camera is off: their name, large, on a grey card.
-    fn name_card(&mut self, r: Rect, name: &str) {
-        self.fill(r, CARD_Y);
+    /// [`Canvas::name_card`] without fonts: the Latin-1 bitmap.
+    fn bitmap_name_card(&mut self, r: Rect, name: &str) {
         let chars = name.chars().count().max(1) as u32;
         let scale = (r.w * 8 / 10 / (chars * 8)).clamp(1, 5).min(r.h / 3 / 16).max(1);
         let max_chars = (r.w / (8 * scale)) as usize;

@@ -1,5 +1,6 @@
-//! 8x16 bitmaps of the printable Latin-1 characters (U+0020-U+007E, U+00A0-U+00FF),
-//! one byte per row, most significant bit leftmost; rendered from DejaVu Sans Mono Bold
+//! The fallback when no font for names is installed (see [`super::names`]): 8x16
+//! bitmaps of the printable Latin-1 characters (U+0020-U+007E, U+00A0-U+00FF), one
+//! byte per row, most significant bit leftmost; rendered from DejaVu Sans Mono Bold
 //! by `ops/make-font.py` (do not edit by hand).
 
 /// The glyph rows of each character, in the order given above.

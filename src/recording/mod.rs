@@ -8,6 +8,7 @@ pub mod compose;
 pub mod file;
 mod glyphs;
 pub mod jobs;
+pub mod names;
 pub mod recorder;
 
 pub use compose::{ComposeError, Composed, Settings, Source, compose};

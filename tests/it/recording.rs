@@ -186,6 +186,63 @@ fn a_meeting_composes_into_one_h264_and_aac_video_that_follows_who_is_there() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// The picture at `second` in `path` as grey levels, over a region (x, y, w, h).
+fn grey(path: &Path, second: f64, region: (u32, u32, u32, u32)) -> Vec<u8> {
+    let (x, y, w, h) = region;
+    let output = Command::new("ffmpeg")
+        .args(["-v", "error", "-ss", &second.to_string()])
+        .arg("-i")
+        .arg(path)
+        .args(["-frames:v", "1", "-vf", &format!("crop={w}:{h}:{x}:{y},format=gray"), "-f", "rawvideo", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    assert!(output.status.success() && output.stdout.len() == (w * h) as usize, "a frame at {second} s");
+    output.stdout
+}
+
+#[test]
+fn names_in_every_script_are_drawn_on_the_name_cards_of_a_composed_recording() {
+    let dir = scratch();
+    // Four people with their cameras off (sound only): four name cards, two by two.
+    let voice = dir.join("voice.webm");
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=330:sample_rate=48000", "-t", "2"])
+        .args(["-c:a", "libopus", "-ac", "1"])
+        .arg(&voice)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(status.success());
+    let names = ["Zoë", "Ωμέγα", "李雷", "محمد"];
+    let compose_as = |names: &[String], out: &str| {
+        let sources: Vec<Source> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let path = dir.join(format!("{i}-{out}.webm"));
+                std::fs::copy(&voice, &path).expect("copy");
+                Source { name: name.clone(), path, screen: false }
+            })
+            .collect();
+        let out = dir.join(out);
+        compose(&sources, &out, &Settings::default(), &mut |_| true).expect("compose");
+        out
+    };
+    let named = compose_as(&names.map(String::from), "named.mp4");
+    // The same names as question marks, as the old bitmap font drew them.
+    let questions = compose_as(&names.map(|n| "?".repeat(n.chars().count())), "questions.mp4");
+    // Tiles are placed by name; look at the middle of each quarter for each name card.
+    let quarters = [(160, 110, 320, 140), (800, 110, 320, 140), (160, 470, 320, 140), (800, 470, 320, 140)];
+    for quarter in quarters {
+        let (a, b) = (grey(&named, 1.0, quarter), grey(&questions, 1.0, quarter));
+        let inked = a.iter().filter(|&&v| v > 150).count();
+        let differ = a.iter().zip(&b).filter(|(x, y)| x.abs_diff(**y) > 60).count();
+        assert!(inked > 200, "a name is drawn in {quarter:?}: {inked} light pixels");
+        assert!(differ > 200, "what is drawn in {quarter:?} is not question marks: {differ} pixels differ");
+    }
+    let _ = std::fs::copy(&named, std::env::temp_dir().join("floo-names.mp4"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn a_full_disk_fails_the_composition_with_a_readable_reason() {
     let dir = scratch();
