@@ -173,6 +173,9 @@ ensure_test_packages() {
         pkgs+=(firefox-esr)
     fi
     have pulseaudio || pkgs+=(pulseaudio)
+    # The calendar feed is read back by an independent iCalendar parser (Debian's
+    # python3 with its python3-icalendar package).
+    pkgs+=(python3 python3-icalendar)
     have node || pkgs+=(nodejs)
     have npm || pkgs+=(npm)
     # The slow-link browser test shapes one connection's traffic with tc and finds it

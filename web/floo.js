@@ -18,3 +18,13 @@ document.addEventListener('htmx:sseMessage', (event) => {
   const slack = 80 + (last ? last.offsetHeight : 0);
   if (list.scrollHeight - list.scrollTop - list.clientHeight < slack) list.scrollTop = list.scrollHeight;
 });
+
+// Scheduling a meeting: the browser's own time zone, if the field is still empty.
+function fillTimeZone() {
+  const zone = document.getElementById('time-zone');
+  if (zone && !zone.value) zone.value = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+}
+// On first load, and on pages htmx swaps in (links are boosted: no new page load).
+if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', fillTimeZone);
+else fillTimeZone();
+document.addEventListener('htmx:load', fillTimeZone);

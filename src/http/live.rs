@@ -28,6 +28,7 @@ use tokio::sync::{broadcast, watch};
 
 use super::forum::{TOPICS_PER_PAGE, topic_list};
 use super::meetings::{attendance_panel, meeting_list};
+use super::schedule::upcoming_list;
 use super::sse::{KeepAlive, frame};
 use super::{AppState, Error, TeamMember};
 use crate::bus::{Bus, Changed, Event, Key};
@@ -281,7 +282,11 @@ impl Renderer {
         let frame = match self.view {
             View::Meetings => {
                 let meetings = self.store.team_meetings(self.team_id).await?;
-                frame(None, "meetings", &meeting_list(&meetings).into_string())
+                let upcoming = self.store.upcoming(self.team_id, crate::clock::now_ms()).await?;
+                let mut out =
+                    BytesMut::from(&frame(None, "upcoming", &upcoming_list(self.team_id, &upcoming).into_string())[..]);
+                out.extend_from_slice(&frame(None, "meetings", &meeting_list(&meetings).into_string()));
+                out.freeze()
             }
             View::Forum => {
                 let (topics, _) = self.store.list_topics(self.team_id, 0, TOPICS_PER_PAGE).await?;

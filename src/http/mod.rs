@@ -15,6 +15,7 @@ mod media_socket;
 mod meetings;
 mod ops;
 mod recordings;
+mod schedule;
 pub mod server;
 mod sse;
 mod teams;
@@ -119,6 +120,7 @@ pub fn router(state: AppState) -> Router {
         .merge(live::router())
         .merge(recordings::router())
         .merge(meetings::router())
+        .merge(schedule::router())
         .merge(media_socket::router())
         .merge(ops::router())
         .merge(dashboard::router())

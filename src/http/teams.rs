@@ -44,6 +44,8 @@ pub async fn overview_view(
     title_error: Option<&str>,
 ) -> Result<Markup, Error> {
     let meetings = state.store.team_meetings(m.team.id).await?;
+    let upcoming = state.store.upcoming(m.team.id, crate::clock::now_ms()).await?;
+    let feed_url = format!("{}/calendar/{}/team.ics", state.public_url, state.store.calendar_secret(m.team.id).await?);
     Ok(views::page(
         chrome(m),
         &m.team.name,
@@ -62,11 +64,14 @@ pub async fn overview_view(
                     button.primary type="submit" { "Start meeting" }
                 }
             }
-            section.card {
-                h2 { "Meetings" }
-                div #meeting-list hx-ext="sse" sse-connect=(format!("/teams/{}/events?view=meetings", m.team.id))
-                    sse-swap="meetings" hx-swap="innerHTML" {
-                    (meeting_list(&meetings))
+            // One live stream for both cards: what is to come, and the meetings.
+            div hx-ext="sse" sse-connect=(format!("/teams/{}/events?view=meetings", m.team.id)) {
+                (super::schedule::upcoming_card(m, &upcoming, &feed_url))
+                section.card {
+                    h2 { "Meetings" }
+                    div #meeting-list sse-swap="meetings" hx-swap="innerHTML" {
+                        (meeting_list(&meetings))
+                    }
                 }
             }
         },

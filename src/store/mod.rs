@@ -9,6 +9,7 @@ mod admins;
 mod forum;
 mod meetings;
 mod recordings;
+mod schedule;
 mod teams;
 mod users;
 
@@ -22,6 +23,7 @@ pub use admins::Who;
 pub use forum::{Message, Topic, TopicKind, TopicSummary};
 pub use meetings::{Attendance, Meeting, MeetingAdmission, MeetingSummary};
 pub use recordings::{FileKind, NewFile, Recording, RecordingFile, RecordingState};
+pub use schedule::{Plan, Scheduled};
 pub use teams::{Member, Role, Team, TeamOfUser};
 pub use users::{OAuthLogin, User};
 

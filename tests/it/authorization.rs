@@ -23,6 +23,14 @@ async fn every_team_route_refuses_outsiders_and_admin_actions_refuse_members(bac
     let topic = topic_url.rsplit('/').next().expect("topic id").to_owned();
     let meeting_url = alice.post_form(&format!("/teams/{t}/meetings"), &[("title", "Secret meeting")]).await.url;
     let meeting = meeting_url.rsplit('/').next().expect("meeting id").to_owned();
+    let plan =
+        [("date", "2027-01-05"), ("time", "10:00"), ("time_zone", "UTC"), ("duration", "30"), ("description", "")];
+    let mut planned = vec![("title", "Secret plan")];
+    planned.extend(plan);
+    let scheduled_url = alice.post_form(&format!("/teams/{t}/schedule"), &planned).await.url;
+    let s = scheduled_url.rsplit('/').next().expect("scheduled id").to_owned();
+    let mut intruder = vec![("title", "Intruder")];
+    intruder.extend(plan);
     let members = alice.get(&format!("/teams/{t}/members")).await;
     let bob_id = members.between("<tr id=\"member-", "\"><td>Bob");
     let bob_id = bob_id.rsplit("member-").next().expect("id").to_owned();
@@ -41,6 +49,10 @@ async fn every_team_route_refuses_outsiders_and_admin_actions_refuse_members(bac
         format!("/teams/{t}/topics/{topic}/events"),
         format!("/teams/{t}/topics/{topic}/messages?before=2"),
         format!("/teams/{t}/recording-files/1"),
+        format!("/teams/{t}/schedule"),
+        format!("/teams/{t}/scheduled/{s}"),
+        format!("/teams/{t}/scheduled/{s}/edit"),
+        format!("/teams/{t}/scheduled/{s}/event.ics"),
     ];
     let posts: Vec<(String, Vec<(&str, &str)>)> = vec![
         (format!("/teams/{t}/members/{bob_id}/role"), vec![("role", "admin")]),
@@ -59,6 +71,11 @@ async fn every_team_route_refuses_outsiders_and_admin_actions_refuse_members(bac
         (format!("/teams/{t}/meetings/{meeting}/recordings"), vec![]),
         (format!("/teams/{t}/meetings/{meeting}/recordings/stop"), vec![]),
         (format!("/teams/{t}/recordings/1/delete"), vec![]),
+        (format!("/teams/{t}/schedule"), intruder.clone()),
+        (format!("/teams/{t}/scheduled/{s}"), intruder.clone()),
+        (format!("/teams/{t}/scheduled/{s}/cancel"), vec![]),
+        (format!("/teams/{t}/scheduled/{s}/start"), vec![]),
+        (format!("/teams/{t}/calendar/new-address"), vec![]),
     ];
 
     // A non-member learns nothing: 404 everywhere, and nothing they post lands.
@@ -93,6 +110,10 @@ async fn every_team_route_refuses_outsiders_and_admin_actions_refuse_members(bac
         (format!("/teams/{t}/meetings/{meeting}/recordings"), vec![]),
         (format!("/teams/{t}/meetings/{meeting}/recordings/stop"), vec![]),
         (format!("/teams/{t}/recordings/1/delete"), vec![]),
+        (format!("/teams/{t}/scheduled/{s}"), intruder.clone()),
+        (format!("/teams/{t}/scheduled/{s}/cancel"), vec![]),
+        (format!("/teams/{t}/scheduled/{s}/start"), vec![]),
+        (format!("/teams/{t}/calendar/new-address"), vec![]),
     ];
     for (path, form) in &admin_only {
         let page = bob.post_form(path, form).await;
@@ -101,6 +122,7 @@ async fn every_team_route_refuses_outsiders_and_admin_actions_refuse_members(bac
     }
     let settings = bob.get(&format!("/teams/{t}/settings")).await;
     assert_eq!(settings.status, StatusCode::FORBIDDEN);
+    assert_eq!(bob.get(&format!("/teams/{t}/scheduled/{s}/edit")).await.status, StatusCode::FORBIDDEN);
     // What members may do still works for them.
     for path in &gets[..3] {
         assert_eq!(bob.get(path).await.status, StatusCode::OK, "GET {path} as a member");

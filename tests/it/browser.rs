@@ -302,6 +302,13 @@ async fn people_who_join_at_once_refuse_their_camera_or_switch_devices_are_still
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meeting_scheduled_for_tomorrow_is_upcoming_then_started_early_and_joined() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    run_browser_script(&app, "schedule.mjs", "schedule").await;
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_watches_a_call_on_the_dashboard() {
     // With the other walks, alone: the figures it checks are the whole process's.
     let app = TestApp::spawn(Backend::Sqlite).await;

@@ -16,3 +16,4 @@ mod oauth;
 mod oidc_provider;
 mod ops;
 mod recording;
+mod schedule;
