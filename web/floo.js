@@ -1,11 +1,42 @@
 // Floo's page glue for live streams (htmx's SSE extension does the streaming).
 //
-// A stream resumes after the last message the page shows, so after a reconnect the
-// server may send a message the page already has: drop it, keyed by its id (m<seq>).
+// A chat stream sends each message as it now is: new, edited or deleted (an SSE id is
+// the topic's event number, so a resumed stream brings edits and deletions too). One
+// the page shows is replaced where it is; one older than the page's first is not
+// shown here (an edit of a message further up); a new one is appended by htmx.
 document.addEventListener('htmx:sseBeforeMessage', (event) => {
-  const id = event.detail && event.detail.lastEventId;
-  if (id && document.getElementById(`m${id}`)) event.preventDefault();
+  const list = event.target;
+  if (!list || list.id !== 'comments' || event.detail.type !== 'message') return;
+  const incoming = new DOMParser().parseFromString(event.detail.data, 'text/html').body.firstElementChild;
+  if (!incoming || !incoming.id) return;
+  const shown = document.getElementById(incoming.id);
+  const first = list.querySelector('.comment');
+  const seq = Number(incoming.id.slice(1));
+  if (shown) {
+    event.preventDefault();
+    shown.replaceWith(document.importNode(incoming, true));
+    showMessageActions(list.closest('.chat'));
+  } else if (first && seq < Number(first.id.slice(1))) {
+    event.preventDefault();
+  }
 });
+
+// Edit and Delete on the messages that are the viewer's to edit or delete (messages are
+// the same bytes for every reader; the chat panel says who is reading).
+function showMessageActions(chat) {
+  if (!chat) return;
+  const me = chat.dataset.me;
+  const moderator = chat.dataset.moderator === '1';
+  for (const message of chat.querySelectorAll('.comment[data-author]')) {
+    const mine = message.dataset.author === me;
+    const actions = message.querySelector('.msg-actions');
+    if (!actions) continue;
+    actions.hidden = !(mine || moderator);
+    const edit = actions.querySelector('.msg-edit');
+    if (edit) edit.hidden = !mine;
+  }
+}
+document.addEventListener('htmx:load', (event) => showMessageActions(event.target.closest?.('.chat') || document.querySelector('.chat')));
 
 // After a message arrives: drop the empty-state line and keep the newest in view.
 document.addEventListener('htmx:sseMessage', (event) => {
@@ -13,6 +44,7 @@ document.addEventListener('htmx:sseMessage', (event) => {
   if (!list || list.id !== 'comments') return;
   const chat = list.closest('.chat');
   chat?.querySelector('.no-messages')?.remove();
+  showMessageActions(chat);
   // In a scrolling chat box, follow the conversation unless the reader scrolled up.
   const last = list.lastElementChild;
   const slack = 80 + (last ? last.offsetHeight : 0);
@@ -25,6 +57,10 @@ function fillTimeZone() {
   if (zone && !zone.value) zone.value = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
 }
 // On first load, and on pages htmx swaps in (links are boosted: no new page load).
-if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', fillTimeZone);
-else fillTimeZone();
+function onPage() {
+  fillTimeZone();
+  showMessageActions(document.querySelector('.chat'));
+}
+if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', onPage);
+else onPage();
 document.addEventListener('htmx:load', fillTimeZone);

@@ -33,8 +33,10 @@ pub struct LiveMessage {
 /// What changed.
 #[derive(Debug, Clone)]
 pub enum Event {
-    /// A message was stored in a topic.
+    /// A message was stored in a topic, edited or deleted (its `event` says which change).
     Message(Arc<LiveMessage>),
+    /// A topic was deleted: its live streams end.
+    TopicGone { topic_id: i64 },
     /// Something on a team's pages changed; `changed` says which part, so that a live
     /// page that does not show it is not rendered again.
     TeamChanged { team_id: i64, changed: Changed },
@@ -91,6 +93,7 @@ impl Event {
     fn key(&self) -> Key {
         match self {
             Event::Message(m) => Key::Topic(m.message.topic_id),
+            Event::TopicGone { topic_id } => Key::Topic(*topic_id),
             Event::TeamChanged { team_id, .. } => Key::Team(*team_id),
             Event::MemberRemoved { team_id, user_id } => Key::Member { team_id: *team_id, user_id: *user_id },
         }
@@ -199,6 +202,9 @@ mod tests {
                 author_name: "A".into(),
                 body: "hi".into(),
                 created_at: 0,
+                event: seq,
+                edited_at: None,
+                deleted_at: None,
             },
             encoded: OnceLock::new(),
         }))

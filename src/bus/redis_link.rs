@@ -44,6 +44,17 @@ enum Wire {
         author_name: String,
         body: String,
         created_at: i64,
+        /// Absent from an older node's events: a new message's event is its seq.
+        #[serde(default)]
+        event: Option<i64>,
+        #[serde(default)]
+        edited_at: Option<i64>,
+        #[serde(default)]
+        deleted_at: Option<i64>,
+    },
+    /// A topic was deleted: its readers' streams close.
+    TopicGone {
+        topic_id: i64,
     },
     TeamChanged {
         team_id: i64,
@@ -73,8 +84,12 @@ impl Wire {
                     author_name: msg.author_name.clone(),
                     body: msg.body.clone(),
                     created_at: msg.created_at,
+                    event: Some(msg.event),
+                    edited_at: msg.edited_at,
+                    deleted_at: msg.deleted_at,
                 }
             }
+            Event::TopicGone { topic_id } => Wire::TopicGone { topic_id: *topic_id },
             Event::TeamChanged { team_id, changed } => Wire::TeamChanged { team_id: *team_id, changed: *changed },
             Event::MemberRemoved { team_id, user_id } => Wire::MemberRemoved { team_id: *team_id, user_id: *user_id },
         }
@@ -83,13 +98,35 @@ impl Wire {
     /// The event to deliver locally, or None for a resync request.
     fn into_event(self) -> Option<Event> {
         Some(match self {
-            Wire::Message { team_id, id, topic_id, seq, author_id, author_name, body, created_at } => {
-                Event::Message(Arc::new(LiveMessage {
-                    team_id,
-                    message: Message { id, topic_id, seq, author_id, author_name, body, created_at },
-                    encoded: Default::default(),
-                }))
-            }
+            Wire::Message {
+                team_id,
+                id,
+                topic_id,
+                seq,
+                author_id,
+                author_name,
+                body,
+                created_at,
+                event,
+                edited_at,
+                deleted_at,
+            } => Event::Message(Arc::new(LiveMessage {
+                team_id,
+                message: Message {
+                    id,
+                    topic_id,
+                    seq,
+                    author_id,
+                    author_name,
+                    body,
+                    created_at,
+                    event: event.unwrap_or(seq),
+                    edited_at,
+                    deleted_at,
+                },
+                encoded: Default::default(),
+            })),
+            Wire::TopicGone { topic_id } => Event::TopicGone { topic_id },
             Wire::TeamChanged { team_id, changed } => Event::TeamChanged { team_id, changed },
             Wire::MemberRemoved { team_id, user_id } => Event::MemberRemoved { team_id, user_id },
             Wire::Resync => return None,

@@ -9,10 +9,10 @@ use std::time::Instant;
 use axum::body::Bytes;
 use bytes::BytesMut;
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Form, Router};
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -40,18 +40,42 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/teams/{team_id}/topics/{topic_id}/messages", get(earlier).post(post_message))
         .route("/teams/{team_id}/topics/{topic_id}/events", get(stream))
+        .route("/teams/{team_id}/topics/{topic_id}/messages/{seq}", post(edit_message))
+        .route("/teams/{team_id}/topics/{topic_id}/messages/{seq}/edit", get(edit_form))
+        .route("/teams/{team_id}/topics/{topic_id}/messages/{seq}/delete", post(delete_message))
 }
 
 fn base(t: &TopicInTeam) -> String {
     format!("/teams/{}/topics/{}", t.member.team.id, t.topic.id)
 }
 
-/// One message as every page shows it (also what live streams send).
-pub fn message_item(msg: &Message) -> Markup {
+/// One message as every page shows it (also what live streams send, the same bytes to
+/// every reader): so its Edit and Delete are there for everyone, hidden, and the page
+/// shows them to whom they are for (`floo.js`: the author edits and deletes, team
+/// admins delete); the server decides either way.
+pub fn message_item(team_id: i64, msg: &Message) -> Markup {
+    let at = |what: &str| format!("/teams/{team_id}/topics/{}/messages/{}{what}", msg.topic_id, msg.seq);
     html! {
-        div.comment #(format!("m{}", msg.seq)) {
-            div.comment-meta { strong { (msg.author_name) } " " span.muted.small { (views::time(msg.created_at)) } }
-            (views::rendered_markdown(to_safe_html(&msg.body)))
+        @if msg.deleted_at.is_some() {
+            div.comment.deleted #(format!("m{}", msg.seq)) data-author=(msg.author_id) {
+                div.comment-meta { strong { (msg.author_name) } " " span.muted.small { (views::time(msg.created_at)) } }
+                p.muted { em { "message deleted" } }
+            }
+        } @else {
+            div.comment #(format!("m{}", msg.seq)) data-author=(msg.author_id) {
+                div.comment-meta {
+                    strong { (msg.author_name) } " " span.muted.small { (views::time(msg.created_at)) }
+                    @if msg.edited_at.is_some() { " " span.muted.small.edited { "· edited" } }
+                    // Boosted like every link, but onto the whole page, not into the list.
+                    span.msg-actions hidden hx-target="body" hx-swap="innerHTML" hx-push-url="true" {
+                        " " a.small.msg-edit href=(at("/edit")) { "Edit" }
+                        form.inline.msg-delete method="post" action=(at("/delete")) hx-confirm="Delete this message for everyone?" {
+                            button.link.small type="submit" { "Delete" }
+                        }
+                    }
+                }
+                (views::rendered_markdown(to_safe_html(&msg.body)))
+            }
         }
     }
 }
@@ -92,23 +116,26 @@ pub fn chat_panel(
     error: Option<&str>,
 ) -> Markup {
     let first_seq = messages.first().map(|m| m.seq).unwrap_or(t.topic.last_seq + 1);
-    let last_seq = messages.last().map(|m| m.seq).unwrap_or(t.topic.last_seq);
     let title = if t.topic.kind == TopicKind::Meeting { "Meeting chat" } else { "Comments" };
+    // Who may act on which message (the messages themselves are the same for everyone).
+    let moderator = if t.member.role.is_admin() { "1" } else { "0" };
     html! {
-        section.card.chat #chat {
+        section.card.chat #chat data-me=(t.member.user_id()) data-moderator=(moderator) {
             h2 { (title) }
             @if before.is_none() {
-                div hx-ext="sse" sse-connect=(format!("{}/events?after={last_seq}", base(t))) {
+                // The stream resumes after the topic's latest event: new messages, and
+                // edits and deletions of those shown.
+                div hx-ext="sse" sse-connect=(format!("{}/events?after={}", base(t), t.topic.last_event)) {
                     (earlier_button(t, first_seq))
                     div #comments sse-swap="message" hx-swap="beforeend" {
-                        @for msg in messages { (message_item(msg)) }
+                        @for msg in messages { (message_item(t.member.team.id, msg)) }
                     }
                     @if messages.is_empty() { p.muted.no-messages { "No messages yet. Write the first one." } }
                 }
                 (message_form(t, draft, error))
             } @else {
                 (earlier_button(t, first_seq))
-                div #comments { @for msg in messages { (message_item(msg)) } }
+                div #comments { @for msg in messages { (message_item(t.member.team.id, msg)) } }
                 p { a.button href=(base(t)) { "Show the latest messages" } }
             }
         }
@@ -117,6 +144,9 @@ pub fn chat_panel(
 
 fn message_form(t: &TopicInTeam, draft: &str, error: Option<&str>) -> Markup {
     let action = format!("{}/messages", base(t));
+    if t.topic.locked_at.is_some() {
+        return html! { p.notice #comment-form { "This topic is locked by the team's admins: no new messages." } };
+    }
     html! {
         form #comment-form method="post" action=(action) hx-post=(action) hx-target="this" hx-swap="outerHTML" {
             (csrf_field(&t.member.viewer.csrf.0))
@@ -152,7 +182,7 @@ async fn earlier(
     let first_seq = messages.first().map(|m| m.seq).unwrap_or(1);
     Ok(html! {
         (earlier_button(&t, first_seq))
-        @for msg in &messages { (message_item(msg)) }
+        @for msg in &messages { (message_item(t.member.team.id, msg)) }
     }
     .into_response())
 }
@@ -168,6 +198,9 @@ async fn post_message(
     headers: HeaderMap,
     Form(form): Form<MessageForm>,
 ) -> Result<Response, Error> {
+    if t.topic.locked_at.is_some() {
+        return Err(Error::Conflict("This topic is locked by the team's admins: no new messages.".into()));
+    }
     let body = form.body.trim();
     let n = body.chars().count();
     let (problem, status) = if body.is_empty() {
@@ -228,7 +261,7 @@ async fn stream(
     let user_id = t.member.user_id();
     let slot = state.streams.acquire(user_id).ok_or_else(super::limits::too_many_streams)?;
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
-    let after = last_event_id.or(q.after).unwrap_or(t.topic.last_seq).max(0);
+    let after = last_event_id.or(q.after).unwrap_or(t.topic.last_event).max(0);
     // Subscribe before reading the backlog, so nothing falls between the two.
     let reader = TopicReader {
         store: state.store.clone(),
@@ -239,7 +272,7 @@ async fn stream(
         topic_id: t.topic.id,
         team_id: t.member.team.id,
         user_id,
-        last_seq: after,
+        last_event: after,
         backlog: VecDeque::new(),
         catching_up: true,
         keep_alive: super::sse::KeepAlive::new(),
@@ -260,10 +293,10 @@ struct TopicReader {
     topic_id: i64,
     team_id: i64,
     user_id: i64,
-    /// The `seq` of the last message sent.
-    last_seq: i64,
+    /// The topic event last sent (messages and their edits and deletions).
+    last_event: i64,
     backlog: VecDeque<Arc<LiveMessage>>,
-    /// Whether the database may hold messages after `last_seq` not yet queued.
+    /// Whether the database may hold events after `last_event` not yet queued.
     catching_up: bool,
     keep_alive: super::sse::KeepAlive,
     /// When this stream last wrote messages.
@@ -363,13 +396,15 @@ impl TopicReader {
     fn take(&mut self, event: Result<Event, broadcast::error::RecvError>) -> Option<()> {
         match event {
             Ok(Event::Message(live)) => {
-                if live.message.seq == self.last_seq + 1 {
+                if live.message.event == self.last_event + 1 {
                     self.backlog.push_back(live);
-                } else if live.message.seq > self.last_seq {
+                } else if live.message.event > self.last_event {
                     // A gap: something was lost on the way; the database has it.
                     self.catching_up = true;
                 }
             }
+            // The topic was deleted.
+            Ok(Event::TopicGone { .. }) => return None,
             Ok(_) => {}
             Err(broadcast::error::RecvError::Lagged(_)) => self.catching_up = true,
             Err(broadcast::error::RecvError::Closed) => return None,
@@ -380,12 +415,13 @@ impl TopicReader {
     /// The frame of the first queued message not yet sent.
     fn queued_frame(&mut self) -> Option<Bytes> {
         while let Some(live) = self.backlog.pop_front() {
-            if live.message.seq <= self.last_seq {
+            if live.message.event <= self.last_event {
                 continue;
             }
-            self.last_seq = live.message.seq;
+            self.last_event = live.message.event;
             let frame = live.encoded.get_or_init(|| {
-                super::sse::frame(Some(live.message.seq), "message", &message_item(&live.message).into_string())
+                let html = message_item(live.team_id, &live.message).into_string();
+                super::sse::frame(Some(live.message.event), "message", &html)
             });
             return Some(frame.clone());
         }
@@ -394,11 +430,7 @@ impl TopicReader {
 
     /// Queues what the database holds after `last_seq`, a batch at a time.
     async fn catch_up(&mut self) -> Option<()> {
-        let batch = match self
-            .store
-            .messages_between(self.topic_id, self.last_seq + 1, self.last_seq + BACKLOG_BATCH)
-            .await
-        {
+        let batch = match self.store.messages_changed_after(self.topic_id, self.last_event, BACKLOG_BATCH).await {
             Ok(batch) => batch,
             Err(e) => {
                 tracing::warn!(error = %e, topic_id = self.topic_id, "live stream cannot read messages; closing it");
@@ -420,4 +452,131 @@ impl TopicReader {
             _ => None,
         }
     }
+}
+
+#[derive(Deserialize)]
+struct MessagePath {
+    seq: i64,
+}
+
+/// Where to go back to after acting on a message: the page it was done from (the
+/// meeting page, say) if it is one of this team's, else the topic.
+fn back_to(t: &TopicInTeam, headers: &HeaderMap, seq: i64) -> String {
+    let team = format!("/teams/{}/", t.member.team.id);
+    headers
+        .get(axum::http::header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| url::Url::parse(r).ok())
+        .map(|u| u.path().to_owned())
+        .filter(|p| p.starts_with(&team) && !p.contains("/edit"))
+        .map(|p| format!("{p}#m{seq}"))
+        .unwrap_or_else(|| format!("{}#m{seq}", base(t)))
+}
+
+/// The message at `seq`, if it is there and not deleted.
+async fn live_message(state: &AppState, t: &TopicInTeam, seq: i64) -> Result<Message, Error> {
+    let message = state.store.message(t.topic.id, seq).await?.ok_or(Error::NotFound)?;
+    if message.deleted_at.is_some() {
+        return Err(Error::Conflict("This message was deleted.".into()));
+    }
+    Ok(message)
+}
+
+fn edit_view(t: &TopicInTeam, seq: i64, body: &str, error: Option<&str>) -> Markup {
+    let action = format!("{}/messages/{seq}", base(t));
+    super::forum::topic_page(
+        t,
+        html! {
+            section.card {
+                h2 { "Edit your message" }
+                form method="post" action=(action) {
+                    (csrf_field(&t.member.viewer.csrf.0))
+                    label for="comment-body" { "Message" }
+                    textarea #comment-body name="body" rows="5" maxlength=(MAX_MESSAGE) required { (body) }
+                    (field_error(error))
+                    div.actions {
+                        button.primary type="submit" { "Save" }
+                        a.button href=(format!("{}#m{seq}", base(t))) { "Cancel" }
+                    }
+                }
+            }
+        },
+    )
+}
+
+async fn edit_form(State(state): State<AppState>, t: TopicInTeam, Path(p): Path<MessagePath>) -> Result<Markup, Error> {
+    let message = live_message(&state, &t, p.seq).await?;
+    if message.author_id != t.member.user_id() {
+        return Err(Error::Forbidden("Only the author of a message can edit it.".into()));
+    }
+    Ok(edit_view(&t, p.seq, &message.body, None))
+}
+
+async fn edit_message(
+    State(state): State<AppState>,
+    t: TopicInTeam,
+    Path(p): Path<MessagePath>,
+    headers: HeaderMap,
+    Form(form): Form<MessageForm>,
+) -> Result<Response, Error> {
+    let message = live_message(&state, &t, p.seq).await?;
+    if message.author_id != t.member.user_id() {
+        return Err(Error::Forbidden("Only the author of a message can edit it.".into()));
+    }
+    if t.topic.locked_at.is_some() {
+        return Err(Error::Conflict(
+            "This topic is locked by the team's admins: its messages stay as they are.".into(),
+        ));
+    }
+    let body = form.body.trim();
+    let n = body.chars().count();
+    let problem = if body.is_empty() {
+        Some("Write something, or delete the message instead.".to_owned())
+    } else if n > MAX_MESSAGE {
+        Some(format!("A message can be at most {MAX_MESSAGE} characters (this one has {n})."))
+    } else if let Err(wait) = state.post_rate.allow(t.member.user_id(), Instant::now()) {
+        Some(format!("You are sending messages faster than this server allows. Wait {wait} s and save again."))
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, edit_view(&t, p.seq, &form.body, Some(&problem))).into_response());
+    }
+    if let Some(changed) = state.store.change_message(t.topic.id, p.seq, Some(body), now_ms()).await? {
+        publish_change(&state, &t, changed);
+    }
+    Ok(Redirect::to(&back_to(&t, &headers, p.seq)).into_response())
+}
+
+async fn delete_message(
+    State(state): State<AppState>,
+    t: TopicInTeam,
+    Path(p): Path<MessagePath>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    let message = live_message(&state, &t, p.seq).await?;
+    if message.author_id != t.member.user_id() && !t.member.role.is_admin() {
+        return Err(Error::Forbidden("Only the author of a message or a team admin can delete it.".into()));
+    }
+    if let Some(changed) = state.store.change_message(t.topic.id, p.seq, None, now_ms()).await? {
+        if changed.author_id != t.member.user_id() {
+            tracing::info!(
+                topic_id = t.topic.id,
+                seq = p.seq,
+                by = t.member.user_id(),
+                "message deleted by a moderator"
+            );
+        }
+        publish_change(&state, &t, changed);
+    }
+    Ok(Redirect::to(&back_to(&t, &headers, p.seq)).into_response())
+}
+
+/// Tells the topic's live readers that a message changed (its new event).
+fn publish_change(state: &AppState, t: &TopicInTeam, message: Message) {
+    state.bus.publish(Event::Message(Arc::new(LiveMessage {
+        team_id: t.member.team.id,
+        message,
+        encoded: Default::default(),
+    })));
 }

@@ -5,7 +5,7 @@
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Form, Router};
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -17,7 +17,7 @@ use super::{AppState, Error, TeamMember, TopicInTeam};
 use crate::bus::{Changed, Event};
 use crate::clock::now_ms;
 use crate::markdown::to_safe_html;
-use crate::store::{Topic, TopicKind};
+use crate::store::{Topic, TopicFlag, TopicKind};
 
 pub const MAX_TITLE: usize = 200;
 pub const MAX_BODY: usize = 20_000;
@@ -27,7 +27,13 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/teams/{team_id}/forum", get(forum).post(create_topic))
         .route("/teams/{team_id}/forum/new", get(new_topic))
-        .route("/teams/{team_id}/topics/{topic_id}", get(topic))
+        .route("/teams/{team_id}/topics/{topic_id}", get(topic).post(save_topic))
+        .route("/teams/{team_id}/topics/{topic_id}/edit", get(edit_topic))
+        .route("/teams/{team_id}/topics/{topic_id}/delete", post(delete_topic))
+        .route("/teams/{team_id}/topics/{topic_id}/lock", post(lock))
+        .route("/teams/{team_id}/topics/{topic_id}/unlock", post(unlock))
+        .route("/teams/{team_id}/topics/{topic_id}/pin", post(pin))
+        .route("/teams/{team_id}/topics/{topic_id}/unpin", post(unpin))
 }
 
 #[derive(Deserialize)]
@@ -89,6 +95,8 @@ fn topic_item(t: &Topic) -> Markup {
     html! {
         li.topic {
             a href=(format!("/teams/{}/topics/{}", t.team_id, t.id)) { strong { (t.title) } }
+            @if t.pinned_at.is_some() { " " span.badge.pinned { "pinned" } }
+            @if t.locked_at.is_some() { " " span.badge { "locked" } }
             @if t.kind == TopicKind::Meeting { " " span.badge.meeting { "meeting" } }
             div.muted.small {
                 (t.author_name) " · " (t.last_seq) @if t.last_seq == 1 { " message" } @else { " messages" }
@@ -185,6 +193,137 @@ async fn topic(State(state): State<AppState>, t: TopicInTeam, Query(q): Query<To
     Ok(topic_page(&t, maud::html! { (panel) @if let Some(r) = recordings { (r) } }))
 }
 
+/// What the viewer may do to a topic: its author edits it and deletes it (a post; a
+/// meeting's topic goes with its meeting), admins delete, lock and pin it.
+fn topic_actions(t: &TopicInTeam) -> Markup {
+    let m = &t.member;
+    let base = format!("/teams/{}/topics/{}", m.team.id, t.topic.id);
+    let author = t.topic.author_id == m.user_id();
+    let admin = m.role.is_admin();
+    let post = t.topic.kind == TopicKind::Post;
+    let button = |what: &str, label: &str| {
+        html! {
+            form.inline method="post" action=(format!("{base}/{what}")) {
+                (csrf_field(&m.viewer.csrf.0))
+                button.small type="submit" { (label) }
+            }
+        }
+    };
+    html! {
+        @if author || admin {
+            div.actions.topic-actions {
+                @if author { a.button.small href=(format!("{base}/edit")) { "Edit" } }
+                @if admin {
+                    @if t.topic.pinned_at.is_some() { (button("unpin", "Unpin")) } @else { (button("pin", "Pin to the top")) }
+                    @if t.topic.locked_at.is_some() { (button("unlock", "Unlock")) } @else { (button("lock", "Lock")) }
+                }
+                @if post {
+                    form.inline method="post" action=(format!("{base}/delete")) hx-confirm="Delete this topic and all its comments?" {
+                        (csrf_field(&m.viewer.csrf.0))
+                        button.small.danger type="submit" { "Delete" }
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn edit_topic(t: TopicInTeam) -> Result<Markup, Error> {
+    if t.topic.author_id != t.member.user_id() {
+        return Err(Error::Forbidden("Only the author of a topic can edit it.".into()));
+    }
+    Ok(edit_topic_view(&t, &t.topic.title, &t.topic.body, (None, None)))
+}
+
+fn edit_topic_view(t: &TopicInTeam, title: &str, body: &str, errors: (Option<&str>, Option<&str>)) -> Markup {
+    let m = &t.member;
+    views::page(
+        chrome(m),
+        "Edit the topic",
+        html! {
+            (views::team_header(&m.team, m.role, TeamTab::Forum))
+            section.card {
+                h2 { "Edit the topic" }
+                form method="post" action=(format!("/teams/{}/topics/{}", m.team.id, t.topic.id)) {
+                    (csrf_field(&m.viewer.csrf.0))
+                    label for="title" { "Title" }
+                    input #title type="text" name="title" value=(title) maxlength=(MAX_TITLE) required;
+                    (field_error(errors.0))
+                    label for="body" { "Text" }
+                    textarea #body name="body" rows="10" maxlength=(MAX_BODY) { (body) }
+                    (field_error(errors.1))
+                    div.actions {
+                        button.primary type="submit" { "Save" }
+                        a.button href=(format!("/teams/{}/topics/{}", m.team.id, t.topic.id)) { "Cancel" }
+                    }
+                }
+            }
+        },
+    )
+}
+
+async fn save_topic(
+    State(state): State<AppState>,
+    t: TopicInTeam,
+    Form(form): Form<TopicForm>,
+) -> Result<Response, Error> {
+    if t.topic.author_id != t.member.user_id() {
+        return Err(Error::Forbidden("Only the author of a topic can edit it.".into()));
+    }
+    let (title, body) = (form.title.trim(), form.body.trim());
+    let title_error = if title.is_empty() {
+        Some("Give the topic a title.".to_owned())
+    } else {
+        too_long(title, MAX_TITLE, "A title")
+    };
+    let body_error = too_long(body, MAX_BODY, "The text");
+    if title_error.is_some() || body_error.is_some() {
+        let page = edit_topic_view(&t, &form.title, &form.body, (title_error.as_deref(), body_error.as_deref()));
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+    }
+    state.store.edit_topic(t.topic.id, title, body, now_ms()).await?;
+    state.bus.publish(Event::TeamChanged { team_id: t.member.team.id, changed: Changed::TOPICS | Changed::MEETINGS });
+    Ok(Redirect::to(&format!("/teams/{}/topics/{}", t.member.team.id, t.topic.id)).into_response())
+}
+
+async fn delete_topic(State(state): State<AppState>, t: TopicInTeam) -> Result<Response, Error> {
+    if t.topic.author_id != t.member.user_id() && !t.member.role.is_admin() {
+        return Err(Error::Forbidden("Only the author of a topic or a team admin can delete it.".into()));
+    }
+    if t.topic.kind == TopicKind::Meeting {
+        return Err(Error::Conflict("A meeting's topic holds its chat: it stays with the meeting.".into()));
+    }
+    state.store.delete_topic(t.topic.id).await?;
+    state.bus.publish(Event::TopicGone { topic_id: t.topic.id });
+    state.bus.publish(Event::TeamChanged { team_id: t.member.team.id, changed: Changed::TOPICS });
+    tracing::info!(team_id = t.member.team.id, topic_id = t.topic.id, by = t.member.user_id(), "topic deleted");
+    Ok(Redirect::to(&format!("/teams/{}/forum", t.member.team.id)).into_response())
+}
+
+/// An admin sets or clears a flag on a topic.
+async fn flag(state: &AppState, t: &TopicInTeam, flag: TopicFlag, on: bool) -> Result<Response, Error> {
+    t.member.require_admin()?;
+    state.store.set_topic_flag(t.topic.id, flag, on.then(now_ms)).await?;
+    state.bus.publish(Event::TeamChanged { team_id: t.member.team.id, changed: Changed::TOPICS });
+    Ok(Redirect::to(&format!("/teams/{}/topics/{}", t.member.team.id, t.topic.id)).into_response())
+}
+
+async fn lock(State(state): State<AppState>, t: TopicInTeam) -> Result<Response, Error> {
+    flag(&state, &t, TopicFlag::Locked, true).await
+}
+
+async fn unlock(State(state): State<AppState>, t: TopicInTeam) -> Result<Response, Error> {
+    flag(&state, &t, TopicFlag::Locked, false).await
+}
+
+async fn pin(State(state): State<AppState>, t: TopicInTeam) -> Result<Response, Error> {
+    flag(&state, &t, TopicFlag::Pinned, true).await
+}
+
+async fn unpin(State(state): State<AppState>, t: TopicInTeam) -> Result<Response, Error> {
+    flag(&state, &t, TopicFlag::Pinned, false).await
+}
+
 /// A topic's page around its chat panel.
 pub fn topic_page(t: &TopicInTeam, panel: Markup) -> Markup {
     let m = &t.member;
@@ -193,13 +332,21 @@ pub fn topic_page(t: &TopicInTeam, panel: Markup) -> Markup {
         &t.topic.title,
         html! {
             (views::team_header(&m.team, m.role, TeamTab::Forum))
-            article.card {
-                h1 { (t.topic.title) }
-                p.muted.small { (t.topic.author_name) " · " (views::time(t.topic.created_at)) }
+            article.card #topic {
+                h1 {
+                    (t.topic.title)
+                    @if t.topic.pinned_at.is_some() { " " span.badge { "pinned" } }
+                    @if t.topic.locked_at.is_some() { " " span.badge { "locked" } }
+                }
+                p.muted.small {
+                    (t.topic.author_name) " · " (views::time(t.topic.created_at))
+                    @if t.topic.edited_at.is_some() { " · edited" }
+                }
                 @if let Some(meeting_id) = t.topic.meeting_id {
                     p { a.button href=(format!("/teams/{}/meetings/{meeting_id}", m.team.id)) { "Open the meeting" } }
                 }
                 (views::rendered_markdown(to_safe_html(&t.topic.body)))
+                (topic_actions(t))
             }
             (panel)
         },

@@ -20,7 +20,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 
 pub use admins::Who;
-pub use forum::{Message, Topic, TopicKind, TopicSummary};
+pub use forum::{Message, Topic, TopicFlag, TopicKind, TopicSummary};
 pub use meetings::{Attendance, Meeting, MeetingAdmission, MeetingSummary};
 pub use recordings::{FileKind, NewFile, Recording, RecordingFile, RecordingState};
 pub use schedule::{Plan, Scheduled};

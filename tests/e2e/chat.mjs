@@ -48,5 +48,38 @@ await withBrowser(artifacts, async (browser) => {
   }
   await shot(alice, artifacts, 'meeting-chat-alice');
   await shot(carol, artifacts, 'forum-chat-carol');
+
+  // Each sees Edit and Delete on their own messages only; Alice, the owner, may delete
+  // anyone's (but edit only hers).
+  const actions = async (page, text) => {
+    const message = page.locator('#comments .comment', { hasText: text });
+    return {
+      edit: await message.locator('.msg-edit').isVisible(),
+      del: await message.getByRole('button', { name: 'Delete' }).isVisible(),
+    };
+  };
+  const carolOnBob = await actions(carol, 'Bob here');
+  check(!carolOnBob.edit && !carolOnBob.del, `Carol cannot act on Bob's message: ${JSON.stringify(carolOnBob)}`);
+  const aliceOnBob = await actions(alice, 'Bob here');
+  check(!aliceOnBob.edit && aliceOnBob.del, `Alice may delete Bob's message, not edit it: ${JSON.stringify(aliceOnBob)}`);
+
+  // Carol fixes her message: everyone sees the new words, marked edited, in place.
+  await carol.locator('#comments .comment', { hasText: 'Carol from the forum' }).locator('.msg-edit').click();
+  await carol.locator('#comment-body').fill('Carol from the forum: good luck, team!');
+  await carol.getByRole('button', { name: 'Save' }).click();
+  for (const page of [alice, bob, carol]) {
+    await page.locator('#comments .comment', { hasText: 'good luck, team!' }).locator('.edited').waitFor({ timeout: 10000 });
+  }
+  // Alice removes Bob's message (after confirming): a "message deleted" line for all.
+  alice.once('dialog', (dialog) => dialog.accept());
+  await alice.locator('#comments .comment', { hasText: 'Bob here' }).getByRole('button', { name: 'Delete' }).click();
+  for (const page of [alice, bob, carol]) {
+    await page.locator('#comments .comment.deleted', { hasText: 'message deleted' }).waitFor({ timeout: 10000 });
+    check(await page.locator('#comments', { hasText: 'Bob here' }).count() === 0, 'the deleted words are gone');
+    const count = await page.locator('#comments .comment').count();
+    check(count === 3, `still three lines, in place (saw ${count})`);
+  }
+  check(bob.url() === await bob.evaluate(() => location.href), 'Bob stayed in the call');
+  await shot(bob, artifacts, 'edited-and-deleted-bob');
   console.log('live chat browser walk: ok');
 });

@@ -21,6 +21,7 @@ async fn every_team_route_refuses_outsiders_and_admin_actions_refuse_members(bac
     let topic_url =
         alice.post_form(&format!("/teams/{t}/forum"), &[("title", "Secret plans"), ("body", "x")]).await.url;
     let topic = topic_url.rsplit('/').next().expect("topic id").to_owned();
+    alice.post_form(&format!("/teams/{t}/topics/{topic}/messages"), &[("body", "Secret reply")]).await;
     let meeting_url = alice.post_form(&format!("/teams/{t}/meetings"), &[("title", "Secret meeting")]).await.url;
     let meeting = meeting_url.rsplit('/').next().expect("meeting id").to_owned();
     let plan =
@@ -53,6 +54,8 @@ async fn every_team_route_refuses_outsiders_and_admin_actions_refuse_members(bac
         format!("/teams/{t}/scheduled/{s}"),
         format!("/teams/{t}/scheduled/{s}/edit"),
         format!("/teams/{t}/scheduled/{s}/event.ics"),
+        format!("/teams/{t}/topics/{topic}/edit"),
+        format!("/teams/{t}/topics/{topic}/messages/1/edit"),
     ];
     let posts: Vec<(String, Vec<(&str, &str)>)> = vec![
         (format!("/teams/{t}/members/{bob_id}/role"), vec![("role", "admin")]),
@@ -76,6 +79,14 @@ async fn every_team_route_refuses_outsiders_and_admin_actions_refuse_members(bac
         (format!("/teams/{t}/scheduled/{s}/cancel"), vec![]),
         (format!("/teams/{t}/scheduled/{s}/start"), vec![]),
         (format!("/teams/{t}/calendar/new-address"), vec![]),
+        (format!("/teams/{t}/topics/{topic}"), vec![("title", "Intruder"), ("body", "x")]),
+        (format!("/teams/{t}/topics/{topic}/delete"), vec![]),
+        (format!("/teams/{t}/topics/{topic}/lock"), vec![]),
+        (format!("/teams/{t}/topics/{topic}/unlock"), vec![]),
+        (format!("/teams/{t}/topics/{topic}/pin"), vec![]),
+        (format!("/teams/{t}/topics/{topic}/unpin"), vec![]),
+        (format!("/teams/{t}/topics/{topic}/messages/1"), vec![("body", "Intruder")]),
+        (format!("/teams/{t}/topics/{topic}/messages/1/delete"), vec![]),
     ];
 
     // A non-member learns nothing: 404 everywhere, and nothing they post lands.
@@ -114,6 +125,14 @@ async fn every_team_route_refuses_outsiders_and_admin_actions_refuse_members(bac
         (format!("/teams/{t}/scheduled/{s}/cancel"), vec![]),
         (format!("/teams/{t}/scheduled/{s}/start"), vec![]),
         (format!("/teams/{t}/calendar/new-address"), vec![]),
+        (format!("/teams/{t}/topics/{topic}"), vec![("title", "Intruder"), ("body", "x")]),
+        (format!("/teams/{t}/topics/{topic}/delete"), vec![]),
+        (format!("/teams/{t}/topics/{topic}/lock"), vec![]),
+        (format!("/teams/{t}/topics/{topic}/unlock"), vec![]),
+        (format!("/teams/{t}/topics/{topic}/pin"), vec![]),
+        (format!("/teams/{t}/topics/{topic}/unpin"), vec![]),
+        (format!("/teams/{t}/topics/{topic}/messages/1"), vec![("body", "Intruder")]),
+        (format!("/teams/{t}/topics/{topic}/messages/1/delete"), vec![]),
     ];
     for (path, form) in &admin_only {
         let page = bob.post_form(path, form).await;

@@ -11,6 +11,7 @@ mod impair;
 mod live;
 mod media;
 mod metrics;
+mod moderation;
 mod nodes;
 mod oauth;
 mod oidc_provider;

@@ -1,0 +1,15 @@
+-- Edits, deletions and moderation. A topic's events (its messages, and every edit or
+-- deletion of one) are numbered by `last_event`, which live streams resume from; a
+-- message's `event` is the number of its latest change (its creation at first).
+-- `last_seq` still numbers the messages themselves (their anchors, the counts).
+ALTER TABLE topics ADD COLUMN last_event INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE topics ADD COLUMN edited_at INTEGER;
+ALTER TABLE topics ADD COLUMN locked_at INTEGER;
+ALTER TABLE topics ADD COLUMN pinned_at INTEGER;
+UPDATE topics SET last_event = last_seq;
+
+ALTER TABLE messages ADD COLUMN event INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN edited_at INTEGER;
+ALTER TABLE messages ADD COLUMN deleted_at INTEGER;
+UPDATE messages SET event = seq;
+CREATE INDEX messages_topic_event_idx ON messages (topic_id, event);
