@@ -16,6 +16,7 @@ mod meetings;
 mod ops;
 mod recordings;
 mod schedule;
+mod search;
 pub mod server;
 mod sse;
 mod teams;
@@ -121,6 +122,7 @@ pub fn router(state: AppState) -> Router {
         .merge(recordings::router())
         .merge(meetings::router())
         .merge(schedule::router())
+        .merge(search::router())
         .merge(media_socket::router())
         .merge(ops::router())
         .merge(dashboard::router())

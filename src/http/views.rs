@@ -128,6 +128,9 @@ pub fn team_header(team: &Team, role: Role, active: TeamTab) -> Markup {
         div.team-header {
             h1 { (team.name) }
             span.badge { (role) }
+            form.team-search method="get" action=(format!("{base}/search")) role="search" {
+                input type="search" name="q" placeholder="Search this team" aria-label="Search this team" maxlength="200";
+            }
         }
         nav.tabs {
             @for (tab, href, label) in tabs {

@@ -10,6 +10,7 @@ mod forum;
 mod meetings;
 mod recordings;
 mod schedule;
+mod search;
 mod teams;
 mod users;
 
@@ -24,6 +25,7 @@ pub use forum::{Message, Topic, TopicFlag, TopicKind, TopicSummary};
 pub use meetings::{Attendance, Meeting, MeetingAdmission, MeetingSummary};
 pub use recordings::{FileKind, NewFile, Recording, RecordingFile, RecordingState};
 pub use schedule::{Plan, Scheduled};
+pub use search::{MARK_END, MARK_START, MessageHit, TopicHit, query_words};
 pub use teams::{Member, Role, Team, TeamOfUser};
 pub use users::{OAuthLogin, User};
 

@@ -56,6 +56,7 @@ async fn every_team_route_refuses_outsiders_and_admin_actions_refuse_members(bac
         format!("/teams/{t}/scheduled/{s}/event.ics"),
         format!("/teams/{t}/topics/{topic}/edit"),
         format!("/teams/{t}/topics/{topic}/messages/1/edit"),
+        format!("/teams/{t}/search?q=Secret"),
     ];
     let posts: Vec<(String, Vec<(&str, &str)>)> = vec![
         (format!("/teams/{t}/members/{bob_id}/role"), vec![("role", "admin")]),

@@ -18,3 +18,4 @@ mod oidc_provider;
 mod ops;
 mod recording;
 mod schedule;
+mod search;
