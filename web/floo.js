@@ -60,7 +60,40 @@ function fillTimeZone() {
 function onPage() {
   fillTimeZone();
   showMessageActions(document.querySelector('.chat'));
+  markUnread();
 }
 if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', onPage);
 else onPage();
 document.addEventListener('htmx:load', fillTimeZone);
+
+// New on the forum: the list is the same for every reader; the page holds what this
+// member has read (topic → last message seen) and when they joined, and marks topics
+// with messages after that ("3 new"), on load and whenever the live list is swapped.
+function markUnread() {
+  const list = document.getElementById('topic-list');
+  if (!list || !list.dataset.reads) return;
+  let reads = {};
+  try { reads = JSON.parse(list.dataset.reads); } catch { return; }
+  const joined = Number(list.dataset.joined || 0);
+  for (const item of list.querySelectorAll('li.topic[data-topic]')) {
+    const seq = Number(item.dataset.seq);
+    const read = reads[item.dataset.topic];
+    const fresh = read === undefined ? (seq > 0 && Number(item.dataset.activity) > joined ? seq : 0) : seq - read;
+    item.classList.toggle('unread', fresh > 0);
+    let badge = item.querySelector('.badge.new');
+    if (fresh > 0) {
+      if (!badge) {
+        badge = document.createElement('span');
+        badge.className = 'badge new';
+        item.querySelector('a')?.after(' ', badge);
+      }
+      badge.textContent = `${fresh} new`;
+    } else {
+      badge?.remove();
+    }
+  }
+}
+document.addEventListener('htmx:afterSwap', (event) => {
+  if (event.target && event.target.id === 'topic-list') markUnread();
+});
+document.addEventListener('htmx:load', markUnread);

@@ -229,6 +229,7 @@ async fn post_message(
         return Ok((status, markup).into_response());
     }
     let message = state.store.add_message(t.topic.id, t.member.user_id(), body, now_ms()).await?;
+    state.store.mark_read(t.member.user_id(), t.topic.id, message.seq).await?;
     crate::metrics::metrics().chat_messages.inc();
     let seq = message.seq;
     // Stored first; now everyone concerned hears of it.
@@ -277,6 +278,7 @@ async fn stream(
         catching_up: true,
         keep_alive: super::sse::KeepAlive::new(),
         last_write: None,
+        delivered: 0,
         _slot: slot,
     };
     Ok(super::sse::stream(reader))
@@ -301,7 +303,27 @@ struct TopicReader {
     keep_alive: super::sse::KeepAlive,
     /// When this stream last wrote messages.
     last_write: Option<Instant>,
+    /// The newest message (`seq`) this stream delivered: read, once the page goes.
+    delivered: i64,
     _slot: super::limits::StreamSlot,
+}
+
+impl Drop for TopicReader {
+    /// What an open page received live was read: one write when the stream ends (not
+    /// one per message and reader, which a busy chat could not afford).
+    fn drop(&mut self) {
+        if self.delivered == 0 {
+            return;
+        }
+        let (store, user_id, topic_id, seq) = (self.store.clone(), self.user_id, self.topic_id, self.delivered);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = store.mark_read(user_id, topic_id, seq).await {
+                    tracing::debug!(error = %e, topic_id, "cannot record what a live page read");
+                }
+            });
+        }
+    }
 }
 
 impl super::sse::Source for TopicReader {
@@ -419,6 +441,7 @@ impl TopicReader {
                 continue;
             }
             self.last_event = live.message.event;
+            self.delivered = self.delivered.max(live.message.seq);
             let frame = live.encoded.get_or_init(|| {
                 let html = message_item(live.team_id, &live.message).into_string();
                 super::sse::frame(Some(live.message.event), "message", &html)

@@ -54,6 +54,11 @@ async fn forum(State(state): State<AppState>, m: TeamMember, Query(q): Query<Pag
     let (topics, total) = state.store.list_topics(m.team.id, (page - 1) * TOPICS_PER_PAGE, TOPICS_PER_PAGE).await?;
     let pages = page_count(total, TOPICS_PER_PAGE);
     let base = format!("/teams/{}/forum", m.team.id);
+    let (reads, joined) = state.store.reads_in_team(m.user_id(), m.team.id).await?;
+    let reads_json = serde_json::to_string(
+        &reads.iter().map(|(t, s)| (t.to_string(), *s)).collect::<std::collections::HashMap<_, _>>(),
+    )
+    .unwrap_or_else(|_| "{}".into());
     Ok(views::page(
         chrome(&m),
         &format!("Forum of {}", m.team.name),
@@ -67,7 +72,11 @@ async fn forum(State(state): State<AppState>, m: TeamMember, Query(q): Query<Pag
                 @if page == 1 {
                     // The first page follows the team live; later pages stay as they were.
                     div hx-ext="sse" sse-connect=(format!("/teams/{}/events?view=forum", m.team.id)) {
-                        div #topic-list sse-swap="topics" hx-swap="innerHTML" { (topic_list(&topics)) }
+                        // What this member has read, for the page to mark what is new (the
+                        // list itself is the same for every reader).
+                        div #topic-list sse-swap="topics" hx-swap="innerHTML" data-reads=(reads_json) data-joined=(joined) {
+                            (topic_list(&topics))
+                        }
                     }
                 } @else {
                     (topic_list(&topics))
@@ -93,7 +102,7 @@ pub fn topic_list(topics: &[Topic]) -> Markup {
 
 fn topic_item(t: &Topic) -> Markup {
     html! {
-        li.topic {
+        li.topic data-topic=(t.id) data-seq=(t.last_seq) data-activity=(t.last_activity_at) {
             a href=(format!("/teams/{}/topics/{}", t.team_id, t.id)) { strong { (t.title) } }
             @if t.pinned_at.is_some() { " " span.badge.pinned { "pinned" } }
             @if t.locked_at.is_some() { " " span.badge { "locked" } }
@@ -178,6 +187,9 @@ struct TopicQuery {
 
 async fn topic(State(state): State<AppState>, t: TopicInTeam, Query(q): Query<TopicQuery>) -> Result<Markup, Error> {
     let messages = load_messages(&state.store, t.topic.id, t.topic.last_seq, q.before).await?;
+    if q.before.is_none() {
+        state.store.mark_read(t.member.user_id(), t.topic.id, t.topic.last_seq).await?;
+    }
     let panel = chat_panel(&t, &messages, q.before, "", None);
     // A meeting's topic lists the meeting's recordings under its chat.
     let recordings = match t.topic.meeting_id {

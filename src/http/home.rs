@@ -59,6 +59,7 @@ fn landing(viewer: &MaybeViewer) -> Markup {
 
 async fn home_view(state: &AppState, viewer: &Viewer, forms: HomeForms<'_>) -> Result<Markup, Error> {
     let teams = state.store.teams_of_user(viewer.user.id).await?;
+    let unread = state.store.unread_topics(viewer.user.id).await?;
     let live = state.store.live_meetings_of_user(viewer.user.id).await?;
     let csrf = viewer.csrf.0.as_str();
     Ok(views::page(
@@ -85,6 +86,11 @@ async fn home_view(state: &AppState, viewer: &Viewer, forms: HomeForms<'_>) -> R
                                 li {
                                     a href=(format!("/teams/{}", t.team.id)) { strong { (t.team.name) } }
                                     span.muted { " · " (t.role) " · " (views::people(usize::try_from(t.member_count).unwrap_or(0))) }
+                                    @if let Some(n) = unread.get(&t.team.id).filter(|n| **n > 0) {
+                                        " " a.badge.unread href=(format!("/teams/{}/forum", t.team.id)) {
+                                            (n) @if *n == 1 { " topic" } @else { " topics" } " with new messages"
+                                        }
+                                    }
                                 }
                             }
                         }

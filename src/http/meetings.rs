@@ -121,6 +121,7 @@ async fn meeting_page(State(state): State<AppState>, mt: MeetingInTeam) -> Resul
     let topic = state.store.topic(mt.member.team.id, mt.meeting.topic_id).await?.ok_or(Error::NotFound)?;
     let chat = TopicInTeam { member: mt.member.clone(), topic };
     let messages = load_messages(&state.store, chat.topic.id, chat.topic.last_seq, None).await?;
+    state.store.mark_read(chat.member.user_id(), chat.topic.id, chat.topic.last_seq).await?;
     let recordings = state.store.meeting_recordings(mt.meeting.id).await?;
     let can_record = mt.require_host_or_admin().is_ok();
     let recordings =

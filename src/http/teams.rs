@@ -46,11 +46,20 @@ pub async fn overview_view(
     let meetings = state.store.team_meetings(m.team.id).await?;
     let upcoming = state.store.upcoming(m.team.id, crate::clock::now_ms()).await?;
     let feed_url = format!("{}/calendar/{}/team.ics", state.public_url, state.store.calendar_secret(m.team.id).await?);
+    let unread = state.store.unread_topics(m.user_id()).await?.get(&m.team.id).copied().unwrap_or(0);
     Ok(views::page(
         chrome(m),
         &m.team.name,
         html! {
             (views::team_header(&m.team, m.role, TeamTab::Meetings))
+            @if unread > 0 {
+                p.notice #unread-notice {
+                    a href=(format!("/teams/{}/forum", m.team.id)) {
+                        (unread) @if unread == 1 { " topic has" } @else { " topics have" } " new messages"
+                    }
+                    " on the forum (meeting chats among them)."
+                }
+            }
             section.card #new-meeting {
                 h2 { "Start a meeting" }
                 form.row method="post" action=(format!("/teams/{}/meetings", m.team.id)) {

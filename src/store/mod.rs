@@ -8,6 +8,7 @@
 mod admins;
 mod forum;
 mod meetings;
+mod reads;
 mod recordings;
 mod schedule;
 mod search;

@@ -19,3 +19,4 @@ mod ops;
 mod recording;
 mod schedule;
 mod search;
+mod unread;
