@@ -67,6 +67,34 @@ impl MeetingInTeam {
     }
 }
 
+/// A meeting scheduled by a team of which the viewer is a member (`{scheduled_id}`).
+pub struct ScheduledInTeam {
+    pub member: TeamMember,
+    pub scheduled: crate::store::Scheduled,
+}
+
+impl ScheduledInTeam {
+    /// Refuses (403) unless the viewer scheduled it or administers the team.
+    pub fn require_host_or_admin(&self) -> Result<(), Error> {
+        if self.scheduled.created_by == self.member.user_id() || self.member.role.is_admin() {
+            Ok(())
+        } else {
+            Err(Error::Forbidden("Only the meeting's host (who scheduled it) or a team admin can do this.".into()))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for ScheduledInTeam {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let member = TeamMember::from_request_parts(parts, state).await?;
+        let id = id_param(parts, state, "scheduled_id").await?;
+        let scheduled = state.store.scheduled(member.team.id, id).await?.ok_or(Error::NotFound)?;
+        Ok(ScheduledInTeam { member, scheduled })
+    }
+}
+
 /// The numeric path parameter `name`; anything else is a page that does not exist.
 async fn id_param(parts: &mut Parts, state: &AppState, name: &str) -> Result<i64, Error> {
     let params = RawPathParams::from_request_parts(parts, state).await.map_err(|_| Error::NotFound)?;

@@ -376,12 +376,9 @@ impl TopicReader {
             }
             tokio::select! {
                 event = self.messages.recv() => self.take(event)?,
-                event = self.removed.recv() => match event {
-                    Ok(Event::MemberRemoved { .. }) => return None,
-                    Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(_)) => self.check_membership().await?,
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                },
+                event = self.removed.recv() => {
+                    super::live::still_member(event, &self.store, self.team_id, self.user_id).await?;
+                }
                 changed = self.resync.changed() => {
                     changed.ok()?;
                     self.check_membership().await?;
@@ -470,10 +467,7 @@ impl TopicReader {
     }
 
     async fn check_membership(&self) -> Option<()> {
-        match self.store.team_membership(self.team_id, self.user_id).await {
-            Ok(Some(_)) => Some(()),
-            _ => None,
-        }
+        super::live::is_member(&self.store, self.team_id, self.user_id).await
     }
 }
 

@@ -149,6 +149,16 @@ struct TopicForm {
 }
 
 /// Checks a text against a limit, counting characters as people do.
+/// What is wrong with a topic's title and text, if anything.
+fn topic_problems(title: &str, body: &str) -> (Option<String>, Option<String>) {
+    let title_error = if title.is_empty() {
+        Some("Give the topic a title.".to_owned())
+    } else {
+        too_long(title, MAX_TITLE, "A title")
+    };
+    (title_error, too_long(body, MAX_BODY, "The text"))
+}
+
 fn too_long(text: &str, max: usize, what: &str) -> Option<String> {
     let n = text.chars().count();
     (n > max).then(|| format!("{what} can be at most {max} characters (this one has {n})."))
@@ -159,14 +169,8 @@ async fn create_topic(
     m: TeamMember,
     Form(form): Form<TopicForm>,
 ) -> Result<Response, Error> {
-    let title = form.title.trim();
-    let body = form.body.trim_end();
-    let title_error = if title.is_empty() {
-        Some("Give the topic a title.".to_owned())
-    } else {
-        too_long(title, MAX_TITLE, "A title")
-    };
-    let body_error = too_long(body, MAX_BODY, "The text");
+    let (title, body) = (form.title.trim(), form.body.trim_end());
+    let (title_error, body_error) = topic_problems(title, body);
     if title_error.is_some() || body_error.is_some() {
         let page = new_topic_view(&m, &form.title, &form.body, (title_error.as_deref(), body_error.as_deref()));
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
@@ -282,13 +286,8 @@ async fn save_topic(
     if t.topic.author_id != t.member.user_id() {
         return Err(Error::Forbidden("Only the author of a topic can edit it.".into()));
     }
-    let (title, body) = (form.title.trim(), form.body.trim());
-    let title_error = if title.is_empty() {
-        Some("Give the topic a title.".to_owned())
-    } else {
-        too_long(title, MAX_TITLE, "A title")
-    };
-    let body_error = too_long(body, MAX_BODY, "The text");
+    let (title, body) = (form.title.trim(), form.body.trim_end());
+    let (title_error, body_error) = topic_problems(title, body);
     if title_error.is_some() || body_error.is_some() {
         let page = edit_topic_view(&t, &form.title, &form.body, (title_error.as_deref(), body_error.as_deref()));
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());

@@ -390,12 +390,7 @@ impl TeamReader {
                     changed.ok()?;
                     fresh = true;
                 }
-                event = self.removed.recv() => match event {
-                    Ok(Event::MemberRemoved { .. }) => return None,
-                    Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(_)) => self.check_membership().await?,
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                },
+                event = self.removed.recv() => still_member(event, &self.store, self.team_id, self.user_id).await?,
                 changed = self.resync.changed() => {
                     // Removals may have been missed while the bus was away.
                     changed.ok()?;
@@ -408,6 +403,26 @@ impl TeamReader {
     }
 
     async fn check_membership(&self) -> Option<()> {
-        self.store.team_membership(self.team_id, self.user_id).await.ok()?.map(|_| ())
+        is_member(&self.store, self.team_id, self.user_id).await
+    }
+}
+
+/// Whether `user_id` is (still) a member of `team_id`: None ends their stream.
+pub(super) async fn is_member(store: &Store, team_id: i64, user_id: i64) -> Option<()> {
+    store.team_membership(team_id, user_id).await.ok()?.map(|_| ())
+}
+
+/// What a stream makes of an event on its member's removal channel: None (end the
+/// stream) if they were removed, or if the channel lagged and they are no longer a member.
+pub(super) async fn still_member(
+    event: Result<Event, broadcast::error::RecvError>,
+    store: &Store,
+    team_id: i64,
+    user_id: i64,
+) -> Option<()> {
+    match event {
+        Ok(Event::MemberRemoved { .. }) | Err(broadcast::error::RecvError::Closed) => None,
+        Ok(_) => Some(()),
+        Err(broadcast::error::RecvError::Lagged(_)) => is_member(store, team_id, user_id).await,
     }
 }

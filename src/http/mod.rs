@@ -30,7 +30,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 
-pub use access::{MeetingInTeam, TeamMember, TopicInTeam};
+pub use access::{MeetingInTeam, ScheduledInTeam, TeamMember, TopicInTeam};
 pub use dashboard::report_node_forever;
 pub use error::{Error, error_page_response};
 pub use live::LiveViews;

@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use super::meetings::MAX_MEETING_TITLE;
 use super::views::{self, Chrome, TeamTab, csrf_field, empty_state, field_error};
-use super::{AppState, Error, TeamMember};
+use super::{AppState, Error, ScheduledInTeam, TeamMember};
 use crate::bus::{Changed, Event};
 use crate::clock::now_ms;
 use crate::store::{Plan, Scheduled};
@@ -33,11 +33,11 @@ const SOON_MINUTES: i64 = 60;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/teams/{team_id}/schedule", get(new_form).post(create))
-        .route("/teams/{team_id}/scheduled/{id}", get(page).post(update))
-        .route("/teams/{team_id}/scheduled/{id}/edit", get(edit_form))
-        .route("/teams/{team_id}/scheduled/{id}/cancel", post(cancel))
-        .route("/teams/{team_id}/scheduled/{id}/start", post(start))
-        .route("/teams/{team_id}/scheduled/{id}/event.ics", get(one_ics))
+        .route("/teams/{team_id}/scheduled/{scheduled_id}", get(page).post(update))
+        .route("/teams/{team_id}/scheduled/{scheduled_id}/edit", get(edit_form))
+        .route("/teams/{team_id}/scheduled/{scheduled_id}/cancel", post(cancel))
+        .route("/teams/{team_id}/scheduled/{scheduled_id}/start", post(start))
+        .route("/teams/{team_id}/scheduled/{scheduled_id}/event.ics", get(one_ics))
         .route("/teams/{team_id}/calendar/new-address", post(new_address))
         .route("/calendar/{secret}/team.ics", get(feed))
 }
@@ -236,19 +236,6 @@ async fn create(State(state): State<AppState>, m: TeamMember, Form(form): Form<P
     Ok(Redirect::to(&format!("/teams/{}/scheduled/{id}", m.team.id)).into_response())
 }
 
-async fn load(state: &AppState, m: &TeamMember, id: i64) -> Result<Scheduled, Error> {
-    state.store.scheduled(m.team.id, id).await?.ok_or(Error::NotFound)
-}
-
-/// Refuses (403) unless the viewer planned it or is a team admin.
-fn require_host_or_admin(m: &TeamMember, s: &Scheduled) -> Result<(), Error> {
-    if s.created_by == m.user_id() || m.role.is_admin() {
-        Ok(())
-    } else {
-        Err(Error::Forbidden("Only the meeting's host (who scheduled it) or a team admin can do this.".into()))
-    }
-}
-
 /// "starts in 12 minutes", "started", "cancelled"… for a scheduled meeting at `now`.
 pub fn when_text(s: &Scheduled, now: i64) -> String {
     if s.cancelled_at.is_some() {
@@ -269,13 +256,13 @@ pub fn when_text(s: &Scheduled, now: i64) -> String {
     }
 }
 
-async fn page(State(state): State<AppState>, m: TeamMember, Path((_, id)): Path<(i64, i64)>) -> Result<Markup, Error> {
-    let s = load(&state, &m, id).await?;
+async fn page(st: ScheduledInTeam) -> Markup {
     let now = now_ms();
-    let can_act = require_host_or_admin(&m, &s).is_ok();
+    let can_act = st.require_host_or_admin().is_ok();
+    let (m, s) = (&st.member, &st.scheduled);
     let base = format!("/teams/{}/scheduled/{}", m.team.id, s.id);
-    Ok(views::page(
-        chrome(&m),
+    views::page(
+        chrome(m),
         &s.title,
         html! {
             (views::team_header(&m.team, m.role, TeamTab::Meetings))
@@ -285,7 +272,7 @@ async fn page(State(state): State<AppState>, m: TeamMember, Path((_, id)): Path<
                     strong { (in_zone(s.starts_at, &s.time_zone)) } " (" (s.time_zone) ") · " (s.duration_minutes) " minutes"
                     " · scheduled by " (s.host_name)
                 }
-                p #scheduled-when.muted { (when_text(&s, now)) }
+                p #scheduled-when.muted { (when_text(s, now)) }
                 @if !s.description.is_empty() { (views::rendered_markdown(crate::markdown::to_safe_html(&s.description))) }
                 div.actions {
                     @if let Some(meeting_id) = s.meeting_id {
@@ -305,16 +292,12 @@ async fn page(State(state): State<AppState>, m: TeamMember, Path((_, id)): Path<
                 }
             }
         },
-    ))
+    )
 }
 
-async fn edit_form(
-    State(state): State<AppState>,
-    m: TeamMember,
-    Path((_, id)): Path<(i64, i64)>,
-) -> Result<Markup, Error> {
-    let s = load(&state, &m, id).await?;
-    require_host_or_admin(&m, &s)?;
+async fn edit_form(st: ScheduledInTeam) -> Result<Markup, Error> {
+    st.require_host_or_admin()?;
+    let (m, s) = (&st.member, &st.scheduled);
     let (date, time) = fields_of(s.starts_at, &s.time_zone);
     let form = PlanForm {
         title: s.title.clone(),
@@ -325,22 +308,21 @@ async fn edit_form(
         description: s.description.clone(),
     };
     let action = format!("/teams/{}/scheduled/{}", m.team.id, s.id);
-    Ok(form_view(&m, &action, "Save the changes", &form, &Problems::default()))
+    Ok(form_view(m, &action, "Save the changes", &form, &Problems::default()))
 }
 
 async fn update(
     State(state): State<AppState>,
-    m: TeamMember,
-    Path((_, id)): Path<(i64, i64)>,
+    st: ScheduledInTeam,
     Form(form): Form<PlanForm>,
 ) -> Result<Response, Error> {
-    let s = load(&state, &m, id).await?;
-    require_host_or_admin(&m, &s)?;
+    st.require_host_or_admin()?;
+    let (m, s) = (&st.member, &st.scheduled);
     let action = format!("/teams/{}/scheduled/{}", m.team.id, s.id);
     let (starts_at, minutes) = match check(&form) {
         Ok(ok) => ok,
         Err(p) => {
-            let page = form_view(&m, &action, "Save the changes", &form, &p);
+            let page = form_view(m, &action, "Save the changes", &form, &p);
             return Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
         }
     };
@@ -351,13 +333,9 @@ async fn update(
     Ok(Redirect::to(&action).into_response())
 }
 
-async fn cancel(
-    State(state): State<AppState>,
-    m: TeamMember,
-    Path((_, id)): Path<(i64, i64)>,
-) -> Result<Response, Error> {
-    let s = load(&state, &m, id).await?;
-    require_host_or_admin(&m, &s)?;
+async fn cancel(State(state): State<AppState>, st: ScheduledInTeam) -> Result<Response, Error> {
+    st.require_host_or_admin()?;
+    let (m, s) = (&st.member, &st.scheduled);
     if !state.store.cancel_scheduled(s.id, now_ms()).await? {
         return Err(Error::Conflict("This meeting has started or was cancelled already.".into()));
     }
@@ -365,17 +343,13 @@ async fn cancel(
     Ok(Redirect::to(&format!("/teams/{}/scheduled/{}", m.team.id, s.id)).into_response())
 }
 
-async fn start(
-    State(state): State<AppState>,
-    m: TeamMember,
-    Path((_, id)): Path<(i64, i64)>,
-) -> Result<Response, Error> {
-    let s = load(&state, &m, id).await?;
-    require_host_or_admin(&m, &s)?;
+async fn start(State(state): State<AppState>, st: ScheduledInTeam) -> Result<Response, Error> {
+    st.require_host_or_admin()?;
+    let (m, s) = (&st.member, &st.scheduled);
     if s.cancelled_at.is_some() {
         return Err(Error::Conflict("This meeting was cancelled.".into()));
     }
-    let meeting_id = state.store.start_scheduled(&s, m.user_id(), now_ms()).await?;
+    let meeting_id = state.store.start_scheduled(s, m.user_id(), now_ms()).await?;
     state.bus.publish(Event::TeamChanged { team_id: m.team.id, changed: Changed::MEETINGS | Changed::TOPICS });
     tracing::info!(team_id = m.team.id, meeting_id, scheduled = s.id, "scheduled meeting started");
     Ok(Redirect::to(&format!("/teams/{}/meetings/{meeting_id}", m.team.id)).into_response())
@@ -418,13 +392,9 @@ fn calendar_response(name: &str, events: Vec<icalendar::Event>, file: &str) -> R
     response
 }
 
-async fn one_ics(
-    State(state): State<AppState>,
-    m: TeamMember,
-    Path((_, id)): Path<(i64, i64)>,
-) -> Result<Response, Error> {
-    let s = load(&state, &m, id).await?;
-    Ok(calendar_response(&m.team.name, vec![event(&state, &s)], &format!("floo-meeting-{}.ics", s.id)))
+async fn one_ics(State(state): State<AppState>, st: ScheduledInTeam) -> Response {
+    let s = &st.scheduled;
+    calendar_response(&st.member.team.name, vec![event(&state, s)], &format!("floo-meeting-{}.ics", s.id))
 }
 
 /// The team's feed, for calendar applications: no sign-in, the secret is the key.
