@@ -21,6 +21,20 @@ document.addEventListener('htmx:sseBeforeMessage', (event) => {
   }
 });
 
+// A topic edited while its page is open: its new title and text, in place.
+document.addEventListener('htmx:sseBeforeMessage', (event) => {
+  if (event.detail.type !== 'topic') return;
+  event.preventDefault();
+  const fresh = new DOMParser().parseFromString(event.detail.data, 'text/html');
+  for (const id of ['topic-title', 'topic-body']) {
+    const now = document.getElementById(id);
+    const next = fresh.getElementById(id);
+    if (now && next) now.replaceWith(document.importNode(next, true));
+  }
+  const edited = document.getElementById('topic-edited');
+  if (edited) edited.hidden = false;
+});
+
 // Edit and Delete on the messages that are the viewer's to edit or delete (messages are
 // the same bytes for every reader; the chat panel says who is reading).
 function showMessageActions(chat) {

@@ -4,6 +4,8 @@
 -- `last_seq` still numbers the messages themselves (their anchors, the counts).
 ALTER TABLE topics ADD COLUMN last_event INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE topics ADD COLUMN edited_at INTEGER;
+-- The event of its latest edit: a resumed stream sends the topic again if it is later.
+ALTER TABLE topics ADD COLUMN edited_event INTEGER;
 ALTER TABLE topics ADD COLUMN locked_at INTEGER;
 ALTER TABLE topics ADD COLUMN pinned_at INTEGER;
 UPDATE topics SET last_event = last_seq;

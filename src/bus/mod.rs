@@ -30,11 +30,26 @@ pub struct LiveMessage {
     pub encoded: OnceLock<Bytes>,
 }
 
+/// A topic's new title and text, as live readers of it receive them.
+#[derive(Debug)]
+pub struct LiveTopic {
+    pub team_id: i64,
+    pub topic_id: i64,
+    /// Its number in the topic's events (see [`crate::store::Message::event`]).
+    pub event: i64,
+    pub title: String,
+    pub body: String,
+    /// Encoded once per node, as messages are.
+    pub encoded: OnceLock<Bytes>,
+}
+
 /// What changed.
 #[derive(Debug, Clone)]
 pub enum Event {
     /// A message was stored in a topic, edited or deleted (its `event` says which change).
     Message(Arc<LiveMessage>),
+    /// A topic's title or text was edited.
+    TopicEdited(Arc<LiveTopic>),
     /// A topic was deleted: its live streams end.
     TopicGone { topic_id: i64 },
     /// Something on a team's pages changed; `changed` says which part, so that a live
@@ -94,6 +109,7 @@ impl Event {
         match self {
             Event::Message(m) => Key::Topic(m.message.topic_id),
             Event::TopicGone { topic_id } => Key::Topic(*topic_id),
+            Event::TopicEdited(t) => Key::Topic(t.topic_id),
             Event::TeamChanged { team_id, .. } => Key::Team(*team_id),
             Event::MemberRemoved { team_id, user_id } => Key::Member { team_id: *team_id, user_id: *user_id },
         }

@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::{Changed, Event, Hub, LiveMessage};
+use super::{Changed, Event, Hub, LiveMessage, LiveTopic};
 use crate::store::Message;
 
 /// The pub/sub channel of one deployment (nodes sharing a database): deployments sharing
@@ -52,6 +52,13 @@ enum Wire {
         #[serde(default)]
         deleted_at: Option<i64>,
     },
+    TopicEdited {
+        team_id: i64,
+        topic_id: i64,
+        event: i64,
+        title: String,
+        body: String,
+    },
     /// A topic was deleted: its readers' streams close.
     TopicGone {
         topic_id: i64,
@@ -90,6 +97,13 @@ impl Wire {
                 }
             }
             Event::TopicGone { topic_id } => Wire::TopicGone { topic_id: *topic_id },
+            Event::TopicEdited(t) => Wire::TopicEdited {
+                team_id: t.team_id,
+                topic_id: t.topic_id,
+                event: t.event,
+                title: t.title.clone(),
+                body: t.body.clone(),
+            },
             Event::TeamChanged { team_id, changed } => Wire::TeamChanged { team_id: *team_id, changed: *changed },
             Event::MemberRemoved { team_id, user_id } => Wire::MemberRemoved { team_id: *team_id, user_id: *user_id },
         }
@@ -127,6 +141,14 @@ impl Wire {
                 encoded: Default::default(),
             })),
             Wire::TopicGone { topic_id } => Event::TopicGone { topic_id },
+            Wire::TopicEdited { team_id, topic_id, event, title, body } => Event::TopicEdited(Arc::new(LiveTopic {
+                team_id,
+                topic_id,
+                event,
+                title,
+                body,
+                encoded: Default::default(),
+            })),
             Wire::TeamChanged { team_id, changed } => Event::TeamChanged { team_id, changed },
             Wire::MemberRemoved { team_id, user_id } => Event::MemberRemoved { team_id, user_id },
             Wire::Resync => return None,

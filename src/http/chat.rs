@@ -20,7 +20,7 @@ use tokio::sync::{broadcast, watch};
 
 use super::views::{self, csrf_field, field_error};
 use super::{AppState, Error, TopicInTeam, wants_fragment};
-use crate::bus::{Changed, Event, Key, LiveMessage};
+use crate::bus::{Changed, Event, Key, LiveMessage, LiveTopic};
 use crate::clock::now_ms;
 use crate::markdown::to_safe_html;
 use crate::store::{Message, Store, TopicKind};
@@ -127,6 +127,8 @@ pub fn chat_panel(
                 // edits and deletions of those shown.
                 div hx-ext="sse" sse-connect=(format!("{}/events?after={}", base(t), t.topic.last_event)) {
                     (earlier_button(t, first_seq))
+                    // The topic's own text after an edit, put in place by floo.js.
+                    div hidden sse-swap="topic" hx-swap="none" {}
                     div #comments sse-swap="message" hx-swap="beforeend" {
                         @for msg in messages { (message_item(t.member.team.id, msg)) }
                     }
@@ -284,6 +286,21 @@ async fn stream(
     Ok(super::sse::stream(reader))
 }
 
+/// What a topic's stream sends: a message as it now is, or the topic's new text.
+enum Item {
+    Message(Arc<LiveMessage>),
+    Topic(Arc<crate::bus::LiveTopic>),
+}
+
+impl Item {
+    fn event(&self) -> i64 {
+        match self {
+            Item::Message(m) => m.message.event,
+            Item::Topic(t) => t.event,
+        }
+    }
+}
+
 /// One reader's position in a topic: what it has been sent, and what is queued for it.
 struct TopicReader {
     store: Store,
@@ -297,7 +314,7 @@ struct TopicReader {
     user_id: i64,
     /// The topic event last sent (messages and their edits and deletions).
     last_event: i64,
-    backlog: VecDeque<Arc<LiveMessage>>,
+    backlog: VecDeque<Item>,
     /// Whether the database may hold events after `last_event` not yet queued.
     catching_up: bool,
     keep_alive: super::sse::KeepAlive,
@@ -410,18 +427,24 @@ impl TopicReader {
         }
     }
 
-    /// Queues a live message if it is the next one; notes a gap otherwise. None when
-    /// the channel closed.
+    /// Queues a live message or topic edit if it is the next event; notes a gap
+    /// otherwise. None when the channel closed.
     fn take(&mut self, event: Result<Event, broadcast::error::RecvError>) -> Option<()> {
-        match event {
-            Ok(Event::Message(live)) => {
-                if live.message.event == self.last_event + 1 {
-                    self.backlog.push_back(live);
-                } else if live.message.event > self.last_event {
-                    // A gap: something was lost on the way; the database has it.
-                    self.catching_up = true;
-                }
+        let item = match &event {
+            Ok(Event::Message(live)) => Some(Item::Message(Arc::clone(live))),
+            Ok(Event::TopicEdited(topic)) => Some(Item::Topic(Arc::clone(topic))),
+            _ => None,
+        };
+        if let Some(item) = item {
+            if item.event() == self.last_event + 1 {
+                self.backlog.push_back(item);
+            } else if item.event() > self.last_event {
+                // A gap: something was lost on the way; the database has it.
+                self.catching_up = true;
             }
+            return Some(());
+        }
+        match event {
             // The topic was deleted.
             Ok(Event::TopicGone { .. }) => return None,
             Ok(_) => {}
@@ -431,38 +454,73 @@ impl TopicReader {
         Some(())
     }
 
-    /// The frame of the first queued message not yet sent.
+    /// The frame of the first queued event not yet sent.
     fn queued_frame(&mut self) -> Option<Bytes> {
-        while let Some(live) = self.backlog.pop_front() {
-            if live.message.event <= self.last_event {
+        while let Some(item) = self.backlog.pop_front() {
+            if item.event() <= self.last_event {
                 continue;
             }
-            self.last_event = live.message.event;
-            self.delivered = self.delivered.max(live.message.seq);
-            let frame = live.encoded.get_or_init(|| {
-                let html = message_item(live.team_id, &live.message).into_string();
-                super::sse::frame(Some(live.message.event), "message", &html)
+            self.last_event = item.event();
+            return Some(match item {
+                Item::Message(live) => {
+                    self.delivered = self.delivered.max(live.message.seq);
+                    live.encoded
+                        .get_or_init(|| {
+                            let html = message_item(live.team_id, &live.message).into_string();
+                            super::sse::frame(Some(live.message.event), "message", &html)
+                        })
+                        .clone()
+                }
+                Item::Topic(topic) => topic
+                    .encoded
+                    .get_or_init(|| {
+                        let html = super::forum::topic_text(&topic.title, &topic.body).into_string();
+                        super::sse::frame(Some(topic.event), "topic", &html)
+                    })
+                    .clone(),
             });
-            return Some(frame.clone());
         }
         None
     }
 
-    /// Queues what the database holds after `last_seq`, a batch at a time.
+    /// Queues what the database holds after `last_event`, a batch at a time: the
+    /// messages changed since, and the topic itself if it was edited since.
     async fn catch_up(&mut self) -> Option<()> {
-        let batch = match self.store.messages_changed_after(self.topic_id, self.last_event, BACKLOG_BATCH).await {
-            Ok(batch) => batch,
+        let read = async {
+            let batch = self.store.messages_changed_after(self.topic_id, self.last_event, BACKLOG_BATCH).await?;
+            let topic = self.store.topic(self.team_id, self.topic_id).await?;
+            Ok::<_, crate::store::Error>((batch, topic))
+        };
+        let (batch, topic) = match read.await {
+            Ok((batch, Some(topic))) => (batch, topic),
+            // The topic is gone.
+            Ok((_, None)) => return None,
             Err(e) => {
                 tracing::warn!(error = %e, topic_id = self.topic_id, "live stream cannot read messages; closing it");
                 return None;
             }
         };
-        self.catching_up = batch.len() as i64 == BACKLOG_BATCH;
-        self.backlog.extend(
-            batch
-                .into_iter()
-                .map(|message| Arc::new(LiveMessage { team_id: self.team_id, message, encoded: Default::default() })),
-        );
+        let full = batch.len() as i64 == BACKLOG_BATCH;
+        let last_in_batch = batch.last().map_or(i64::MAX, |m| m.event);
+        self.catching_up = full;
+        let mut items: Vec<Item> = batch
+            .into_iter()
+            .map(|message| {
+                Item::Message(Arc::new(LiveMessage { team_id: self.team_id, message, encoded: Default::default() }))
+            })
+            .collect();
+        if let Some(edited) = topic.edited_event.filter(|e| *e > self.last_event && (!full || *e <= last_in_batch)) {
+            items.push(Item::Topic(Arc::new(LiveTopic {
+                team_id: self.team_id,
+                topic_id: topic.id,
+                event: edited,
+                title: topic.title,
+                body: topic.body,
+                encoded: Default::default(),
+            })));
+            items.sort_by_key(Item::event);
+        }
+        self.backlog.extend(items);
         Some(())
     }
 

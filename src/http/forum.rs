@@ -292,7 +292,16 @@ async fn save_topic(
         let page = edit_topic_view(&t, &form.title, &form.body, (title_error.as_deref(), body_error.as_deref()));
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
     }
-    state.store.edit_topic(t.topic.id, title, body, now_ms()).await?;
+    let event = state.store.edit_topic(t.topic.id, title, body, now_ms()).await?;
+    // Its readers see it at once; the forum and meeting lists show the new title.
+    state.bus.publish(Event::TopicEdited(std::sync::Arc::new(crate::bus::LiveTopic {
+        team_id: t.member.team.id,
+        topic_id: t.topic.id,
+        event,
+        title: title.to_owned(),
+        body: body.to_owned(),
+        encoded: Default::default(),
+    })));
     state.bus.publish(Event::TeamChanged { team_id: t.member.team.id, changed: Changed::TOPICS | Changed::MEETINGS });
     Ok(Redirect::to(&format!("/teams/{}/topics/{}", t.member.team.id, t.topic.id)).into_response())
 }
@@ -335,6 +344,15 @@ async fn unpin(State(state): State<AppState>, t: TopicInTeam) -> Result<Response
     flag(&state, &t, TopicFlag::Pinned, false).await
 }
 
+/// A topic's title and text as its live stream sends them after an edit (the page puts
+/// them in place: `floo.js`).
+pub fn topic_text(title: &str, body: &str) -> Markup {
+    html! {
+        span #topic-title { (title) }
+        div #topic-body { (views::rendered_markdown(to_safe_html(body))) }
+    }
+}
+
 /// A topic's page around its chat panel.
 pub fn topic_page(t: &TopicInTeam, panel: Markup) -> Markup {
     let m = &t.member;
@@ -345,18 +363,18 @@ pub fn topic_page(t: &TopicInTeam, panel: Markup) -> Markup {
             (views::team_header(&m.team, m.role, TeamTab::Forum))
             article.card #topic {
                 h1 {
-                    (t.topic.title)
+                    span #topic-title { (t.topic.title) }
                     @if t.topic.pinned_at.is_some() { " " span.badge { "pinned" } }
                     @if t.topic.locked_at.is_some() { " " span.badge { "locked" } }
                 }
                 p.muted.small {
                     (t.topic.author_name) " · " (views::time(t.topic.created_at))
-                    @if t.topic.edited_at.is_some() { " · edited" }
+                    span #topic-edited hidden[t.topic.edited_at.is_none()] { " · edited" }
                 }
                 @if let Some(meeting_id) = t.topic.meeting_id {
                     p { a.button href=(format!("/teams/{}/meetings/{meeting_id}", m.team.id)) { "Open the meeting" } }
                 }
-                (views::rendered_markdown(to_safe_html(&t.topic.body)))
+                div #topic-body { (views::rendered_markdown(to_safe_html(&t.topic.body))) }
                 (topic_actions(t))
             }
             (panel)

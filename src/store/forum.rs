@@ -44,6 +44,8 @@ pub struct Topic {
     /// stream of it resumes.
     pub last_event: i64,
     pub edited_at: Option<i64>,
+    /// The topic event of its latest edit.
+    pub edited_event: Option<i64>,
     /// Locked by an admin: no new messages.
     pub locked_at: Option<i64>,
     /// Pinned by an admin to the top of the forum.
@@ -87,17 +89,18 @@ type TopicRow = (
     Option<i64>,
     Option<i64>,
     Option<i64>,
+    Option<i64>,
 );
 
 const TOPIC_SELECT: &str = "SELECT t.id, t.team_id, t.kind, t.title, t.body, t.author_id, u.display_name,
         t.created_at, t.last_activity_at, t.last_seq, (SELECT m.id FROM meetings m WHERE m.topic_id = t.id),
-        t.last_event, t.edited_at, t.locked_at, t.pinned_at
+        t.last_event, t.edited_at, t.locked_at, t.pinned_at, t.edited_event
      FROM topics t JOIN users u ON u.id = t.author_id";
 
 fn topic_from(row: TopicRow) -> Topic {
     let (id, team_id, kind, title, body, author_id, author_name, created_at, last_activity_at, last_seq, meeting_id) =
         (row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10);
-    let (last_event, edited_at, locked_at, pinned_at) = (row.11, row.12, row.13, row.14);
+    let (last_event, edited_at, locked_at, pinned_at, edited_event) = (row.11, row.12, row.13, row.14, row.15);
     Topic {
         id,
         team_id,
@@ -112,6 +115,7 @@ fn topic_from(row: TopicRow) -> Topic {
         meeting_id,
         last_event,
         edited_at,
+        edited_event,
         locked_at,
         pinned_at,
     }
@@ -292,22 +296,28 @@ impl Store {
         self.message(topic_id, seq).await
     }
 
-    /// Changes a topic's title and text.
-    pub async fn edit_topic(&self, topic_id: i64, title: &str, body: &str, now: i64) -> Result<()> {
-        sqlx::query("UPDATE topics SET title = $1, body = $2, edited_at = $3 WHERE id = $4")
-            .bind(title)
-            .bind(body)
-            .bind(now)
-            .bind(topic_id)
-            .execute(&self.pool)
-            .await?;
+    /// Changes a topic's title and text: a topic event (its number is returned), so that
+    /// live readers, and readers resuming later, are sent it.
+    pub async fn edit_topic(&self, topic_id: i64, title: &str, body: &str, now: i64) -> Result<i64> {
+        let mut tx = self.pool.begin().await?;
+        let (event,): (i64,) = sqlx::query_as(
+            "UPDATE topics SET title = $1, body = $2, edited_at = $3, last_event = last_event + 1,
+             edited_event = last_event + 1 WHERE id = $4 RETURNING last_event",
+        )
+        .bind(title)
+        .bind(body)
+        .bind(now)
+        .bind(topic_id)
+        .fetch_one(&mut *tx)
+        .await?;
         // A meeting's title follows its topic's.
         sqlx::query("UPDATE meetings SET title = $1 WHERE topic_id = $2")
             .bind(title)
             .bind(topic_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(())
+        tx.commit().await?;
+        Ok(event)
     }
 
     /// Deletes a topic and its messages.

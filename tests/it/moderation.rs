@@ -115,9 +115,23 @@ async fn messages_and_topics_are_edited_deleted_locked_and_pinned_live_and_on_re
     let forum = bob.get(&format!("/teams/{t}/forum")).await;
     assert!(forum.body.find("Typos") < forum.body.find("Newer topic") && forum.body.contains("pinned"));
 
-    // Bob edits his topic; only he may.
+    // Bob edits his topic; only he may. Carol's open page gets the new title and text
+    // live, in the topic's sequence; a stream resumed from before gets it once.
     assert_eq!(carol.get(&format!("{topic}/edit")).await.status, StatusCode::FORBIDDEN);
-    bob.post_form(&topic, &[("title", "Typos, fixed"), ("body", "All fixed.")]).await.expect_ok_with("Typos, fixed");
+    let before_edit = carol.get(&topic).await.between("events?after=", "\"");
+    let mut page = SseStream::open(&carol, &format!("{topic}/events?after={before_edit}"), None).await;
+    bob.post_form(&topic, &[("title", "Typos, fixed"), ("body", "All **fixed**.")])
+        .await
+        .expect_ok_with("Typos, fixed");
+    let edited = page.next_named("topic").await;
+    assert!(edited.data.contains("Typos, fixed") && edited.data.contains("<strong>fixed</strong>"), "{}", edited.data);
+    let edit_event: i64 = edited.id.as_deref().and_then(|i| i.parse().ok()).expect("an event id");
+    assert_eq!(edit_event, before_edit.parse::<i64>().expect("a number") + 1);
+    let mut resumed = SseStream::open(&carol, &format!("{topic}/events"), Some(&(edit_event - 1).to_string())).await;
+    assert_eq!(
+        resumed.next_event().await.map(|e| (e.event, e.id)),
+        Some((Some("topic".into()), Some(edit_event.to_string())))
+    );
     assert!(carol.get(&topic).await.body.contains("· edited"));
 
     // Deleted by an admin: gone from the forum, its readers' streams close, 404 after.
