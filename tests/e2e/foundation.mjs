@@ -48,7 +48,24 @@ await withBrowser(artifacts, async (browser) => {
 
   await alice.getByRole('link', { name: 'Forum' }).click();
   await alice.getByRole('link', { name: 'Landing checklist' }).waitFor();
+  // Bob's comment is news to Alice until she reads the topic.
+  await alice.locator('li.topic', { hasText: 'Landing checklist' }).locator('.badge.new', { hasText: '1 new' }).waitFor();
   await shot(alice, artifacts, '07-forum');
+  await alice.getByRole('link', { name: 'Landing checklist' }).click();
+  await alice.locator('#comments .comment', { hasText: 'Radar is green.' }).waitFor();
+  await alice.getByRole('link', { name: 'Forum' }).click();
+  await alice.getByRole('link', { name: 'Landing checklist' }).waitFor();
+  check(await alice.locator('li.topic .badge.new').count() === 0, 'read once opened');
+
+  // Searching the team finds the topic and the comment, the word highlighted, and opens
+  // the comment where it is.
+  await alice.getByRole('searchbox', { name: 'Search this team' }).fill('radar');
+  await alice.getByRole('searchbox', { name: 'Search this team' }).press('Enter');
+  await alice.locator('#search-results h2', { hasText: 'Messages (1)' }).waitFor();
+  check(await alice.locator('#search-results mark', { hasText: /radar/i }).count() === 2, 'the word marked in both hits');
+  await shot(alice, artifacts, '07b-search');
+  await alice.locator('#search-results a', { hasText: 'Bob in' }).click();
+  await alice.locator('#m1', { hasText: 'Radar is green.' }).waitFor();
 
   // Alice starts a meeting and joins it; Bob sees it listed as live.
   await alice.getByRole('link', { name: 'Meetings' }).click();
