@@ -335,9 +335,9 @@ fn whole(v: f64) -> String {
     format!("{v:.0}")
 }
 
-/// A round trip: to a tenth under 10 ms (a loopback or LAN link), else whole.
-fn milliseconds(ms: f64) -> String {
-    if ms < 10.0 { format!("{ms:.1} ms") } else { format!("{ms:.0} ms") }
+/// A round trip in ms: to a tenth under 10 ms (a loopback or LAN link), else whole.
+fn round_trip(ms: f64) -> String {
+    if ms < 10.0 { format!("{ms:.1}") } else { whole(ms) }
 }
 
 /// Space left where recordings are written (a warning under a tenth or 5 GB).
@@ -372,7 +372,7 @@ fn connection_table<'a>(connections: impl Iterator<Item = &'a Connection>) -> Ma
                         td { (transport_name(c.transport)) }
                         td { (whole(p.in_kbps)) }
                         td { (whole(p.out_kbps)) }
-                        td { (milliseconds(p.rtt_ms)) }
+                        td { (round_trip(p.rtt_ms)) " ms" }
                         td { (p.dropped) }
                     }
                 }
@@ -418,7 +418,7 @@ async fn meeting_figures(
                 div.ops-plots {
                     (plot("In (kbit/s)", &points(|p| p.in_kbps), whole))
                     (plot("Out (kbit/s)", &points(|p| p.out_kbps), whole))
-                    (plot("Round trip (ms)", &points(|p| p.rtt_ms), |v| if v < 10.0 { format!("{v:.1}") } else { whole(v) }))
+                    (plot("Round trip (ms)", &points(|p| p.rtt_ms), round_trip))
                 }
             }
         }

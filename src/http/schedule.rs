@@ -88,25 +88,22 @@ pub fn instant_in(date: &str, time: &str, zone: &str) -> Result<i64, String> {
     Ok(zoned.timestamp().as_millisecond())
 }
 
-/// `ms` as a date and time in `zone` ("Tue 8 Dec 2026, 15:00"), UTC if it is unknown.
-pub fn in_zone(ms: i64, zone: &str) -> String {
+/// `ms` as a date and time in `zone` (UTC if it is unknown), formatted by `format`.
+fn zoned(ms: i64, zone: &str, format: &str) -> String {
     let tz = jiff::tz::TimeZone::get(zone).unwrap_or(jiff::tz::TimeZone::UTC);
-    match jiff::Timestamp::from_millisecond(ms) {
-        Ok(t) => t.to_zoned_datetime(tz).strftime("%a %-d %b %Y, %H:%M").to_string(),
-        Err(_) => String::new(),
-    }
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_zoned_datetime(tz).strftime(format).to_string())
+        .unwrap_or_default()
+}
+
+/// `ms` as a date and time in `zone` ("Tue 8 Dec 2026, 15:00").
+pub fn in_zone(ms: i64, zone: &str) -> String {
+    zoned(ms, zone, "%a %-d %b %Y, %H:%M")
 }
 
 /// The form's date and time fields for `ms` in `zone`.
 fn fields_of(ms: i64, zone: &str) -> (String, String) {
-    let tz = jiff::tz::TimeZone::get(zone).unwrap_or(jiff::tz::TimeZone::UTC);
-    match jiff::Timestamp::from_millisecond(ms) {
-        Ok(t) => {
-            let z = t.to_zoned_datetime(tz);
-            (z.strftime("%Y-%m-%d").to_string(), z.strftime("%H:%M").to_string())
-        }
-        Err(_) => (String::new(), String::new()),
-    }
+    (zoned(ms, zone, "%Y-%m-%d"), zoned(ms, zone, "%H:%M"))
 }
 
 /// Checks a form; the plan's instant and duration, or the problems.

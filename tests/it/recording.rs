@@ -129,16 +129,8 @@ pub fn streams(path: &Path) -> Vec<(String, u64, f64)> {
 
 /// The mean luma of the picture at `second` in `path`, over a region (x, y, w, h).
 pub fn luma(path: &Path, second: f64, region: (u32, u32, u32, u32)) -> f64 {
-    let (x, y, w, h) = region;
-    let output = Command::new("ffmpeg")
-        .args(["-v", "error", "-ss", &second.to_string()])
-        .arg("-i")
-        .arg(path)
-        .args(["-frames:v", "1", "-vf", &format!("crop={w}:{h}:{x}:{y},format=gray"), "-f", "rawvideo", "-"])
-        .output()
-        .expect("ffmpeg runs");
-    assert!(output.status.success() && !output.stdout.is_empty(), "a frame at {second} s");
-    output.stdout.iter().map(|&b| f64::from(b)).sum::<f64>() / output.stdout.len() as f64
+    let grey = grey(path, second, region);
+    grey.iter().map(|&b| f64::from(b)).sum::<f64>() / grey.len() as f64
 }
 
 #[test]
