@@ -4,6 +4,12 @@
 //! in random teams through Floo's own `Store::search` (both its queries: topics and
 //! messages), timed one after another; p50 and p95 per kind.
 //!
+//! Then the crowded cases (`--crowds`, on by default): one team whose word is in 10,000
+//! messages and another word in 100,000, another team holding 100,000 messages with the
+//! first word (so that a team's search must not pay for another's matches), and a team of
+//! 100,000 topics holding one word. Each case is searched `--queries`/4 times. SQLite is
+//! the library sqlx bundles, the one Floo ships with.
+//!
 //! cargo bench --bench search -- [--backend sqlite|postgres] [--messages 1000000] [--queries 200]
 //!
 //! PostgreSQL: a fresh database on FLOO_TEST_POSTGRES_URL's server (default
@@ -57,6 +63,58 @@ fn vocabulary() -> Vec<String> {
             format!("{}{}{}", SYLLABLES[a], SYLLABLES[b], if i >= 400 { SYLLABLES[c] } else { "" })
         })
         .collect()
+}
+
+/// Inserts `count` rows of `values(i)` into `table (columns)`, 500 to a statement.
+async fn insert_many(
+    pool: &mut sqlx::AnyConnection,
+    table: &str,
+    columns: &str,
+    count: usize,
+    values: impl Fn(usize) -> String,
+) {
+    for start in (0..count).step_by(BATCH) {
+        let rows: Vec<String> = (start..(start + BATCH).min(count)).map(&values).collect();
+        let sql = format!("INSERT INTO {table} ({columns}) VALUES {}", rows.join(", "));
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *pool).await.expect("insert");
+    }
+}
+
+/// The crowded teams: (what is searched, team, word). Their words ("crowdten",
+/// "crowdhundred", "crowdtopic") are in no other message.
+async fn crowded(store: &Store, pool: &mut sqlx::AnyConnection, user: i64) -> Vec<(String, i64, String)> {
+    let started = Instant::now();
+    let mut teams = Vec::new();
+    for name in ["Crowded", "Neighbour", "Topics"] {
+        let team = store.create_team(name, user, 0, || format!("code-{name}")).await.expect("team");
+        let topic = store.create_topic(team.id, user, "Busy", "", 0).await.expect("topic");
+        teams.push((team.id, topic));
+    }
+    let ((crowded, busy), (neighbour, next_door), (topics_team, _)) = (teams[0], teams[1], teams[2]);
+    let body = |i: usize, words: &str| format!("'note {i} {words} and more'");
+    // The crowded team: 100,000 messages with "crowdhundred", 10,000 of them with "crowdten".
+    insert_many(pool, "messages", "topic_id, seq, author_id, body, created_at, event", 100_000, |i| {
+        let words = if i % 10 == 0 { "crowdhundred crowdten" } else { "crowdhundred" };
+        format!("({busy}, {}, {user}, {}, 0, {})", i + 1, body(i, words), i + 1)
+    })
+    .await;
+    // Next door: 100,000 messages with "crowdten" (none of them the crowded team's).
+    insert_many(pool, "messages", "topic_id, seq, author_id, body, created_at, event", 100_000, |i| {
+        format!("({next_door}, {}, {user}, {}, 0, {})", i + 1, body(i, "crowdten"), i + 1)
+    })
+    .await;
+    // A team of 100,000 topics with one word.
+    insert_many(pool, "topics", "team_id, author_id, kind, title, body, created_at, last_activity_at", 100_000, |i| {
+        format!("({topics_team}, {user}, 'post', 'Topic {i}', {}, 0, 0)", body(i, "crowdtopic"))
+    })
+    .await;
+    eprintln!("crowded teams loaded in {:.0} s", started.elapsed().as_secs_f64());
+    vec![
+        ("a team's word in 10k messages (and 100k next door)".into(), crowded, "crowdten".into()),
+        ("a team's word in 100k messages".into(), crowded, "crowdhundred".into()),
+        ("a word in 100k messages of another team only".into(), neighbour, "crowdhundred".into()),
+        ("a team's word in 100k topics".into(), topics_team, "crowdtopic".into()),
+    ]
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -137,6 +195,11 @@ async fn main() {
             eprintln!("{done} messages, {:.0} s", started.elapsed().as_secs_f64());
         }
     }
+    let crowds = !support::flag("--no-crowds");
+    let mut cases = Vec::new();
+    if crowds {
+        cases = crowded(&store, &mut pool, user.id).await;
+    }
     let _ = sqlx::query("ANALYZE").execute(&mut pool).await;
     let load = started.elapsed().as_secs_f64();
     println!("search: {messages} messages in {TEAMS} teams on {backend}, loaded and indexed in {load:.0} s");
@@ -151,9 +214,9 @@ async fn main() {
             let q: Vec<&str> = (0..kind).map(|_| words[rng.word()].as_str()).collect();
             let words = query_words(&q.join(" "));
             let at = Instant::now();
-            let (t, m) = store.search(team, &words).await.expect("search");
+            let found = store.search(team, &words).await.expect("search");
             times.push(at.elapsed().as_secs_f64() * 1000.0);
-            hits += t.len() + m.len();
+            hits += found.topics.len() + found.messages.len();
         }
         times.sort_by(|a, b| a.total_cmp(b));
         println!(
@@ -164,6 +227,27 @@ async fn main() {
             percentile(&times, 0.95),
             times.last().copied().unwrap_or(0.0),
             hits as f64 / queries as f64
+        );
+    }
+    for (name, team, word) in &cases {
+        let runs = (queries / 4).max(5);
+        let mut times = Vec::with_capacity(runs);
+        let mut hits = 0;
+        for _ in 0..runs {
+            let at = Instant::now();
+            let found = store.search(*team, &query_words(word)).await.expect("search");
+            times.push(at.elapsed().as_secs_f64() * 1000.0);
+            hits += found.topics.len() + found.messages.len();
+        }
+        times.sort_by(|a, b| a.total_cmp(b));
+        println!(
+            "{:>10} {:>8} {:>8.1} {:>8.1} {:>8.1} {:>10.1}  {name}",
+            "crowd",
+            runs,
+            percentile(&times, 0.5),
+            percentile(&times, 0.95),
+            times.last().copied().unwrap_or(0.0),
+            hits as f64 / runs as f64
         );
     }
     drop(pool);

@@ -39,7 +39,8 @@ impl App {
         }
         let store = Store::connect(&config.database_url(), config.database_max_connections)
             .await
-            .context("connecting to the database")?;
+            .context("connecting to the database")?
+            .with_search_time_limit(std::time::Duration::from_millis(config.search_time_limit_ms));
         if config.database_url.is_none() {
             for suffix in ["", "-wal", "-shm"] {
                 let file = format!("{}{suffix}", crate::config::SQLITE_FILE);
@@ -147,6 +148,8 @@ impl App {
             bus,
             post_rate: PostRate::new(config.posts_per_minute, config.post_burst),
             create_rate: Rate::new(config.creations_per_minute, config.creation_burst),
+            search_rate: Rate::new(config.searches_per_minute, config.searches_per_minute),
+            action_rate: Rate::new(config.actions_per_minute, config.actions_per_minute),
             join_guesses: Rate::new(JOIN_GUESSES_PER_MINUTE, JOIN_GUESS_BURST),
             streams: StreamCap::new(config.max_streams_per_user.max(1)),
             dev_login,

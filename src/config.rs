@@ -194,6 +194,20 @@ pub struct Config {
     #[arg(long, env = "FLOO_CREATION_BURST", default_value_t = 20)]
     pub creation_burst: u32,
 
+    /// How many searches one user may run per minute (after a burst of as many).
+    #[arg(long, env = "FLOO_SEARCHES_PER_MINUTE", default_value_t = 20)]
+    pub searches_per_minute: u32,
+
+    /// Milliseconds a search may run before it is stopped (and the searcher told to try
+    /// other words).
+    #[arg(long, env = "FLOO_SEARCH_TIME_LIMIT_MS", default_value_t = 3000)]
+    pub search_time_limit_ms: u64,
+
+    /// How many other changes (edits of topics and scheduled meetings, moderation, roles,
+    /// recordings, invite codes) one user may make per minute, after a burst of as many.
+    #[arg(long, env = "FLOO_ACTIONS_PER_MINUTE", default_value_t = 30)]
+    pub actions_per_minute: u32,
+
     /// How many live streams (open pages with live updates) one user may hold on this node.
     #[arg(long, env = "FLOO_MAX_STREAMS_PER_USER", default_value_t = 24)]
     pub max_streams_per_user: usize,

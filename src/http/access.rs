@@ -2,8 +2,14 @@
 //! takes [`TeamMember`], [`TopicInTeam`] or [`MeetingInTeam`] cannot run for someone
 //! outside the team: they get 404, the same as for a team that does not exist, so team
 //! ids reveal nothing. Admin-only actions call [`TeamMember::require_admin`] (403).
+//!
+//! Every change a member makes to a team (any request but GET and HEAD) also takes one
+//! from their allowance of actions ([`super::Shared::action_rate`]), here too, so that no
+//! form can be sent faster than that; the few routes with a limit of their own (posting and
+//! editing messages, creating topics and meetings, call tickets) are named below.
 
-use axum::extract::{FromRequestParts, RawPathParams};
+use axum::extract::{FromRequestParts, MatchedPath, RawPathParams};
+use axum::http::Method;
 use axum::http::request::Parts;
 
 use super::{AppState, Error};
@@ -101,6 +107,19 @@ async fn id_param(parts: &mut Parts, state: &AppState, name: &str) -> Result<i64
     params.iter().find(|(k, _)| *k == name).and_then(|(_, v)| v.parse::<i64>().ok()).ok_or(Error::NotFound)
 }
 
+/// Team routes whose changes have a limit of their own, so they do not also count as actions.
+const OWN_LIMITS: [&str; 6] = [
+    // Posting and editing messages: `post_rate`.
+    "/teams/{team_id}/topics/{topic_id}/messages",
+    "/teams/{team_id}/topics/{topic_id}/messages/{seq}",
+    // Creating topics, meetings and plans: `create_rate`.
+    "/teams/{team_id}/forum",
+    "/teams/{team_id}/meetings",
+    "/teams/{team_id}/schedule",
+    // A call's tickets: one per connection, and a reconnecting call must never be refused.
+    "/teams/{team_id}/meetings/{meeting_id}/media",
+];
+
 impl FromRequestParts<AppState> for TeamMember {
     type Rejection = Error;
 
@@ -108,6 +127,13 @@ impl FromRequestParts<AppState> for TeamMember {
         let viewer = Viewer::from_request_parts(parts, state).await?;
         let team_id = id_param(parts, state, "team_id").await?;
         let (team, role) = state.store.team_membership(team_id, viewer.user.id).await?.ok_or(Error::NotFound)?;
+        let changes = parts.method != Method::GET && parts.method != Method::HEAD;
+        let route = parts.extensions.get::<MatchedPath>().map(MatchedPath::as_str);
+        if changes && !route.is_some_and(|r| OWN_LIMITS.contains(&r)) {
+            state.action_rate.allow(viewer.user.id, std::time::Instant::now()).map_err(|wait| {
+                Error::TooMany(format!("You are making changes faster than this server allows. Try again in {wait} s."))
+            })?;
+        }
         Ok(TeamMember { viewer, team, role })
     }
 }

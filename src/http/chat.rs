@@ -9,11 +9,13 @@ use std::time::Instant;
 use axum::body::Bytes;
 use bytes::BytesMut;
 
+use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Form, Router};
+
+use super::form::Form;
 use maud::{Markup, html};
 use serde::Deserialize;
 use tokio::sync::{broadcast, watch};

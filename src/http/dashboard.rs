@@ -8,10 +8,12 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Form, Router};
+
+use super::form::Form;
 use maud::{Markup, html};
 use serde::Deserialize;
 

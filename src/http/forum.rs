@@ -2,11 +2,13 @@
 //! a topic with its messages (the chat panel of `chat`). The first page of topics follows
 //! the team live.
 
+use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Form, Router};
+
+use super::form::Form;
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -228,7 +230,7 @@ fn topic_actions(t: &TopicInTeam) -> Markup {
     html! {
         @if author || admin {
             div.actions.topic-actions {
-                @if author { a.button.small href=(format!("{base}/edit")) { "Edit" } }
+                @if author && (t.topic.locked_at.is_none() || admin) { a.button.small href=(format!("{base}/edit")) { "Edit" } }
                 @if admin {
                     @if t.topic.pinned_at.is_some() { (button("unpin", "Unpin")) } @else { (button("pin", "Pin to the top")) }
                     @if t.topic.locked_at.is_some() { (button("unlock", "Unlock")) } @else { (button("lock", "Lock")) }
@@ -244,10 +246,19 @@ fn topic_actions(t: &TopicInTeam) -> Markup {
     }
 }
 
-async fn edit_topic(t: TopicInTeam) -> Result<Markup, Error> {
+/// Only its author edits a topic, and a locked one only if they are an admin too.
+fn may_edit(t: &TopicInTeam) -> Result<(), Error> {
     if t.topic.author_id != t.member.user_id() {
         return Err(Error::Forbidden("Only the author of a topic can edit it.".into()));
     }
+    if t.topic.locked_at.is_some() && !t.member.role.is_admin() {
+        return Err(Error::Conflict("This topic is locked: it cannot be edited.".into()));
+    }
+    Ok(())
+}
+
+async fn edit_topic(t: TopicInTeam) -> Result<Markup, Error> {
+    may_edit(&t)?;
     Ok(edit_topic_view(&t, &t.topic.title, &t.topic.body, (None, None)))
 }
 
@@ -283,9 +294,7 @@ async fn save_topic(
     t: TopicInTeam,
     Form(form): Form<TopicForm>,
 ) -> Result<Response, Error> {
-    if t.topic.author_id != t.member.user_id() {
-        return Err(Error::Forbidden("Only the author of a topic can edit it.".into()));
-    }
+    may_edit(&t)?;
     let (title, body) = (form.title.trim(), form.body.trim_end());
     let (title_error, body_error) = topic_problems(title, body);
     if title_error.is_some() || body_error.is_some() {

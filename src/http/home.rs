@@ -1,11 +1,13 @@
 //! The home page (your teams, live meetings across them), creating a team, and joining
 //! one with an invite code or link.
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Form, Router};
+
+use super::form::Form;
 use maud::{Markup, html};
 use serde::Deserialize;
 

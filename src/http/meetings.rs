@@ -1,11 +1,13 @@
 //! Team meetings: starting one (with its forum topic), the meeting page, joining and
 //! leaving (recorded as attendance) and ending it (host or admin).
 
+use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::post;
-use axum::{Form, Router};
+
+use super::form::Form;
 use maud::{Markup, html};
 use serde::Deserialize;
 

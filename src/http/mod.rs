@@ -6,6 +6,7 @@ pub(crate) mod calls;
 mod chat;
 mod dashboard;
 mod error;
+mod form;
 mod forum;
 mod home;
 mod limits;
@@ -53,6 +54,11 @@ pub struct Shared {
     pub post_rate: PostRate,
     /// How fast one user may create teams, topics and meetings.
     pub create_rate: Rate<i64>,
+    /// How fast one user may search (each search reads the full-text index).
+    pub search_rate: Rate<i64>,
+    /// How fast one user may change things that have no limit of their own (edits of
+    /// topics and plans, moderation, roles, recordings...).
+    pub action_rate: Rate<i64>,
     /// How many wrong invite codes a user, or an address, may try.
     pub join_guesses: Rate<Guesser>,
     /// Where recordings are written, one directory per recording.

@@ -9,11 +9,13 @@
 //! local time is turned into an instant with the time zone's rules for that date, so a
 //! meeting at 10:00 in Paris stays at 10:00 across the change to summer time.
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Form, Router};
+
+use super::form::Form;
 use icalendar::{Calendar, Component, EventLike, EventStatus};
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -360,7 +362,7 @@ fn event(state: &AppState, s: &Scheduled) -> icalendar::Event {
     let at = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
     let mut e = icalendar::Event::new();
     e.uid(&uid)
-        .summary(&s.title)
+        .summary(&calendar_text(&s.title))
         .starts(at(s.starts_at))
         .ends(at(s.ends_at()))
         .timestamp(at(s.created_at.max(s.cancelled_at.unwrap_or(0))))
@@ -368,14 +370,30 @@ fn event(state: &AppState, s: &Scheduled) -> icalendar::Event {
         .url(&format!("{}/teams/{}/scheduled/{}", state.public_url, s.team_id, s.id))
         .status(if s.cancelled_at.is_some() { EventStatus::Cancelled } else { EventStatus::Confirmed });
     if !s.description.is_empty() {
-        e.description(&s.description);
+        e.description(&calendar_text(&s.description));
     }
     e.done()
 }
 
+/// Text as iCalendar may carry it (RFC 5545 §3.3.11 allows no control character but the
+/// line breaks it escapes): a lone CR becomes a line break, CRLF one break, and every
+/// other control character goes. A bare CR would otherwise start a line of its own in
+/// clients that split on it (`ATTENDEE:`, `END:VEVENT` — an injection).
+fn calendar_text(text: &str) -> String {
+    text.replace("\r\n", "\n")
+        .chars()
+        .filter_map(|c| match c {
+            '\r' => Some('\n'),
+            '\n' | '\t' => Some(c),
+            c if c.is_control() => None,
+            c => Some(c),
+        })
+        .collect()
+}
+
 fn calendar_response(name: &str, events: Vec<icalendar::Event>, file: &str) -> Response {
     let mut calendar = Calendar::new();
-    calendar.name(name);
+    calendar.name(&calendar_text(name));
     for e in events {
         calendar.push(e);
     }
@@ -501,5 +519,11 @@ mod tests {
         assert!(instant_in("2027-04-03", "10:00", "Mars/Olympus").unwrap_err().contains("not a time zone"));
         assert!(instant_in("03/04/2027", "10:00", "UTC").unwrap_err().contains("YYYY-MM-DD"));
         assert_eq!(in_zone(1_806_739_200_000, "Europe/Paris"), "Sat 3 Apr 2027, 10:00");
+    }
+
+    #[test]
+    fn calendar_text_carries_no_control_character_but_line_breaks() {
+        let text = "Plan\rATTENDEE:evil@example.com\r\nEND:VEVENT\0\u{b}\u{c}\u{1b}[31m\u{7f}\u{85} done\tok";
+        assert_eq!(calendar_text(text), "Plan\nATTENDEE:evil@example.com\nEND:VEVENT[31m done\tok");
     }
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::views::{self, Chrome, TeamTab, empty_state};
 use super::{AppState, Error, TeamMember};
-use crate::store::{MARK_END, MARK_START, query_words};
+use crate::store::{Marks, query_words};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/teams/{team_id}/search", get(search))
@@ -22,16 +22,36 @@ struct SearchQuery {
     q: String,
 }
 
-/// A snippet as HTML: the text escaped, then the engine's marks made `<mark>`.
-pub fn highlighted(snippet: &str) -> Markup {
+/// A snippet as HTML: the text escaped, then this search's marks made `<mark>`.
+pub fn highlighted(snippet: &str, marks: &Marks) -> Markup {
     let escaped = maud::html! { (snippet) }.into_string();
-    PreEscaped(escaped.replace(MARK_START, "<mark>").replace(MARK_END, "</mark>"))
+    PreEscaped(escaped.replace(&marks.start, "<mark>").replace(&marks.end, "</mark>"))
 }
 
 async fn search(State(state): State<AppState>, m: TeamMember, Query(q): Query<SearchQuery>) -> Result<Markup, Error> {
     let query: String = q.q.chars().take(200).collect();
     let words = query_words(&query);
-    let (topics, messages) = state.store.search(m.team.id, &words).await?;
+    if !words.is_empty()
+        && let Err(wait) = state.search_rate.allow(m.user_id(), std::time::Instant::now())
+    {
+        return Err(Error::TooMany(format!(
+            "You are searching faster than this server allows. Try again in {wait} s."
+        )));
+    }
+    let hits = match state.store.search(m.team.id, &words).await {
+        Ok(hits) => hits,
+        Err(crate::store::Error::SearchBusy) => {
+            return Err(Error::Unavailable("Many searches are running right now. Try again in a few seconds.".into()));
+        }
+        Err(crate::store::Error::SearchTooLong) => {
+            tracing::warn!(team_id = m.team.id, words = words.len(), "a search was stopped for taking too long");
+            return Err(Error::Unavailable(
+                "This search took too long and was stopped. Try more or rarer words.".into(),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let (topics, messages, marks) = (hits.topics, hits.messages, hits.marks);
     let t = m.team.id;
     Ok(views::page(
         Chrome { user: Some(&m.viewer.user), csrf: &m.viewer.csrf.0 },
@@ -56,8 +76,8 @@ async fn search(State(state): State<AppState>, m: TeamMember, Query(q): Query<Se
                         ul.search-hits {
                             @for hit in &topics {
                                 li {
-                                    a href=(format!("/teams/{t}/topics/{}", hit.topic_id)) aria-label=(hit.title) { strong { (highlighted(&hit.title_marked)) } }
-                                    @if !hit.snippet.is_empty() { div.small { (highlighted(&hit.snippet)) } }
+                                    a href=(format!("/teams/{t}/topics/{}", hit.topic_id)) aria-label=(hit.title) { strong { (highlighted(&hit.title_marked, &marks)) } }
+                                    @if !hit.snippet.is_empty() { div.small { (highlighted(&hit.snippet, &marks)) } }
                                 }
                             }
                         }
@@ -72,7 +92,7 @@ async fn search(State(state): State<AppState>, m: TeamMember, Query(q): Query<Se
                                         (hit.author_name) " in " em { (hit.topic_title) }
                                     }
                                     span.muted.small { " · " (views::time(hit.created_at)) }
-                                    div.small { (highlighted(&hit.snippet)) }
+                                    div.small { (highlighted(&hit.snippet, &marks)) }
                                 }
                             }
                         }

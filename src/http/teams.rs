@@ -1,11 +1,13 @@
 //! A team's own pages: the meetings overview, members and their roles, the invite
 //! code and link, and the settings (rename, delete).
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Form, Router};
+
+use super::form::Form;
 use maud::{Markup, html};
 use serde::Deserialize;
 

@@ -26,7 +26,7 @@ pub use forum::{Message, Topic, TopicFlag, TopicKind, TopicSummary};
 pub use meetings::{Attendance, Meeting, MeetingAdmission, MeetingSummary};
 pub use recordings::{FileKind, NewFile, Recording, RecordingFile, RecordingState};
 pub use schedule::{Plan, Scheduled};
-pub use search::{MARK_END, MARK_START, MessageHit, TopicHit, query_words};
+pub use search::{Marks, MessageHit, SEARCH_TIME_LIMIT, SEARCHES_AT_ONCE, SearchHits, TopicHit, query_words};
 pub use teams::{Member, Role, Team, TeamOfUser};
 pub use users::{OAuthLogin, User};
 
@@ -45,6 +45,13 @@ pub enum Error {
     /// The URL names no backend Floo supports.
     #[error("unsupported database URL (expected sqlite:// or postgres://): {0}")]
     UnsupportedUrl(String),
+    /// As many searches as a node runs at once are running, and this one's turn did not
+    /// come soon enough.
+    #[error("too many searches at once")]
+    SearchBusy,
+    /// A search ran past its time and was stopped.
+    #[error("the search took too long and was stopped")]
+    SearchTooLong,
 }
 
 impl Error {
@@ -77,6 +84,9 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Searches' own connections (see [`search`]).
+    searcher: search::Searcher,
+    search_time_limit: Duration,
 }
 
 impl Store {
@@ -107,12 +117,13 @@ impl Store {
             })
             .connect(url)
             .await?;
-        let store = Store { pool, backend };
         match backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS.run(&store.pool).await?,
-            Backend::Postgres => POSTGRES_MIGRATIONS.run(&store.pool).await?,
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(store)
+        // After the migrations: on SQLite the searches' read-only connections need the file.
+        let searcher = search::Searcher::open(url, backend).await?;
+        Ok(Store { pool, backend, searcher, search_time_limit: SEARCH_TIME_LIMIT })
     }
 
     pub fn backend(&self) -> Backend {
@@ -137,13 +148,14 @@ impl Store {
         Ok(secret)
     }
 
-    /// Closes the pool, waiting for connections in use to be returned.
     /// Connections of the pool: (open, idle).
     pub fn pool_usage(&self) -> (i64, i64) {
         (i64::from(self.pool.size()), self.pool.num_idle() as i64)
     }
 
+    /// Closes the pools, waiting for connections in use to be returned.
     pub async fn close(&self) {
+        self.searcher.close().await;
         self.pool.close().await;
     }
 }

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod abuse;
 mod authorization;
 mod browser;
 mod foundation;

@@ -94,6 +94,8 @@ pub struct TestApp {
     /// The PostgreSQL database's URL (None on SQLite, in the data directory).
     pub database_url: Option<String>,
     pub quic_addr: std::net::SocketAddr,
+    /// Where `/metrics` is served.
+    pub metrics_addr: std::net::SocketAddr,
     pub cert_hash: Option<[u8; 32]>,
     pub relay: floo::media::relay::Relay,
 }
@@ -135,11 +137,31 @@ impl TestApp {
         let base = app.public_url().to_owned();
         let http_addr = app.http_addr();
         let quic_addr = app.quic_addr();
+        let metrics_addr = app.metrics_addr();
         let cert_hash = app.cert_hash();
         let relay = app.relay();
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(app.run(stopped));
-        TestApp { base, http_addr, data_dir, stop, task, postgres_db, database_url, quic_addr, cert_hash, relay }
+        TestApp {
+            base,
+            http_addr,
+            data_dir,
+            stop,
+            task,
+            postgres_db,
+            database_url,
+            quic_addr,
+            metrics_addr,
+            cert_hash,
+            relay,
+        }
+    }
+
+    /// The app's database, as a URL for a connection of the test's own.
+    pub fn db_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rw", self.data_dir.join(floo::config::SQLITE_FILE).display()))
     }
 
     /// A new browser-like client (its own cookies) for this app.
