@@ -89,7 +89,11 @@ impl App {
             quic_addr: config.quic_addr,
             tls_cert: config.tls_cert.clone(),
             tls_key: config.tls_key.clone(),
-            limits: Limits { max_sessions: config.max_participants.max(2), ..Limits::default() },
+            limits: Limits {
+                max_sessions: usize::from(config.max_participants),
+                voices: config.forwarded_voices,
+                ..Limits::default()
+            },
             media_host: config.media_host.clone(),
             node_url: config.node_url.as_ref().map(|u| u.trim_end_matches('/').to_owned()),
         };

@@ -169,9 +169,14 @@ pub struct Config {
     #[arg(long, env = "FLOO_COMPOSE_PRESET", default_value = "superfast")]
     pub compose_preset: String,
 
-    /// Most participants one meeting admits.
-    #[arg(long, env = "FLOO_MAX_PARTICIPANTS", default_value_t = 25)]
-    pub max_participants: usize,
+    /// Most participants one meeting admits (2 to 500).
+    #[arg(long, env = "FLOO_MAX_PARTICIPANTS", default_value_t = 100, value_parser = clap::value_parser!(u16).range(2..=500))]
+    pub max_participants: u16,
+
+    /// Voices the relay forwards to each participant: the loudest speakers at the moment
+    /// (0: every voice, as in a small call).
+    #[arg(long, env = "FLOO_FORWARDED_VOICES", default_value_t = 3)]
+    pub forwarded_voices: usize,
 
     /// Redis URL (`redis://HOST:PORT`) for live events across several Floo nodes.
     /// Without it, live events stay inside this process.

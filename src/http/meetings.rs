@@ -322,6 +322,9 @@ async fn media_ticket(State(state): State<AppState>, mt: MeetingInTeam, headers:
     if !mt.meeting.is_live() {
         return Err(Error::Conflict("This meeting has ended.".into()));
     }
+    if state.store.meeting_admission(mt.meeting.id, mt.member.user_id()).await?.is_some_and(|a| a.removed) {
+        return Err(Error::Forbidden("A host removed you from this meeting: you cannot join it again.".into()));
+    }
     // For the ops dashboard (on the node that gives the ticket; usually the call's host).
     if let Some(agent) = headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()) {
         state.relay.note_browser(mt.meeting.id, mt.member.user_id(), agent);

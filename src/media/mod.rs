@@ -15,6 +15,7 @@ mod room_task;
 mod session;
 pub mod tls;
 pub mod token;
+pub mod voices;
 pub mod websocket;
 pub mod wire;
 mod writer;
@@ -29,6 +30,10 @@ pub mod close {
     pub const ROOM_FULL: u32 = 0x11;
     /// The meeting has ended.
     pub const ENDED: u32 = 0x12;
+    /// A host removed the participant from the meeting (they cannot come back to it).
+    pub const REMOVED: u32 = 0x13;
+    /// The meeting asks people to wait to be let in, and a host did not let them in.
+    pub const DENIED: u32 = 0x14;
     /// Bytes that do not follow the protocol.
     pub const PROTOCOL: u32 = 0x20;
     /// A frame, group, message or count over its limit.

@@ -24,7 +24,7 @@ use super::room_task::{Input, run_room};
 use super::session::run_session;
 use super::tls;
 use super::token::{Admission, TokenKey, UsedTickets};
-use super::wire::Transport;
+use super::wire::{CallSettings, Transport};
 use crate::bus::Bus;
 use crate::clock::now_ms;
 use crate::recording::FileOutcome;
@@ -385,13 +385,23 @@ impl Relay {
         if !found.live {
             return Err((close::ENDED, "this meeting has ended"));
         }
+        if found.removed {
+            return Err((close::REMOVED, "a host removed you from this meeting"));
+        }
         // A ticket from before the call moved (another node took it over after a Redis
         // outage, say): one call per meeting, so the client reconnects with a fresh ticket.
         if let Ok(Some(host)) = self.inner.placement.elsewhere(admission.meeting_id, &self.address()).await {
             tracing::info!(meeting = admission.meeting_id, host = %host.node, "sent a session to the call's host");
             return Err((close::GOING_AWAY, "the call is on another server; reconnecting"));
         }
-        Ok(Admitted { admission, team_id: found.team_id, display_name: found.display_name })
+        Ok(Admitted {
+            admission,
+            team_id: found.team_id,
+            display_name: found.display_name,
+            host: found.host,
+            admitted: found.admitted,
+            settings: CallSettings { ask_to_join: found.ask_to_join, quiet_above: found.quiet_above },
+        })
     }
 
     /// Sends to a meeting's room task, started on first use. The lock is held while
@@ -458,6 +468,12 @@ pub(super) struct Admitted {
     pub admission: Admission,
     pub team_id: i64,
     pub display_name: String,
+    /// They run the meeting (its creator, or an admin of the team).
+    pub host: bool,
+    /// A host let them in from the lobby before.
+    pub admitted: bool,
+    /// How the meeting admits people, as kept with it.
+    pub settings: CallSettings,
 }
 
 /// A UDP socket on `addr`; an IPv6 unspecified address also takes IPv4 (dual stack).

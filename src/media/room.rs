@@ -5,21 +5,25 @@
 //! (`poll_output`): open a group stream to a subscriber, write a frame to it, finish or
 //! abandon it, send a control message, close a session.
 //!
-//! Decisions made here: who receives what; the latest group of every track is kept so a
-//! late joiner starts at a keyframe at once; audio before screen before camera and newer
-//! groups before older ones (stream priorities); a group a subscriber cannot receive in
-//! time is abandoned instead of letting delay build up; every count and size a peer
-//! controls is bounded.
+//! Decisions made here: who receives what (what each client watches, the latest speakers
+//! beside it, and the few loudest voices: see [`super::voices`]); which layers a publisher
+//! need not encode because nobody watches them; the latest group of every track is kept
+//! so a late joiner starts at a keyframe at once; audio before screen before camera and
+//! newer groups before older ones (stream priorities); a group a subscriber cannot
+//! receive in time is abandoned instead of letting delay build up; the lobby and what
+//! hosts may do; roster news batched and encoded once for everyone; every count and size
+//! a peer controls is bounded.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use super::close;
+use super::voices::{SPEAKING_LEVEL, Voices};
 use super::wire::{
-    ClientMessage, FrameInfo, GroupHeader, ParticipantInfo, ParticipantState, Quality, ServerMessage, TrackInfo,
-    TrackKind, Transport,
+    CallSettings, ClientMessage, FrameInfo, GroupHeader, Moderation, ParticipantInfo, ParticipantState, Quality,
+    ServerMessage, TrackInfo, TrackKind, Transport, Waiter, Watch,
 };
 
 /// Identifies a participant's session inside the relay.
@@ -48,12 +52,18 @@ pub struct Limits {
     /// ignored before the session is closed. Group streams and the control stream are not
     /// ordered with each other, so a few such groups are normal around an (un)announce.
     pub max_stray_groups: u32,
+    /// Voices forwarded to clients that say what they watch (the loudest); 0: all.
+    pub voices: usize,
+    /// Tiles one client may watch at once.
+    pub max_view_tiles: usize,
+    /// People waiting in a meeting's lobby at once.
+    pub max_waiting: usize,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            max_sessions: 25,
+            max_sessions: 100,
             max_tracks_per_session: 6,
             max_frame: 512 * 1024,
             max_group_bytes: 8 * 1024 * 1024,
@@ -64,6 +74,9 @@ impl Default for Limits {
             control_burst: 100,
             max_control_message: 16 * 1024,
             max_stray_groups: 64,
+            voices: 3,
+            max_view_tiles: 64,
+            max_waiting: 100,
         }
     }
 }
@@ -81,8 +94,24 @@ pub enum Output {
     Abandon { send: SendId, cause: Cause },
     /// Send a control message to a session.
     Control { session: SessionId, message: ServerMessage },
-    /// End a session with a close code and a reason.
-    Close { session: SessionId, code: u32, reason: String },
+    /// Send the same messages, in order, to each of `to` (encoded once for all of them).
+    Broadcast { to: Vec<SessionId>, messages: Vec<ServerMessage> },
+    /// Keep this in the meeting's record.
+    Record(Record),
+    /// End a session with a close code and a reason (`was_in`: it was in the call, not
+    /// waiting in the lobby).
+    Close { session: SessionId, code: u32, reason: String, was_in: bool },
+}
+
+/// What the room asks to be kept in the meeting's record (its attendance and settings).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// A host (`by`, a user id) removed `user_id`: they may not come back.
+    Removed { user_id: i64, by: i64 },
+    /// A host let `user_id` in from the lobby: they may come back without waiting.
+    Admitted { user_id: i64, by: i64 },
+    /// A host changed how the meeting admits people.
+    Settings(CallSettings),
 }
 
 /// Why a group is given up on its way to a subscriber: the stream's reset code says it,
@@ -112,10 +141,24 @@ pub struct Joining {
     pub user_id: i64,
     pub name: String,
     pub transport: Transport,
+    /// They run the meeting (its creator, or an admin of the team).
+    pub host: bool,
+    /// A host let them in before: they do not wait in the lobby again.
+    pub admitted: bool,
+    /// The meeting's settings as kept with it (the room's own once it has started).
+    pub settings: CallSettings,
 }
 
 fn refuse(code: u32, reason: impl Into<String>) -> Refusal {
     Refusal { code, reason: reason.into() }
+}
+
+/// What a client watches (`view`).
+#[derive(Debug, Clone, Default)]
+struct View {
+    tiles: Vec<Watch>,
+    speakers: u8,
+    speaker_layer: u8,
 }
 
 struct Participant {
@@ -123,9 +166,21 @@ struct Participant {
     name: String,
     transport: Transport,
     state: ParticipantState,
+    host: bool,
+    /// When its hand went up (a number that grows with each raised hand).
+    raised: Option<u64>,
     /// The publisher's track ids mapped to the relay's.
     tracks: HashMap<u64, u64>,
+    /// The tracks it is sent now: those it subscribed to by id, those its view shows, and
+    /// the chosen voices.
     subscriptions: HashSet<u64>,
+    /// Tracks it subscribed to by id (`subscribe`).
+    explicit: HashSet<u64>,
+    /// What it watches; None for a client that subscribes by id only (and then hears only
+    /// the voices it subscribed to).
+    view: Option<View>,
+    /// Its video tracks (own ids) it was last told anyone watches (`layers`).
+    told_layers: Option<Vec<u64>>,
     /// Open group streams to this participant, oldest first.
     sending: VecDeque<SendId>,
     control_tokens: f64,
@@ -162,6 +217,16 @@ struct Track {
     subscribers: HashSet<SessionId>,
     /// When its publisher was last asked for a keyframe.
     keyframe_asked: Option<Instant>,
+    /// Its publisher was told nobody watches it (and stopped encoding it).
+    paused: bool,
+    /// Since when nobody has watched it (a video track is paused after [`PAUSE_AFTER`]).
+    unwatched_since: Option<Instant>,
+}
+
+/// Someone waiting in the lobby to be let in.
+struct Waiting {
+    who: Joining,
+    state: ParticipantState,
 }
 
 struct OutGroup {
@@ -209,6 +274,25 @@ pub struct Room {
     recording: bool,
     /// When connection qualities are next worked out (None while nobody is here).
     next_quality: Option<Instant>,
+    /// The voices forwarded to clients that say what they watch.
+    voices: Voices,
+    /// Everyone who was the active speaker, the latest first (the "last N" order).
+    dominance: Vec<SessionId>,
+    /// People waiting to be let in, by session.
+    lobby: BTreeMap<SessionId, Waiting>,
+    /// How the meeting admits people (from the first joiner's record, then the hosts').
+    settings: Option<CallSettings>,
+    /// Hands raised so far (the next raised hand's number).
+    raises: u64,
+    /// Roster news for everyone, sent together at most every [`NEWS_EVERY`].
+    news: Vec<ServerMessage>,
+    /// When the news waiting now goes out, and when news last went out.
+    news_due: Option<Instant>,
+    news_sent: Option<Instant>,
+    /// When an unwatched video track is next due to be paused.
+    pause_due: Option<Instant>,
+    /// The latest time the room was told of.
+    clock: Instant,
 }
 
 /// Stream priority: audio over screen over camera, then newer groups over older.
@@ -223,6 +307,7 @@ fn priority(kind: TrackKind, sequence: u64) -> i32 {
 
 impl Room {
     pub fn new(limits: Limits) -> Room {
+        let voices = Voices::new(limits.voices);
         Room {
             limits,
             participants: HashMap::new(),
@@ -236,15 +321,31 @@ impl Room {
             speaker: None,
             recording: false,
             next_quality: None,
+            voices,
+            dominance: Vec::new(),
+            lobby: BTreeMap::new(),
+            settings: None,
+            raises: 0,
+            news: Vec::new(),
+            news_due: None,
+            news_sent: None,
+            pause_due: None,
+            clock: Instant::now(),
         }
     }
 
+    /// Nobody is in the call or waiting to join it.
     pub fn is_empty(&self) -> bool {
-        self.participants.is_empty()
+        self.participants.is_empty() && self.lobby.is_empty()
     }
 
     pub fn participant_count(&self) -> usize {
         self.participants.len()
+    }
+
+    /// Whether `session` is in the call (not waiting in the lobby, not gone).
+    pub fn is_participant(&self, session: SessionId) -> bool {
+        self.participants.contains_key(&session)
     }
 
     fn info(&self, session: SessionId) -> Option<ParticipantInfo> {
@@ -254,6 +355,8 @@ impl Room {
             name: p.name.clone(),
             state: p.state,
             transport: p.transport,
+            host: p.host,
+            raised: p.raised,
         })
     }
 
@@ -267,32 +370,79 @@ impl Room {
         })
     }
 
-    fn broadcast(&mut self, except: Option<SessionId>, message: ServerMessage) {
-        let mut to: Vec<SessionId> = self.participants.keys().copied().filter(|s| Some(*s) != except).collect();
-        to.sort_unstable();
-        for session in to {
-            self.outputs.push_back(Output::Control { session, message: message.clone() });
+    fn tick(&mut self, now: Instant) {
+        self.clock = self.clock.max(now);
+    }
+
+    /// News for everyone in the call: sent with whatever else comes within
+    /// [`NEWS_EVERY`] of the last news, in one write encoded once (see `poll_output`).
+    fn broadcast(&mut self, message: ServerMessage) {
+        self.news.push(message);
+        if self.news_due.is_none() {
+            let earliest = self.news_sent.map_or(self.clock, |at| at + NEWS_EVERY);
+            self.news_due = Some(earliest.max(self.clock));
         }
     }
 
-    /// A session joins; it is told who is here and which tracks exist, the others are
-    /// told of it.
+    /// Sends the news now (before a message that must follow it, or when it is due).
+    fn send_news(&mut self) {
+        if self.news.is_empty() {
+            self.news_due = None;
+            return;
+        }
+        let mut to: Vec<SessionId> = self.participants.keys().copied().collect();
+        to.sort_unstable();
+        let messages = std::mem::take(&mut self.news);
+        self.outputs.push_back(Output::Broadcast { to, messages });
+        self.news_due = None;
+        self.news_sent = Some(self.clock);
+    }
+
+    fn settings(&self) -> CallSettings {
+        self.settings.unwrap_or_default()
+    }
+
+    /// A session arrives: it joins the call (and is told who is here and which tracks
+    /// exist; the others are told of it), or, when the meeting asks people to wait and it
+    /// is not a host or let in before, it waits in the lobby and the hosts are told.
     pub fn join(&mut self, now: Instant, session: SessionId, who: &Joining) -> Result<(), Refusal> {
+        self.tick(now);
+        let settings = *self.settings.get_or_insert(who.settings);
         if self.participants.len() >= self.limits.max_sessions {
             return Err(refuse(
                 close::ROOM_FULL,
                 format!("this meeting is full ({} people)", self.limits.max_sessions),
             ));
         }
+        if settings.ask_to_join && !who.host && !who.admitted {
+            if self.lobby.len() >= self.limits.max_waiting {
+                return Err(refuse(close::ROOM_FULL, "too many people are waiting to join this meeting; try later"));
+            }
+            self.lobby.insert(session, Waiting { who: who.clone(), state: ParticipantState::default() });
+            self.outputs.push_back(Output::Control { session, message: ServerMessage::Waiting {} });
+            self.tell_hosts_who_waits();
+            return Ok(());
+        }
+        self.enter(now, session, who, ParticipantState::default());
+        Ok(())
+    }
+
+    /// Someone joins the call proper.
+    fn enter(&mut self, now: Instant, session: SessionId, who: &Joining, state: ParticipantState) {
         self.participants.insert(
             session,
             Participant {
                 user_id: who.user_id,
                 name: who.name.clone(),
                 transport: who.transport,
-                state: ParticipantState::default(),
+                state,
+                host: who.host,
+                raised: None,
                 tracks: HashMap::new(),
                 subscriptions: HashSet::new(),
+                explicit: HashSet::new(),
+                view: None,
+                told_layers: None,
                 sending: VecDeque::new(),
                 control_tokens: f64::from(self.limits.control_burst),
                 control_at: now,
@@ -306,21 +456,50 @@ impl Room {
             },
         );
         self.next_quality.get_or_insert(now + QUALITY_EVERY);
+        // News still waiting reaches the joiner after its welcome: it ends with the state
+        // the welcome shows (every change is news), and clients take news idempotently.
         let mut ids: Vec<SessionId> = self.participants.keys().copied().collect();
         ids.sort_unstable();
-        let participants = ids.iter().filter_map(|s| self.info(*s)).collect();
-        let mut track_ids: Vec<u64> = self.tracks.keys().copied().collect();
-        track_ids.sort_unstable();
-        let tracks = track_ids.iter().filter_map(|t| self.track_info(*t)).collect();
-        self.outputs.push_back(Output::Control {
-            session,
-            message: ServerMessage::Welcome { you: session, participants, tracks },
-        });
+        // The first participants (the joiner among them) and their tracks in the welcome,
+        // the rest at once after it, one message each: no message grows with the meeting.
+        let first: Vec<SessionId> = std::iter::once(session)
+            .chain(ids.iter().copied().filter(|s| *s != session))
+            .take(WELCOME_PARTICIPANTS)
+            .collect();
+        let tracks_of = |room: &Room, owners: &[SessionId]| -> Vec<TrackInfo> {
+            let mut ids: Vec<u64> =
+                room.tracks.iter().filter(|(_, t)| owners.contains(&t.owner)).map(|(id, _)| *id).collect();
+            ids.sort_unstable();
+            ids.iter().filter_map(|t| room.track_info(*t)).collect()
+        };
+        let settings = self.settings();
+        let welcome = ServerMessage::Welcome {
+            you: session,
+            participants: first.iter().filter_map(|s| self.info(*s)).collect(),
+            tracks: tracks_of(self, &first),
+            total: ids.len(),
+            host: who.host,
+            quiet: ids.len() > settings.quiet_above as usize,
+            settings,
+        };
+        self.outputs.push_back(Output::Control { session, message: welcome });
+        for other in ids.iter().copied().filter(|s| !first.contains(s)) {
+            if let Some(participant) = self.info(other) {
+                self.outputs.push_back(Output::Control { session, message: ServerMessage::Joined { participant } });
+            }
+            for track in tracks_of(self, &[other]) {
+                self.outputs.push_back(Output::Control { session, message: ServerMessage::Track { track } });
+            }
+        }
         if self.recording {
             self.outputs.push_back(Output::Control { session, message: ServerMessage::Recording { on: true } });
         }
+        if who.host {
+            let waiting = self.waiters();
+            self.outputs.push_back(Output::Control { session, message: ServerMessage::Lobby { waiting } });
+        }
         if let Some(participant) = self.info(session) {
-            self.broadcast(Some(session), ServerMessage::Joined { participant });
+            self.broadcast(ServerMessage::Joined { participant });
         }
         let known: Vec<ServerMessage> = ids
             .iter()
@@ -330,11 +509,19 @@ impl Room {
         for message in known {
             self.outputs.push_back(Output::Control { session, message });
         }
-        Ok(())
+        if let Some(speaker) = self.speaker {
+            let message = ServerMessage::Speaker { participant: Some(speaker) };
+            self.outputs.push_back(Output::Control { session, message });
+        }
     }
 
     /// A session left (or was closed): its tracks end, its streams are dropped.
-    pub fn leave(&mut self, session: SessionId) {
+    pub fn leave(&mut self, now: Instant, session: SessionId) {
+        self.tick(now);
+        if self.lobby.remove(&session).is_some() {
+            self.tell_hosts_who_waits();
+            return;
+        }
         let Some(participant) = self.participants.remove(&session) else { return };
         for send in participant.sending {
             self.forget(send);
@@ -347,11 +534,14 @@ impl Room {
                 t.subscribers.remove(&session);
             }
         }
+        self.dominance.retain(|s| *s != session);
+        self.voices.silence(session);
         if self.speaker == Some(session) {
             self.speaker = None;
-            self.broadcast(None, ServerMessage::Speaker { participant: None });
+            self.broadcast(ServerMessage::Speaker { participant: None });
         }
-        self.broadcast(None, ServerMessage::Left { participant: session });
+        self.broadcast(ServerMessage::Left { participant: session });
+        self.reselect_all(now);
     }
 
     fn end_track(&mut self, id: u64) {
@@ -362,18 +552,33 @@ impl Room {
         for subscriber in track.subscribers {
             if let Some(p) = self.participants.get_mut(&subscriber) {
                 p.subscriptions.remove(&id);
+                p.explicit.remove(&id);
             }
         }
-        self.broadcast(None, ServerMessage::TrackEnded { track: id });
+        self.broadcast(ServerMessage::TrackEnded { track: id });
     }
 
     fn close(&mut self, session: SessionId, refusal: Refusal) {
-        self.outputs.push_back(Output::Close { session, code: refusal.code, reason: refusal.reason });
-        self.leave(session);
+        let was_in = self.participants.contains_key(&session);
+        self.outputs.push_back(Output::Close { session, code: refusal.code, reason: refusal.reason, was_in });
+        self.leave(self.clock, session);
     }
 
     /// A control message from a session. A refusal closes that session (and only it).
     pub fn control(&mut self, now: Instant, session: SessionId, message: ClientMessage) {
+        self.tick(now);
+        if let Some(waiting) = self.lobby.get_mut(&session) {
+            // In the lobby only the state (kept for later) and pings count; the client
+            // publishes nothing before its welcome, so anything else is ignored.
+            match message {
+                ClientMessage::State { state } => waiting.state = state,
+                ClientMessage::Ping { nonce } => {
+                    self.outputs.push_back(Output::Control { session, message: ServerMessage::Pong { nonce } })
+                }
+                _ => {}
+            }
+            return;
+        }
         if let Err(refusal) = self.try_control(now, session, message) {
             self.close(session, refusal);
         }
@@ -415,51 +620,370 @@ impl Room {
                         latest: None,
                         subscribers: HashSet::new(),
                         keyframe_asked: None,
+                        paused: false,
+                        unwatched_since: Some(now),
                     },
                 );
                 if let Some(info) = self.track_info(id) {
-                    self.broadcast(None, ServerMessage::Track { track: info });
+                    self.broadcast(ServerMessage::Track { track: info });
                 }
+                self.reselect_all(now);
             }
             ClientMessage::Unannounce { id } => {
                 let global = participant.tracks.remove(&id).ok_or_else(|| refuse(close::PROTOCOL, "unknown track"))?;
                 self.end_track(global);
+                self.reselect_all(now);
             }
             ClientMessage::Subscribe { track } => {
-                let Some(t) = self.tracks.get_mut(&track) else {
-                    // It may just have ended: not an error.
-                    return Ok(());
-                };
-                if t.subscribers.insert(session) {
-                    participant.subscriptions.insert(track);
-                    self.send_cached(now, session, track);
+                // A track that may just have ended is not an error: nothing to send.
+                if self.tracks.contains_key(&track) {
+                    participant.explicit.insert(track);
+                    self.reselect(now, session);
+                    self.dynacast(now);
                 }
             }
             ClientMessage::Unsubscribe { track } => {
-                participant.subscriptions.remove(&track);
-                if let Some(t) = self.tracks.get_mut(&track) {
-                    t.subscribers.remove(&session);
+                participant.explicit.remove(&track);
+                self.reselect(now, session);
+                self.dynacast(now);
+            }
+            ClientMessage::View { tiles, speakers, speaker_layer } => {
+                if tiles.len() > limits.max_view_tiles {
+                    return Err(refuse(close::TOO_LARGE, "too many tiles in a view"));
                 }
-                let open: Vec<SendId> = self
-                    .groups
-                    .iter()
-                    .filter(|(_, g)| g.session == session && g.track == track)
-                    .map(|(s, _)| *s)
-                    .collect();
-                for send in open {
-                    self.abandon(send, Cause::Elsewhere);
-                }
+                participant.view = Some(View { tiles, speakers: speakers.min(MAX_LAST_N), speaker_layer });
+                self.reselect(now, session);
+                self.dynacast(now);
             }
             ClientMessage::State { state } => {
+                let was = participant.state;
                 participant.state = state;
-                self.broadcast(None, ServerMessage::State { participant: session, state });
+                if state.hand && !was.hand {
+                    self.raises += 1;
+                    participant.raised = Some(self.raises);
+                } else if !state.hand {
+                    participant.raised = None;
+                }
+                let raised = participant.raised;
+                if state.muted && !was.muted {
+                    participant.loudest_recent = None;
+                    if self.voices.silence(session) {
+                        self.reselect_all(now);
+                    }
+                }
+                self.broadcast(ServerMessage::State { participant: session, state, raised });
+                if state.camera_off != was.camera_off {
+                    // Tiles of a camera that went off, or came on, change what is sent.
+                    self.reselect_all(now);
+                }
             }
             ClientMessage::Ping { nonce } => {
                 self.outputs.push_back(Output::Control { session, message: ServerMessage::Pong { nonce } });
             }
             ClientMessage::Keyframe { track } => self.ask_keyframe(now, session, track),
+            ClientMessage::Moderate { action, participant: target } => {
+                if participant.host {
+                    self.moderate(now, session, action, target);
+                }
+            }
+            ClientMessage::Settings { settings } => {
+                if participant.host {
+                    self.change_settings(now, settings);
+                }
+            }
         }
         Ok(())
+    }
+
+    /// The people waiting in the lobby, as hosts see them.
+    fn waiters(&self) -> Vec<Waiter> {
+        self.lobby.iter().map(|(id, w)| Waiter { id: *id, user_id: w.who.user_id, name: w.who.name.clone() }).collect()
+    }
+
+    fn tell_hosts_who_waits(&mut self) {
+        let waiting = self.waiters();
+        let mut hosts: Vec<SessionId> = self.participants.iter().filter(|(_, p)| p.host).map(|(s, _)| *s).collect();
+        hosts.sort_unstable();
+        for session in hosts {
+            self.outputs
+                .push_back(Output::Control { session, message: ServerMessage::Lobby { waiting: waiting.clone() } });
+        }
+    }
+
+    /// A host acts on someone (hosts themselves are out of other hosts' reach).
+    fn moderate(&mut self, now: Instant, host: SessionId, action: Moderation, target: Option<SessionId>) {
+        let Some(by) = self.participants.get(&host).map(|p| (p.user_id, p.name.clone())) else { return };
+        let (by_user, by_name) = by;
+        let told = |action| ServerMessage::Moderated { action, by: by_name.clone() };
+        match action {
+            Moderation::Admit | Moderation::Deny => {
+                let Some(waiting) = target.and_then(|t| self.lobby.remove(&t).map(|w| (t, w))) else { return };
+                let (session, waiting) = waiting;
+                if action == Moderation::Admit {
+                    if self.participants.len() >= self.limits.max_sessions {
+                        let reason = format!("this meeting is full ({} people)", self.limits.max_sessions);
+                        self.outputs.push_back(Output::Close {
+                            session,
+                            code: close::ROOM_FULL,
+                            reason,
+                            was_in: false,
+                        });
+                    } else {
+                        let user_id = waiting.who.user_id;
+                        self.outputs.push_back(Output::Record(Record::Admitted { user_id, by: by_user }));
+                        self.enter(now, session, &waiting.who, waiting.state);
+                        self.reselect_all(now);
+                    }
+                } else {
+                    let reason = format!("{by_name} did not let you in to this meeting");
+                    self.outputs.push_back(Output::Close { session, code: close::DENIED, reason, was_in: false });
+                }
+                self.tell_hosts_who_waits();
+            }
+            Moderation::Mute => {
+                let mut targets: Vec<SessionId> = match target {
+                    Some(t) => vec![t],
+                    None => self.participants.keys().copied().collect(),
+                };
+                targets.retain(|t| self.participants.get(t).is_some_and(|p| !p.host && !p.state.muted));
+                targets.sort_unstable();
+                for session in targets {
+                    self.outputs.push_back(Output::Control { session, message: told(Moderation::Mute) });
+                }
+            }
+            Moderation::CameraOff | Moderation::LowerHand | Moderation::Remove => {
+                let Some(session) = target.filter(|t| self.participants.get(t).is_some_and(|p| !p.host)) else {
+                    return;
+                };
+                match action {
+                    Moderation::Remove => {
+                        let user_id = self.participants[&session].user_id;
+                        self.outputs.push_back(Output::Record(Record::Removed { user_id, by: by_user }));
+                        // Every session of that person goes (two tabs, a waiting one too).
+                        let mut theirs: Vec<SessionId> = self
+                            .participants
+                            .iter()
+                            .filter(|(_, p)| p.user_id == user_id)
+                            .map(|(s, _)| *s)
+                            .chain(self.lobby.iter().filter(|(_, w)| w.who.user_id == user_id).map(|(s, _)| *s))
+                            .collect();
+                        theirs.sort_unstable();
+                        for session in theirs {
+                            let reason = format!("{by_name} removed you from this meeting");
+                            self.close(session, Refusal { code: close::REMOVED, reason });
+                        }
+                    }
+                    Moderation::LowerHand => {
+                        let p = self.participants.get_mut(&session).expect("checked above");
+                        if p.state.hand {
+                            p.state.hand = false;
+                            p.raised = None;
+                            let state = p.state;
+                            self.broadcast(ServerMessage::State { participant: session, state, raised: None });
+                            self.outputs.push_back(Output::Control { session, message: told(action) });
+                        }
+                    }
+                    _ => self.outputs.push_back(Output::Control { session, message: told(action) }),
+                }
+            }
+        }
+    }
+
+    fn change_settings(&mut self, now: Instant, settings: CallSettings) {
+        let was = self.settings();
+        self.settings = Some(settings);
+        self.outputs.push_back(Output::Record(Record::Settings(settings)));
+        self.broadcast(ServerMessage::Settings { settings });
+        if was.ask_to_join && !settings.ask_to_join {
+            // Nobody waits any more: everyone waiting comes in, as far as there is room.
+            for (session, waiting) in std::mem::take(&mut self.lobby) {
+                if self.participants.len() >= self.limits.max_sessions {
+                    let reason = format!("this meeting is full ({} people)", self.limits.max_sessions);
+                    self.outputs.push_back(Output::Close { session, code: close::ROOM_FULL, reason, was_in: false });
+                    continue;
+                }
+                self.enter(now, session, &waiting.who, waiting.state);
+            }
+            self.reselect_all(now);
+            self.tell_hosts_who_waits();
+        }
+    }
+
+    /// The track of `participant` shown in a tile of `kind` wanting `layer`: the largest
+    /// published layer not above it, else the smallest. None for a camera that is off.
+    fn track_for(&self, participant: SessionId, kind: TrackKind, layer: u8) -> Option<u64> {
+        let p = self.participants.get(&participant)?;
+        if kind == TrackKind::Camera && p.state.camera_off {
+            return None;
+        }
+        let layers =
+            || p.tracks.values().filter_map(|id| self.tracks.get(id).map(|t| (*id, t))).filter(|(_, t)| t.kind == kind);
+        layers()
+            .filter(|(_, t)| t.layer <= layer)
+            .max_by_key(|(id, t)| (t.layer, *id))
+            .or_else(|| layers().min_by_key(|(id, t)| (t.layer, *id)))
+            .map(|(id, _)| id)
+    }
+
+    /// The tracks `session` should be sent now: those it subscribed to by id; and if it
+    /// said what it watches, its tiles, the latest speakers with a camera beside them, and
+    /// the chosen voices (never its own).
+    fn wanted(&self, session: SessionId) -> HashSet<u64> {
+        let Some(p) = self.participants.get(&session) else { return HashSet::new() };
+        let mut want: HashSet<u64> = p.explicit.iter().copied().filter(|t| self.tracks.contains_key(t)).collect();
+        let Some(view) = &p.view else { return want };
+        let voice = |owner: &SessionId| {
+            self.participants.get(owner).filter(|o| !o.state.muted).and_then(|o| {
+                o.tracks.values().copied().find(|t| self.tracks.get(t).is_some_and(|t| t.kind == TrackKind::Audio))
+            })
+        };
+        if self.voices.all() {
+            want.extend(self.participants.keys().filter(|o| **o != session).filter_map(voice));
+        } else {
+            want.extend(self.voices.chosen().iter().filter(|o| **o != session).filter_map(voice));
+        }
+        let mut shown = HashSet::new();
+        for tile in view.tiles.iter().filter(|t| t.participant != session) {
+            if let Some(track) = self.track_for(tile.participant, tile.kind, tile.layer) {
+                want.insert(track);
+                if tile.kind == TrackKind::Camera {
+                    shown.insert(tile.participant);
+                }
+            }
+        }
+        let latest = self
+            .dominance
+            .iter()
+            .filter(|s| **s != session && !shown.contains(*s))
+            .filter_map(|s| self.track_for(*s, TrackKind::Camera, view.speaker_layer))
+            .take(usize::from(view.speakers));
+        want.extend(latest);
+        want
+    }
+
+    /// Brings what `session` is sent in line with what it wants: new tracks start at
+    /// once (a video track from the keyframe of its latest group, a voice from the start
+    /// of its current group), tracks no longer wanted stop (their open groups reset).
+    fn reselect(&mut self, now: Instant, session: SessionId) {
+        let want = self.wanted(session);
+        let Some(p) = self.participants.get(&session) else { return };
+        let mut stop: Vec<u64> = p.subscriptions.difference(&want).copied().collect();
+        let mut start: Vec<u64> = want.difference(&p.subscriptions).copied().collect();
+        stop.sort_unstable();
+        start.sort_unstable();
+        for track in stop {
+            self.stop_sending(session, track);
+        }
+        for track in start {
+            let Some(t) = self.tracks.get_mut(&track) else { continue };
+            t.subscribers.insert(session);
+            t.unwatched_since = None;
+            if let Some(p) = self.participants.get_mut(&session) {
+                p.subscriptions.insert(track);
+            }
+            self.send_cached(now, session, track);
+        }
+    }
+
+    /// Reselects for everyone, then tells publishers what is watched.
+    fn reselect_all(&mut self, now: Instant) {
+        let mut sessions: Vec<SessionId> = self.participants.keys().copied().collect();
+        sessions.sort_unstable();
+        for session in sessions {
+            self.reselect(now, session);
+        }
+        self.dynacast(now);
+    }
+
+    fn stop_sending(&mut self, session: SessionId, track: u64) {
+        if let Some(p) = self.participants.get_mut(&session) {
+            p.subscriptions.remove(&track);
+        }
+        if let Some(t) = self.tracks.get_mut(&track) {
+            t.subscribers.remove(&session);
+        }
+        let open: Vec<SendId> = self
+            .sends_by_track
+            .get(&track)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|s| self.groups.get(s).is_some_and(|g| g.session == session))
+            .collect();
+        for send in open {
+            self.abandon(send, Cause::Elsewhere);
+        }
+    }
+
+    /// Whether anyone needs a video track: someone watches it, or the recorder does (the
+    /// largest camera layer and screens, while recording).
+    fn is_watched(&self, track: &Track) -> bool {
+        if !track.subscribers.is_empty() {
+            return true;
+        }
+        self.recording
+            && (track.kind == TrackKind::Screen
+                || (track.kind == TrackKind::Camera
+                    && self.participants.get(&track.owner).is_some_and(|p| {
+                        p.tracks
+                            .values()
+                            .filter_map(|id| self.tracks.get(id))
+                            .filter(|t| t.kind == TrackKind::Camera)
+                            .all(|t| t.layer <= track.layer)
+                    })))
+    }
+
+    /// Tells each publisher which of its video tracks are watched: one nobody has watched
+    /// for [`PAUSE_AFTER`] is paused (its publisher stops encoding it, and its kept group
+    /// goes stale, so it is dropped); one watched again resumes at once, with a keyframe.
+    fn dynacast(&mut self, now: Instant) {
+        let mut changed: BTreeSet<SessionId> = BTreeSet::new();
+        let mut due: Option<Instant> = None;
+        let ids: Vec<u64> = self.tracks.keys().copied().collect();
+        for id in ids {
+            let watched = self.tracks.get(&id).is_some_and(|t| t.kind != TrackKind::Audio && self.is_watched(t));
+            let Some(t) = self.tracks.get_mut(&id) else { continue };
+            if t.kind == TrackKind::Audio {
+                continue;
+            }
+            if watched {
+                t.unwatched_since = None;
+                if t.paused {
+                    t.paused = false;
+                    changed.insert(t.owner);
+                }
+                continue;
+            }
+            let since = *t.unwatched_since.get_or_insert(now);
+            if !t.paused {
+                if now.saturating_duration_since(since) >= PAUSE_AFTER {
+                    t.paused = true;
+                    t.latest = None;
+                    changed.insert(t.owner);
+                } else {
+                    let at = since + PAUSE_AFTER;
+                    due = Some(due.map_or(at, |d: Instant| d.min(at)));
+                }
+            }
+        }
+        self.pause_due = due;
+        for owner in changed {
+            let Some(p) = self.participants.get(&owner) else { continue };
+            let mut active: Vec<u64> = p
+                .tracks
+                .iter()
+                .filter(|(_, id)| self.tracks.get(id).is_some_and(|t| t.kind != TrackKind::Audio && !t.paused))
+                .map(|(local, _)| *local)
+                .collect();
+            active.sort_unstable();
+            if p.told_layers.as_ref() == Some(&active) {
+                continue;
+            }
+            if let Some(p) = self.participants.get_mut(&owner) {
+                p.told_layers = Some(active.clone());
+            }
+            self.outputs.push_back(Output::Control { session: owner, message: ServerMessage::Layers { active } });
+        }
     }
 
     /// Passes a subscriber's wish for a keyframe on to the track's publisher, at most once
@@ -683,16 +1207,20 @@ impl Room {
             // Not a group that started (group_start refused or never saw it).
             return;
         }
-        if kind == TrackKind::Audio {
-            self.hear(now, session, info.level);
-        }
+        self.tick(now);
         for send in self.sends_of(track, sequence) {
             self.outputs.push_back(Output::Write { send, frame: frame.clone() });
+        }
+        // After the frame went out: a voice chosen now gets its current group from the
+        // start, this frame included, once.
+        if kind == TrackKind::Audio {
+            self.hear(now, session, info.level);
         }
     }
 
     /// A publisher's group ended (its stream finished cleanly).
-    pub fn group_end(&mut self, session: SessionId, local_track: u64, sequence: u64) {
+    pub fn group_end(&mut self, now: Instant, session: SessionId, local_track: u64, sequence: u64) {
+        self.tick(now);
         let Ok(track) = self.publisher_track(session, local_track) else { return };
         if let Some(cached) =
             self.tracks.get_mut(&track).and_then(|t| t.latest.as_mut()).filter(|g| g.sequence == sequence)
@@ -837,16 +1365,20 @@ impl Room {
             _ => 0,
         });
         for message in changed {
-            self.broadcast(None, message);
+            self.broadcast(message);
         }
     }
 
     fn hear(&mut self, now: Instant, session: SessionId, level: u8) {
-        if let Some(p) = self.participants.get_mut(&session)
-            && !p.state.muted
-            && p.loudest_recent.is_none_or(|(l, at)| level <= l || now.saturating_duration_since(at) > SPEAKER_WINDOW)
-        {
+        let Some(p) = self.participants.get_mut(&session) else { return };
+        if p.state.muted {
+            return;
+        }
+        if p.loudest_recent.is_none_or(|(l, at)| level <= l || now.saturating_duration_since(at) > SPEAKER_WINDOW) {
             p.loudest_recent = Some((level, now));
+        }
+        if self.voices.heard(now, session, level) {
+            self.reselect_all(now);
         }
         self.pick_speaker(now);
     }
@@ -859,9 +1391,17 @@ impl Room {
             .filter(|(level, at, _)| *level <= SPEAKING_LEVEL && now.saturating_duration_since(*at) <= SPEAKER_WINDOW)
             .min_by_key(|(level, _, s)| (*level, *s))
             .map(|(_, _, s)| s);
-        if speaker.is_some() && speaker != self.speaker {
+        if let Some(s) = speaker
+            && speaker != self.speaker
+        {
             self.speaker = speaker;
-            self.broadcast(None, ServerMessage::Speaker { participant: speaker });
+            // The latest speakers first: clients that keep the last few on screen get the
+            // new one's camera from the relay at once, without asking.
+            self.dominance.retain(|d| *d != s);
+            self.dominance.insert(0, s);
+            self.broadcast(ServerMessage::Speaker { participant: speaker });
+            self.send_news();
+            self.reselect_all(now);
         }
     }
 
@@ -887,32 +1427,43 @@ impl Room {
     }
 
     /// Tells everyone whether the meeting is being recorded; later joiners are told on join.
-    pub fn set_recording(&mut self, on: bool) {
+    /// While it is, the largest camera layer and screens are never paused (the recorder
+    /// keeps them).
+    pub fn set_recording(&mut self, now: Instant, on: bool) {
+        self.tick(now);
         self.recording = on;
-        self.broadcast(None, ServerMessage::Recording { on });
+        self.broadcast(ServerMessage::Recording { on });
+        self.send_news();
+        self.dynacast(now);
     }
 
     /// Time passed: deadlines may have been reached.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.tick(now);
         self.expire(now);
         self.pick_speaker(now);
         if self.next_quality.is_some_and(|at| now >= at) {
             self.update_quality(now);
             self.next_quality = (!self.participants.is_empty()).then_some(now + QUALITY_EVERY);
         }
+        if self.pause_due.is_some_and(|at| now >= at) {
+            self.dynacast(now);
+        }
     }
 
     /// When the room next needs `handle_timeout`.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let deadline = self.timers.first().map(|(at, _)| *at);
-        match (deadline, self.next_quality) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.timers.first().map(|(at, _)| *at), self.next_quality, self.news_due, self.pause_due]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The next thing for the driver to do.
     pub fn poll_output(&mut self) -> Option<Output> {
+        if self.news_due.is_some_and(|at| at <= self.clock) {
+            self.send_news();
+        }
         self.outputs.pop_front()
     }
 }
@@ -929,10 +1480,17 @@ const KEYFRAME_EVERY: Duration = Duration::from_millis(250);
 /// up within a second or so.
 const ACK_GRACE: Duration = Duration::from_millis(300);
 
-/// How loud counts as speaking (RFC 6464 level: -dBov; 50 is fairly quiet speech).
-const SPEAKING_LEVEL: u8 = 50;
 /// How long a loud moment keeps someone the active speaker.
 const SPEAKER_WINDOW: Duration = Duration::from_millis(1500);
+/// Roster news (joins, leaves, states, tracks) goes out together at most this often.
+const NEWS_EVERY: Duration = Duration::from_millis(100);
+/// Participants listed in a welcome; the rest follow it in messages of their own.
+const WELCOME_PARTICIPANTS: usize = 50;
+/// The most latest speakers a client may ask to be sent beside its tiles.
+const MAX_LAST_N: u8 = 9;
+/// How long a video track nobody watches is still encoded (views change in bursts: a
+/// page turned back, a tile resized).
+const PAUSE_AFTER: Duration = Duration::from_secs(2);
 
 #[cfg(test)]
 mod tests {
@@ -989,14 +1547,37 @@ mod tests {
             self.room.handle_timeout(self.now);
         }
 
+        /// What the room asked for, news sent at once (the batching has tests of its own)
+        /// and a broadcast shown as one control message per recipient.
         fn outputs(&mut self) -> Vec<Output> {
-            std::iter::from_fn(|| self.room.poll_output()).collect()
+            self.room.send_news();
+            let raw: Vec<Output> = std::iter::from_fn(|| self.room.poll_output()).collect();
+            raw.into_iter()
+                .flat_map(|o| match o {
+                    Output::Broadcast { to, messages } => to
+                        .iter()
+                        .flat_map(|session| {
+                            messages.iter().map(|m| Output::Control { session: *session, message: m.clone() })
+                        })
+                        .collect::<Vec<_>>(),
+                    other => vec![other],
+                })
+                .collect()
+        }
+
+        fn joining(session: SessionId) -> Joining {
+            Joining {
+                user_id: session as i64,
+                name: format!("user {session}"),
+                transport: Transport::default(),
+                host: false,
+                admitted: false,
+                settings: CallSettings::default(),
+            }
         }
 
         fn join(&mut self, session: SessionId) {
-            let who =
-                Joining { user_id: session as i64, name: format!("user {session}"), transport: Transport::default() };
-            self.room.join(self.now, session, &who).unwrap();
+            self.room.join(self.now, session, &Harness::joining(session)).unwrap();
         }
 
         /// Announces a track and returns the relay's id for it.
@@ -1076,7 +1657,7 @@ mod tests {
         h.room.group_start(h.now, 1, 7, 0);
         let f1 = h.frame(1, 7, 0, true, b"key");
         let f2 = h.frame(1, 7, 0, false, b"delta");
-        h.room.group_end(1, 7, 0);
+        h.room.group_end(h.now, 1, 7, 0);
         let out = h.outputs();
         let opened = opens(&out);
         assert_eq!(opened.iter().map(|(s, _, _)| *s).collect::<Vec<_>>(), vec![2, 3]);
@@ -1102,7 +1683,7 @@ mod tests {
         h.room.group_start(h.now, 1, 1, 1);
         let new = opens(&h.outputs())[0].1;
         let last = h.frame(1, 1, 0, true, b"last of the old group");
-        h.room.group_end(1, 1, 0);
+        h.room.group_end(h.now, 1, 1, 0);
         let next = h.frame(1, 1, 1, true, b"first of the new group");
         let out = h.outputs();
         assert_eq!(writes_to(&out, old), vec![last], "the old group gets its tail, then its end");
@@ -1259,7 +1840,7 @@ mod tests {
         let (far, near) = (send_to(2), send_to(3));
         // The publisher finishes the group and starts the next: both streams are written
         // whole, neither acknowledged yet.
-        h.room.group_end(1, 1, 0);
+        h.room.group_end(h.now, 1, 1, 0);
         h.room.group_start(h.now, 1, 1, 1);
         h.outputs();
         let deadline = Limits::default().video_deadline.as_millis() as u64;
@@ -1339,8 +1920,9 @@ mod tests {
         // The subscriber leaves while a group of its is superseded: the timer forgets it.
         h.room.group_start(h.now, 1, 1, 2);
         assert!(!h.room.timers.is_empty());
-        h.room.leave(2);
+        h.room.leave(h.now, 2);
         assert!(h.room.timers.is_empty() && h.room.groups.is_empty());
+        h.outputs();
         assert!(h.room.poll_timeout().is_some_and(|at| at > h.now), "only the next quality round is left");
     }
 
@@ -1361,7 +1943,7 @@ mod tests {
         let mut h = Harness::new(limits);
         h.join(1);
         h.join(2);
-        let late = Joining { user_id: 3, name: "late".into(), transport: Transport::WebSocket };
+        let late = Joining { name: "late".into(), transport: Transport::WebSocket, ..Harness::joining(3) };
         let full = h.room.join(h.now, 3, &late);
         assert_eq!(full.map_err(|r| r.code), Err(close::ROOM_FULL));
         h.announce(1, 1, TrackKind::Camera);
@@ -1439,7 +2021,7 @@ mod tests {
             ClientMessage::State { state: ParticipantState { muted: true, ..Default::default() } },
         );
         let out = h.outputs();
-        assert!(out.iter().any(|o| matches!(o, Output::Control { session: 2, message: ServerMessage::State { participant: 1, state } } if state.muted)));
+        assert!(out.iter().any(|o| matches!(o, Output::Control { session: 2, message: ServerMessage::State { participant: 1, state, .. } } if state.muted)));
         h.join(3);
         let out = h.outputs();
         let welcome = out.iter().find_map(|o| match o {
@@ -1459,5 +2041,314 @@ mod tests {
             out.iter()
                 .any(|o| matches!(o, Output::Control { message: ServerMessage::Speaker { participant: Some(2) }, .. }))
         );
+    }
+
+    /// Session `s` publishes a camera in layers 0 and 1 (local ids 1, 2) and audio (3).
+    fn publish_all(h: &mut Harness, s: SessionId) -> (u64, u64, u64) {
+        let config = serde_json::json!({ "codec": "vp8" });
+        let mut ids = Vec::new();
+        for (local, kind, layer) in [(1, TrackKind::Camera, 0), (2, TrackKind::Camera, 1), (3, TrackKind::Audio, 0)] {
+            h.room.control(
+                h.now,
+                s,
+                ClientMessage::Announce { track: TrackAnnounce { id: local, kind, layer, config: config.clone() } },
+            );
+            let id = h
+                .outputs()
+                .into_iter()
+                .find_map(|o| match o {
+                    Output::Control { message: ServerMessage::Track { track }, .. } if track.participant == s => {
+                        Some(track.id)
+                    }
+                    _ => None,
+                })
+                .expect("announced");
+            ids.push(id);
+        }
+        (ids[0], ids[1], ids[2])
+    }
+
+    fn view(h: &mut Harness, s: SessionId, tiles: &[(SessionId, u8)], speakers: u8) {
+        let tiles =
+            tiles.iter().map(|(p, layer)| Watch { participant: *p, kind: TrackKind::Camera, layer: *layer }).collect();
+        h.room.control(h.now, s, ClientMessage::View { tiles, speakers, speaker_layer: 1 });
+    }
+
+    /// A new group of each of `session`'s tracks (local 1, 2, 3), one frame each at `level`.
+    fn a_group_of_everything(h: &mut Harness, session: SessionId, sequence: u64, level: u8) -> Vec<Output> {
+        for local in 1..=3 {
+            h.room.group_start(h.now, session, local, sequence);
+            let info =
+                FrameInfo { keyframe: true, timestamp_us: sequence, level: if local == 3 { level } else { 127 } };
+            h.room.frame(h.now, session, local, sequence, encode_frame(&info, b"x"), &info);
+        }
+        h.outputs()
+    }
+
+    /// Which tracks `to` was sent a group of, from the opens and the group headers.
+    fn tracks_sent(h: &Harness, outputs: &[Output], to: SessionId) -> BTreeSet<u64> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::OpenGroup { session, send, .. } if *session == to => h.room.groups.get(send).map(|g| g.track),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_viewer_is_sent_the_tiles_it_shows_in_their_layers_and_nothing_else() {
+        let mut h = Harness::new(Limits::default());
+        for s in 1..=4 {
+            h.join(s);
+        }
+        let tracks: Vec<(u64, u64, u64)> = (1..=3).map(|s| publish_all(&mut h, s)).collect();
+        // 4 shows 1 small and 2 large; 3's camera is on another page.
+        view(&mut h, 4, &[(1, 0), (2, 1)], 0);
+        h.outputs();
+        let mut sent = BTreeSet::new();
+        for s in 1..=3 {
+            let out = a_group_of_everything(&mut h, s, 10, 127);
+            sent.extend(tracks_sent(&h, &out, 4));
+        }
+        assert_eq!(sent, BTreeSet::from([tracks[0].0, tracks[1].1]), "no audio (all silent), no other video");
+        // Turning the page: 3 now, and 1's open group is reset, not left to finish.
+        view(&mut h, 4, &[(3, 0)], 0);
+        let out = h.outputs();
+        assert!(abandoned(&out).iter().all(|(_, cause)| *cause == Cause::Elsewhere));
+        assert_eq!(abandoned(&out).len(), 2, "the two groups of the tiles that went");
+        assert_eq!(tracks_sent(&h, &out, 4), BTreeSet::from([tracks[2].0]), "3's latest group at once");
+        // A camera turned off is not sent even in a tile.
+        h.room.control(
+            h.now,
+            3,
+            ClientMessage::State { state: ParticipantState { camera_off: true, ..Default::default() } },
+        );
+        let out = h.outputs();
+        assert_eq!(abandoned(&out).len(), 1);
+        let out = a_group_of_everything(&mut h, 3, 11, 127);
+        assert!(tracks_sent(&h, &out, 4).is_empty());
+        // Too many tiles is a protocol error of that client alone.
+        let tiles = (0..65).map(|i| Watch { participant: i, kind: TrackKind::Camera, layer: 0 }).collect();
+        h.room.control(h.now, 4, ClientMessage::View { tiles, speakers: 0, speaker_layer: 0 });
+        assert!(
+            h.outputs()
+                .iter()
+                .any(|o| matches!(o, Output::Close { session: 4, code, .. } if *code == close::TOO_LARGE))
+        );
+        assert_eq!(h.room.participant_count(), 3);
+    }
+
+    #[test]
+    fn the_latest_speakers_beside_the_tiles_are_sent_without_asking_and_only_the_loudest_voices() {
+        let limits = Limits { voices: 2, ..Limits::default() };
+        let mut h = Harness::new(limits);
+        for s in 1..=5 {
+            h.join(s);
+        }
+        let tracks: Vec<(u64, u64, u64)> = (1..=4).map(|s| publish_all(&mut h, s)).collect();
+        // 5 shows 1's tile and wants the latest speaker beside it, large.
+        view(&mut h, 5, &[(1, 0)], 1);
+        h.outputs();
+        // 3 speaks: its voice and its large camera reach 5, from the first loud frame.
+        let out = a_group_of_everything(&mut h, 3, 10, 30);
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Output::Control { message: ServerMessage::Speaker { participant: Some(3) }, .. }))
+        );
+        let sent = tracks_sent(&h, &out, 5);
+        assert!(sent.contains(&tracks[2].2), "3's voice: {sent:?}");
+        let voice_send = out
+            .iter()
+            .find_map(|o| match o {
+                Output::OpenGroup { session: 5, send, .. }
+                    if h.room.groups.get(send).is_some_and(|g| g.track == tracks[2].2) =>
+                {
+                    Some(*send)
+                }
+                _ => None,
+            })
+            .expect("a stream of 3's voice");
+        assert_eq!(writes_to(&out, voice_send).len(), 1, "its first loud frame, once");
+        let out = a_group_of_everything(&mut h, 3, 11, 30);
+        assert!(tracks_sent(&h, &out, 5).contains(&tracks[2].1), "3's large camera as the latest speaker");
+        // Two more speak, louder: only two voices go out, never one's own.
+        for s in [2, 4] {
+            a_group_of_everything(&mut h, s, 20, 5);
+        }
+        assert_eq!(h.room.voices.chosen().len(), 2);
+        for s in 1..=4 {
+            let out = a_group_of_everything(&mut h, s, 30, if s == 1 { 127 } else { 5 });
+            let voices: Vec<u64> =
+                tracks_sent(&h, &out, 5).into_iter().filter(|t| tracks.iter().any(|x| x.2 == *t)).collect();
+            assert!(voices.len() <= 1, "at most each chosen voice's own group: {voices:?}");
+            assert!(!tracks_sent(&h, &out, s).contains(&tracks[(s - 1) as usize].2), "nobody hears themselves");
+        }
+        let heard: HashSet<SessionId> = h.room.voices.chosen().iter().copied().collect();
+        assert_eq!(heard.len(), 2);
+        // Muting frees a place at once.
+        let muted = *h.room.voices.chosen().first().expect("chosen");
+        h.room.control(
+            h.now,
+            muted,
+            ClientMessage::State { state: ParticipantState { muted: true, ..Default::default() } },
+        );
+        h.outputs();
+        assert!(!h.room.voices.chosen().contains(&muted));
+    }
+
+    #[test]
+    fn a_publisher_is_told_to_stop_a_layer_nobody_watches_and_to_start_it_again() {
+        let mut h = Harness::new(Limits::default());
+        h.join(1);
+        h.join(2);
+        let (small, large, _) = publish_all(&mut h, 1);
+        view(&mut h, 2, &[(1, 0)], 0);
+        h.outputs();
+        let layers = |out: &[Output]| {
+            all(out, |o| match o {
+                Output::Control { session: 1, message: ServerMessage::Layers { active } } => Some(active.clone()),
+                _ => None,
+            })
+        };
+        h.advance(1_000);
+        assert!(layers(&h.outputs()).is_empty(), "not before a grace period");
+        h.advance(1_100);
+        assert_eq!(layers(&h.outputs()), vec![vec![1]], "only the small layer is watched");
+        // The large layer's group is no longer kept (it went stale) nor forwarded.
+        assert!(h.room.tracks[&large].paused && h.room.tracks[&large].latest.is_none());
+        assert!(!h.room.tracks[&small].paused);
+        // Watched again: at once (the small one is still going, for its grace period).
+        view(&mut h, 2, &[(1, 1)], 0);
+        assert_eq!(layers(&h.outputs()), vec![vec![1, 2]]);
+        // Recording keeps the largest layer going whoever watches it.
+        view(&mut h, 2, &[], 0);
+        h.room.set_recording(h.now, true);
+        h.advance(2_100);
+        assert_eq!(layers(&h.outputs()), vec![vec![2]]);
+        assert!(!h.room.tracks[&large].paused, "the recorder keeps the large layer");
+        assert!(h.room.tracks[&small].paused);
+    }
+
+    #[test]
+    fn roster_news_is_sent_together_at_most_ten_times_a_second_and_a_big_welcome_comes_in_parts() {
+        let mut h = Harness::new(Limits { max_sessions: 200, ..Limits::default() });
+        h.join(1);
+        let raw = |h: &mut Harness| std::iter::from_fn(|| h.room.poll_output()).collect::<Vec<_>>();
+        raw(&mut h);
+        // Ninety people arrive within 100 ms of each other.
+        for s in 2..=91 {
+            h.now += Duration::from_millis(1);
+            h.room.join(h.now, s, &Harness::joining(s)).unwrap();
+        }
+        let out = raw(&mut h);
+        let broadcasts: Vec<usize> = all(&out, |o| match o {
+            Output::Broadcast { messages, .. } => Some(messages.len()),
+            _ => None,
+        });
+        assert!(broadcasts.len() <= 2, "one news message for a burst, not one per joiner: {broadcasts:?}");
+        h.advance(100);
+        let out = raw(&mut h);
+        let flushed: usize = all(&out, |o| match o {
+            Output::Broadcast { messages, .. } => Some(messages.len()),
+            _ => None,
+        })
+        .iter()
+        .sum::<usize>()
+            + broadcasts.iter().sum::<usize>();
+        assert_eq!(flushed, 90, "every joiner announced once");
+        // The 92nd gets a welcome of 50 people and the rest one message each, all small.
+        h.room.join(h.now, 92, &Harness::joining(92)).unwrap();
+        let out = raw(&mut h);
+        let to_92: Vec<&ServerMessage> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Control { session: 92, message } => Some(message),
+                _ => None,
+            })
+            .collect();
+        let ServerMessage::Welcome { participants, total, quiet, .. } = to_92[0] else { panic!("welcome first") };
+        assert_eq!((participants.len(), *total, *quiet), (50, 92, true));
+        assert_eq!(participants[0].id, 92, "the joiner first");
+        assert_eq!(to_92.iter().filter(|m| matches!(m, ServerMessage::Joined { .. })).count(), 42);
+        for message in to_92 {
+            assert!(crate::media::wire::encode_control(message).len() < 16 * 1024);
+        }
+    }
+
+    #[test]
+    fn hosts_mute_lower_hands_remove_and_let_people_in_and_nobody_else_can() {
+        let mut h = Harness::new(Limits::default());
+        let host = Joining {
+            host: true,
+            settings: CallSettings { ask_to_join: true, quiet_above: 10 },
+            ..Harness::joining(1)
+        };
+        h.room.join(h.now, 1, &host).unwrap();
+        // 2 and 3 wait in the lobby; the host is told.
+        h.join(2);
+        h.join(3);
+        let out = h.outputs();
+        assert!(out.iter().any(|o| matches!(o, Output::Control { session: 2, message: ServerMessage::Waiting {} })));
+        let lobby = all(&out, |o| match o {
+            Output::Control { session: 1, message: ServerMessage::Lobby { waiting } } => Some(waiting.len()),
+            _ => None,
+        });
+        assert_eq!(lobby.last(), Some(&2));
+        assert_eq!(h.room.participant_count(), 1);
+        // Someone waiting may not act, nor see anyone.
+        h.room.control(h.now, 2, ClientMessage::Moderate { action: Moderation::Admit, participant: Some(3) });
+        assert!(
+            h.outputs().iter().all(|o| !matches!(o, Output::Control { message: ServerMessage::Welcome { .. }, .. }))
+        );
+        // The host lets 2 in and turns 3 away.
+        h.room.control(h.now, 1, ClientMessage::Moderate { action: Moderation::Admit, participant: Some(2) });
+        let out = h.outputs();
+        assert!(
+            out.iter().any(|o| matches!(o, Output::Control { session: 2, message: ServerMessage::Welcome { .. } }))
+        );
+        assert!(out.contains(&Output::Record(Record::Admitted { user_id: 2, by: 1 })));
+        h.room.control(h.now, 1, ClientMessage::Moderate { action: Moderation::Deny, participant: Some(3) });
+        let out = h.outputs();
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Output::Close { session: 3, code, was_in: false, .. } if *code == close::DENIED))
+        );
+        // A participant raises a hand; the host lowers it; 2 is told who did.
+        h.room.control(h.now, 2, ClientMessage::State { state: ParticipantState { hand: true, ..Default::default() } });
+        let out = h.outputs();
+        assert!(out.iter().any(|o| matches!(
+            o,
+            Output::Control { session: 1, message: ServerMessage::State { participant: 2, raised: Some(1), .. } }
+        )));
+        h.room.control(h.now, 1, ClientMessage::Moderate { action: Moderation::LowerHand, participant: Some(2) });
+        let out = h.outputs();
+        assert!(out.iter().any(|o| matches!(o, Output::Control { session: 2, message: ServerMessage::Moderated { action: Moderation::LowerHand, by } } if by == "user 1")));
+        assert!(out.iter().any(|o| matches!(o, Output::Control { session: 1, message: ServerMessage::State { participant: 2, state, raised: None } } if !state.hand)));
+        // "Everyone, please mute": everyone but hosts.
+        h.room.control(
+            h.now,
+            1,
+            ClientMessage::Settings { settings: CallSettings { ask_to_join: false, quiet_above: 10 } },
+        );
+        h.join(4);
+        h.outputs();
+        h.room.control(h.now, 1, ClientMessage::Moderate { action: Moderation::Mute, participant: None });
+        let told: Vec<SessionId> = all(&h.outputs(), |o| match o {
+            Output::Control { session, message: ServerMessage::Moderated { action: Moderation::Mute, .. } } => {
+                Some(*session)
+            }
+            _ => None,
+        });
+        assert_eq!(told, vec![2, 4]);
+        // A participant cannot do what hosts do.
+        h.room.control(h.now, 2, ClientMessage::Moderate { action: Moderation::Remove, participant: Some(4) });
+        assert!(h.outputs().iter().all(|o| !matches!(o, Output::Close { .. })));
+        // The host removes 4: closed, recorded.
+        h.room.control(h.now, 1, ClientMessage::Moderate { action: Moderation::Remove, participant: Some(4) });
+        let out = h.outputs();
+        assert!(out.iter().any(|o| matches!(o, Output::Close { session: 4, code, reason, was_in: true } if *code == close::REMOVED && reason.contains("user 1"))));
+        assert!(out.contains(&Output::Record(Record::Removed { user_id: 4, by: 1 })));
+        assert_eq!(h.room.participant_count(), 2);
     }
 }

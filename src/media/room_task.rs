@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::close;
 use super::link::Closer;
 use super::relay::Relay;
-use super::room::{Cause, Joining, Output, Refusal, Room, SendId, SessionId};
+use super::room::{Cause, Joining, Output, Record, Refusal, Room, SendId, SessionId};
 use super::session::Credit;
 use super::wire::{ClientMessage, FrameInfo, TrackKind, WireError, encode_control, frame_payload};
 use super::writer::{WriterOrder, WriterReport};
@@ -138,7 +138,7 @@ pub(super) async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx
     // only on carrying out an order, or on a stream it holds being delivered.
     let (reports_tx, mut reports) = mpsc::unbounded_channel::<WriterReport>();
     let mut recorder: Option<Recorder> = None;
-    // One change per session joining or leaving.
+    // One change per session joining or leaving, and what hosts decided.
     let (attendance, attendance_rx) = mpsc::unbounded_channel();
     tokio::spawn(record_attendance(relay.store().clone(), relay.bus().clone(), meeting_id, team_id, attendance_rx));
     loop {
@@ -173,17 +173,22 @@ pub(super) async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx
                 let result = room.join(now, session, &who);
                 if result.is_ok() {
                     sessions.insert(session, *handle);
-                    let _ = attendance.send((true, who.user_id));
+                    // Someone waiting in the lobby is not in the meeting yet.
+                    if room.is_participant(session) {
+                        let _ = attendance.send(Attendance::Present(true, who.user_id));
+                    }
                 }
                 let _ = admitted.send(result.map(|()| reports_tx.clone()));
             }
             Some(Input::Leave { session }) => {
-                room.leave(session);
+                let present = room.is_participant(session);
+                room.leave(now, session);
                 owners.retain(|_, s| *s != session);
                 if let Some(handle) = sessions.remove(&session)
+                    && present
                     && !sessions.values().any(|h| h.user_id == handle.user_id)
                 {
-                    let _ = attendance.send((false, handle.user_id));
+                    let _ = attendance.send(Attendance::Present(false, handle.user_id));
                 }
             }
             Some(Input::Control { session, message, _credit: _ }) => room.control(now, session, message),
@@ -207,17 +212,19 @@ pub(super) async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx
                     None => Recorder::start(dir).map(|r| recorder = Some(r)),
                 };
                 if started.is_ok() {
-                    room.set_recording(true);
+                    room.set_recording(now, true);
                 }
                 let _ = reply.send(started);
             }
             Some(Input::StopRecording { reply }) => {
                 if recorder.is_some() {
-                    room.set_recording(false);
+                    room.set_recording(now, false);
                 }
                 let _ = reply.send(recorder.take());
             }
-            Some(Input::GroupEnd { session, track, sequence, _credit: _ }) => room.group_end(session, track, sequence),
+            Some(Input::GroupEnd { session, track, sequence, _credit: _ }) => {
+                room.group_end(now, session, track, sequence)
+            }
             Some(Input::Figures { reply }) => {
                 let mut figures: Vec<Figures> = sessions.values().map(|h| h.figures.clone()).collect();
                 // In the order they joined.
@@ -226,17 +233,28 @@ pub(super) async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx
             }
             Some(Input::Malformed { session, error }) => {
                 tracing::info!(session, %error, "closing a media session that sent malformed data");
-                close_session(&mut sessions, &mut owners, &attendance, session, error.code(), &error.to_string());
-                room.leave(session);
+                let present = room.is_participant(session);
+                room.leave(now, session);
+                close_session(
+                    &mut sessions,
+                    &mut owners,
+                    &attendance,
+                    session,
+                    error.code(),
+                    &error.to_string(),
+                    present,
+                );
             }
             Some(Input::End { code, reason }) => {
                 if let Some(recorder) = recorder.take() {
                     // The meeting ended while recording: finish the files off this task.
                     tokio::task::spawn_blocking(move || recorder.stop());
                 }
-                for (_, handle) in sessions.drain() {
+                for (session, handle) in sessions.drain() {
                     handle.closer.close(code, reason);
-                    let _ = attendance.send((false, handle.user_id));
+                    if room.is_participant(session) {
+                        let _ = attendance.send(Attendance::Present(false, handle.user_id));
+                    }
                 }
                 // Gone from the map at once (else its claim is renewed for ever), and
                 // whoever was on the way in is told, not left waiting.
@@ -302,7 +320,7 @@ fn dispatch(
     room: &mut Room,
     sessions: &mut HashMap<SessionId, SessionHandle>,
     owners: &mut HashMap<SendId, SessionId>,
-    attendance: &mpsc::UnboundedSender<(bool, i64)>,
+    attendance: &mpsc::UnboundedSender<Attendance>,
 ) {
     let mut lagging = Vec::new();
     loop {
@@ -364,8 +382,27 @@ fn dispatch(
                         lagging.push(session);
                     }
                 }
-                Output::Close { session, code, reason } => {
-                    close_session(sessions, owners, attendance, session, code, &reason);
+                Output::Broadcast { to, messages } => {
+                    // Encoded once, the same bytes for everyone: news costs each
+                    // participant a reference, not an encoding.
+                    let bytes: Bytes =
+                        messages.iter().flat_map(|m| encode_control(m).to_vec()).collect::<Vec<u8>>().into();
+                    for session in to {
+                        if let Some(handle) = sessions.get(&session)
+                            && let Err(mpsc::error::TrySendError::Full(_)) = handle.control.try_send(bytes.clone())
+                        {
+                            lagging.push(session);
+                        }
+                    }
+                }
+                Output::Record(record) => {
+                    if let Record::Admitted { user_id, .. } = &record {
+                        let _ = attendance.send(Attendance::Present(true, *user_id));
+                    }
+                    let _ = attendance.send(Attendance::Decided(record));
+                }
+                Output::Close { session, code, reason, was_in } => {
+                    close_session(sessions, owners, attendance, session, code, &reason, was_in);
                 }
             }
         }
@@ -376,8 +413,9 @@ fn dispatch(
         for session in lagging.drain(..) {
             if sessions.contains_key(&session) {
                 tracing::info!(session, "closing a media session that cannot keep up");
-                close_session(sessions, owners, attendance, session, close::LAGGING, LAGGING_REASON);
-                room.leave(session);
+                let present = room.is_participant(session);
+                room.leave(Instant::now(), session);
+                close_session(sessions, owners, attendance, session, close::LAGGING, LAGGING_REASON, present);
             }
         }
     }
@@ -386,21 +424,29 @@ fn dispatch(
 const LAGGING_REASON: &str = "the connection fell too far behind; reconnecting";
 
 /// Closes a session the room has done with, and records that its person left if it was
-/// their last session in the call.
+/// their last session in the call (`present`: it was in the call, not in the lobby).
 fn close_session(
     sessions: &mut HashMap<SessionId, SessionHandle>,
     owners: &mut HashMap<SendId, SessionId>,
-    attendance: &mpsc::UnboundedSender<(bool, i64)>,
+    attendance: &mpsc::UnboundedSender<Attendance>,
     session: SessionId,
     code: u32,
     reason: &str,
+    present: bool,
 ) {
     owners.retain(|_, s| *s != session);
     let Some(handle) = sessions.remove(&session) else { return };
     handle.closer.close(code, reason);
-    if !sessions.values().any(|h| h.user_id == handle.user_id) {
-        let _ = attendance.send((false, handle.user_id));
+    if present && !sessions.values().any(|h| h.user_id == handle.user_id) {
+        let _ = attendance.send(Attendance::Present(false, handle.user_id));
     }
+}
+
+/// What a meeting's record keeps: who is in it (joined true or false, user), and what
+/// its hosts decided.
+enum Attendance {
+    Present(bool, i64),
+    Decided(Record),
 }
 
 async fn record_attendance(
@@ -408,17 +454,26 @@ async fn record_attendance(
     bus: Bus,
     meeting_id: i64,
     team_id: i64,
-    mut changes: mpsc::UnboundedReceiver<(bool, i64)>,
+    mut changes: mpsc::UnboundedReceiver<Attendance>,
 ) {
-    while let Some((joined, user_id)) = changes.recv().await {
-        let result = if joined {
-            store.join_meeting(meeting_id, user_id, now_ms()).await.map(|_| ())
-        } else {
-            store.leave_meeting(meeting_id, user_id, now_ms()).await
+    while let Some(change) = changes.recv().await {
+        let now = now_ms();
+        let result = match &change {
+            Attendance::Present(true, user_id) => store.join_meeting(meeting_id, *user_id, now).await.map(|_| ()),
+            Attendance::Present(false, user_id) => store.leave_meeting(meeting_id, *user_id, now).await,
+            Attendance::Decided(Record::Removed { user_id, by }) => {
+                store.remove_from_meeting(meeting_id, *user_id, *by, now).await
+            }
+            Attendance::Decided(Record::Admitted { user_id, by }) => {
+                store.admit_to_meeting(meeting_id, *user_id, *by, now).await
+            }
+            Attendance::Decided(Record::Settings(s)) => {
+                store.set_call_settings(meeting_id, s.ask_to_join, s.quiet_above).await
+            }
         };
         match result {
             Ok(()) => bus.publish(Event::TeamChanged { team_id, changed: Changed::MEETINGS }),
-            Err(e) => tracing::warn!(error = %e, meeting_id, user_id, "cannot record attendance"),
+            Err(e) => tracing::warn!(error = %e, meeting_id, "cannot keep the meeting's record"),
         }
     }
 }

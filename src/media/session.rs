@@ -111,7 +111,14 @@ where
         rtt: Duration::ZERO,
     };
     let handle = Box::new(SessionHandle { closer: Box::new(link.clone()), user_id, control, writer, figures });
-    let who = Joining { user_id, name: admitted.display_name, transport: L::TRANSPORT };
+    let who = Joining {
+        user_id,
+        name: admitted.display_name,
+        transport: L::TRANSPORT,
+        host: admitted.host,
+        admitted: admitted.admitted,
+        settings: admitted.settings,
+    };
     relay.send_to_room(meeting, team_id, Input::Join { session: id, who, handle, admitted: answer });
     match admission_result.await {
         Ok(Ok(reports)) => {

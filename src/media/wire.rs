@@ -201,6 +201,69 @@ pub struct TrackAnnounce {
     pub config: serde_json::Value,
 }
 
+fn camera() -> TrackKind {
+    TrackKind::Camera
+}
+
+/// One tile a client shows: a participant's camera or screen, in a layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watch {
+    pub participant: u64,
+    #[serde(default = "camera")]
+    pub kind: TrackKind,
+    /// The simulcast layer wanted (the nearest published one below, or the smallest).
+    #[serde(default)]
+    pub layer: u8,
+}
+
+/// What a host may do to someone else in a call (or to everyone, for `mute`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Moderation {
+    /// Ask them to mute (their client mutes and says who asked; nobody is unmuted by
+    /// anyone but themselves).
+    Mute,
+    /// Turn their camera off (they can turn it on again).
+    CameraOff,
+    /// Lower their raised hand.
+    LowerHand,
+    /// Remove them from the meeting: they cannot come back to it.
+    Remove,
+    /// Let someone waiting in the lobby in.
+    Admit,
+    /// Turn someone waiting in the lobby away.
+    Deny,
+}
+
+/// How a meeting admits people, as its hosts set it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallSettings {
+    /// Newcomers wait in a lobby until a host lets them in.
+    #[serde(default)]
+    pub ask_to_join: bool,
+    /// Above this many people, newcomers join muted with their camera off.
+    #[serde(default = "default_quiet_above")]
+    pub quiet_above: u32,
+}
+
+fn default_quiet_above() -> u32 {
+    CallSettings::default().quiet_above
+}
+
+impl Default for CallSettings {
+    fn default() -> CallSettings {
+        CallSettings { ask_to_join: false, quiet_above: 10 }
+    }
+}
+
+/// Someone waiting in a meeting's lobby, as its hosts see them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waiter {
+    pub id: u64,
+    pub user_id: i64,
+    pub name: String,
+}
+
 /// A participant's visible state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParticipantState {
@@ -241,6 +304,28 @@ pub enum ClientMessage {
     Keyframe {
         track: u64,
     },
+    /// What the client shows, replacing what it said before: its tiles (each a
+    /// participant's camera or screen in a layer), and how many of the latest speakers
+    /// it also wants, in `speaker_layer`, beside them. A client that says this also hears
+    /// the voices the relay chooses (the loudest few); video it does not watch is paused.
+    View {
+        #[serde(default)]
+        tiles: Vec<Watch>,
+        #[serde(default)]
+        speakers: u8,
+        #[serde(default)]
+        speaker_layer: u8,
+    },
+    /// A host acts on a participant (`participant` None with `mute`: everyone).
+    Moderate {
+        action: Moderation,
+        #[serde(default)]
+        participant: Option<u64>,
+    },
+    /// A host changes how the meeting admits people.
+    Settings {
+        settings: CallSettings,
+    },
 }
 
 /// How well a participant's connection carries the call, as the relay sees it.
@@ -262,6 +347,12 @@ pub struct ParticipantInfo {
     /// How this participant reaches the relay (shown in the roster).
     #[serde(default)]
     pub transport: Transport,
+    /// Whether they run the meeting (its creator, or an admin of the team).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub host: bool,
+    /// When their hand went up: raised hands are listed in this order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raised: Option<u64>,
 }
 
 /// How a participant's session reaches the relay: the same protocol either way.
@@ -290,10 +381,22 @@ pub struct TrackInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
+    /// The first message. In a large meeting it lists only the first participants and
+    /// their tracks; `joined` and `track` messages follow at once with the rest, so that
+    /// no message is large. `total`: how many people are in the call, you included.
     Welcome {
         you: u64,
         participants: Vec<ParticipantInfo>,
         tracks: Vec<TrackInfo>,
+        #[serde(default)]
+        total: usize,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        host: bool,
+        /// The meeting is large: join muted and with the camera off.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        quiet: bool,
+        #[serde(default)]
+        settings: CallSettings,
     },
     Joined {
         participant: ParticipantInfo,
@@ -310,6 +413,9 @@ pub enum ServerMessage {
     State {
         participant: u64,
         state: ParticipantState,
+        /// When their hand went up (raised hands are listed in this order).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        raised: Option<u64>,
     },
     Speaker {
         participant: Option<u64>,
@@ -337,6 +443,27 @@ pub enum ServerMessage {
         level: Quality,
         /// The connection's smoothed round trip to the relay.
         rtt_ms: u32,
+    },
+    /// To a publisher: which of its video tracks (its own ids) someone is watching now.
+    /// The others are not forwarded to anyone: stop encoding them until they are listed
+    /// again (then start with a keyframe).
+    Layers {
+        active: Vec<u64>,
+    },
+    /// A host acted on you (`by`: their name): mute, turn the camera off, lower the hand.
+    Moderated {
+        action: Moderation,
+        by: String,
+    },
+    /// To hosts: who is waiting in the lobby (sent whenever it changes).
+    Lobby {
+        waiting: Vec<Waiter>,
+    },
+    /// To someone in the lobby: wait until a host lets you in (`welcome` follows then).
+    Waiting {},
+    /// How the meeting admits people changed (to everyone).
+    Settings {
+        settings: CallSettings,
     },
 }
 

@@ -345,25 +345,122 @@ pub struct MeetingAdmission {
     pub team_id: i64,
     pub live: bool,
     pub display_name: String,
+    /// They run the meeting: its creator, or the team's owner or an admin.
+    pub host: bool,
+    /// A host let them in from the lobby before.
+    pub admitted: bool,
+    /// A host removed them: they may not come back.
+    pub removed: bool,
+    /// Newcomers wait in the lobby until a host lets them in.
+    pub ask_to_join: bool,
+    /// Above this many people, newcomers join muted with their camera off.
+    pub quiet_above: u32,
 }
 
 impl Store {
-    /// The meeting's team, whether it is live, and the user's name — if the user is a
-    /// member of the meeting's team.
+    /// The meeting's team, whether it is live, the user's name and standing in it — if
+    /// the user is a member of the meeting's team.
     pub async fn meeting_admission(&self, meeting_id: i64, user_id: i64) -> Result<Option<MeetingAdmission>> {
-        let row: Option<(i64, Option<i64>, String)> = sqlx::query_as(
-            "SELECT m.team_id, m.ended_at, u.display_name
+        type Row = (i64, Option<i64>, String, i64, String, i64, i64, Option<i64>, Option<i64>);
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT m.team_id, m.ended_at, u.display_name, m.created_by, ms.role, m.ask_to_join, m.quiet_above,
+                    a.admitted_at, a.removed_at
              FROM meetings m JOIN memberships ms ON ms.team_id = m.team_id AND ms.user_id = $2
-             JOIN users u ON u.id = ms.user_id WHERE m.id = $1",
+             JOIN users u ON u.id = ms.user_id
+             LEFT JOIN meeting_access a ON a.meeting_id = m.id AND a.user_id = ms.user_id
+             WHERE m.id = $1",
         )
         .bind(meeting_id)
         .bind(user_id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(team_id, ended_at, display_name)| MeetingAdmission {
-            team_id,
-            live: ended_at.is_none(),
-            display_name,
-        }))
+        Ok(row.map(
+            |(team_id, ended_at, display_name, created_by, role, ask_to_join, quiet_above, admitted_at, removed_at)| {
+                MeetingAdmission {
+                    team_id,
+                    live: ended_at.is_none(),
+                    display_name,
+                    host: created_by == user_id || role == "owner" || role == "admin",
+                    admitted: admitted_at.is_some(),
+                    removed: removed_at.is_some(),
+                    ask_to_join: ask_to_join != 0,
+                    quiet_above: u32::try_from(quiet_above).unwrap_or(u32::MAX),
+                }
+            },
+        ))
     }
+
+    /// A host removed `user_id` from the meeting (`by`): they may not come back to it.
+    pub async fn remove_from_meeting(&self, meeting_id: i64, user_id: i64, by: i64, at: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO meeting_access (meeting_id, user_id, removed_at, removed_by) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (meeting_id, user_id) DO UPDATE SET removed_at = $3, removed_by = $4",
+        )
+        .bind(meeting_id)
+        .bind(user_id)
+        .bind(at)
+        .bind(by)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A host let `user_id` in from the lobby (`by`): they need not wait again.
+    pub async fn admit_to_meeting(&self, meeting_id: i64, user_id: i64, by: i64, at: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO meeting_access (meeting_id, user_id, admitted_at, admitted_by) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (meeting_id, user_id) DO UPDATE SET admitted_at = $3, admitted_by = $4",
+        )
+        .bind(meeting_id)
+        .bind(user_id)
+        .bind(at)
+        .bind(by)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// How the meeting admits people, as its hosts set it in the call.
+    pub async fn set_call_settings(&self, meeting_id: i64, ask_to_join: bool, quiet_above: u32) -> Result<()> {
+        sqlx::query("UPDATE meetings SET ask_to_join = $2, quiet_above = $3 WHERE id = $1")
+            .bind(meeting_id)
+            .bind(i64::from(ask_to_join))
+            .bind(i64::from(quiet_above))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Who hosts removed from the meeting or let in, with who did it: (name, removed,
+    /// by whom), for the meeting's page.
+    pub async fn meeting_access(&self, meeting_id: i64) -> Result<Vec<AccessNote>> {
+        type Row = (String, Option<i64>, Option<String>, Option<i64>, Option<String>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT u.display_name, a.removed_at, r.display_name, a.admitted_at, d.display_name
+             FROM meeting_access a JOIN users u ON u.id = a.user_id
+             LEFT JOIN users r ON r.id = a.removed_by LEFT JOIN users d ON d.id = a.admitted_by
+             WHERE a.meeting_id = $1 ORDER BY COALESCE(a.removed_at, a.admitted_at), u.display_name",
+        )
+        .bind(meeting_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, removed_at, removed_by, admitted_at, admitted_by)| AccessNote {
+                name,
+                removed: removed_at.zip(removed_by),
+                admitted: admitted_at.zip(admitted_by),
+            })
+            .collect())
+    }
+}
+
+/// Someone hosts let into a meeting or removed from it.
+#[derive(Debug, Clone)]
+pub struct AccessNote {
+    pub name: String,
+    /// When they were removed, and by whom.
+    pub removed: Option<(i64, String)>,
+    /// When they were let in from the lobby, and by whom.
+    pub admitted: Option<(i64, String)>,
 }

@@ -23,7 +23,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use admins::Who;
 pub use forum::{Message, Topic, TopicFlag, TopicKind, TopicSummary};
-pub use meetings::{Attendance, Meeting, MeetingAdmission, MeetingSummary};
+pub use meetings::{AccessNote, Attendance, Meeting, MeetingAdmission, MeetingSummary};
 pub use recordings::{FileKind, NewFile, Recording, RecordingFile, RecordingState};
 pub use schedule::{Plan, Scheduled};
 pub use search::{Marks, MessageHit, SEARCH_TIME_LIMIT, SEARCHES_AT_ONCE, SearchHits, TopicHit, query_words};

@@ -353,7 +353,8 @@ async fn a_call_is_hosted_by_one_node_whichever_node_people_ask() {
     let mut alice_call = crate::media::join_with_ticket(&for_alice).await;
     // Bob's token was minted by node B; node A's relay admits it (one secret per deployment).
     let _bob_call = crate::media::join_with_ticket(&for_bob).await;
-    alice_call.wait_for(|m| matches!(m, ServerMessage::Joined { .. })).await;
+    let me = alice_call.you;
+    alice_call.wait_for(|m| matches!(m, ServerMessage::Joined { participant } if participant.id != me)).await;
 
     // Asking again, either node still points at A.
     assert_eq!(media_ticket(&bob, &meeting).await["port"], for_alice["port"]);

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use floo::media::room::{Joining, Limits, Output, Room};
 use floo::media::wire::{
-    ClientMessage, ControlReader, FrameInfo, ParticipantState, TrackAnnounce, TrackKind, Transport, encode_frame,
+    CallSettings, ClientMessage, ControlReader, FrameInfo, Moderation, ParticipantState, TrackAnnounce, TrackKind,
+    Transport, Watch, encode_frame,
 };
 
 /// Reads the script: each call takes bytes from the front, zero once it is used up.
@@ -68,6 +69,33 @@ impl Script<'_> {
                 ClientMessage::State { state }
             }
             5 => ClientMessage::Keyframe { track: u64::from(self.byte() % 32) },
+            6 => match self.byte() % 4 {
+                0 => {
+                    let tiles = (0..self.byte() % 8)
+                        .map(|_| Watch { participant: self.session(), kind, layer: self.byte() % 3 })
+                        .collect();
+                    ClientMessage::View { tiles, speakers: self.byte() % 12, speaker_layer: self.byte() % 3 }
+                }
+                1 => {
+                    let actions = [
+                        Moderation::Mute,
+                        Moderation::CameraOff,
+                        Moderation::LowerHand,
+                        Moderation::Remove,
+                        Moderation::Admit,
+                        Moderation::Deny,
+                    ];
+                    let action = actions[usize::from(self.byte()) % actions.len()];
+                    let participant = (!self.byte().is_multiple_of(4)).then(|| self.session());
+                    ClientMessage::Moderate { action, participant }
+                }
+                _ => {
+                    let b = self.byte();
+                    ClientMessage::Settings {
+                        settings: CallSettings { ask_to_join: b & 1 != 0, quiet_above: u32::from(b >> 1) },
+                    }
+                }
+            },
             _ => ClientMessage::Ping { nonce: u64::from(self.byte()) },
         }
     }
@@ -92,17 +120,21 @@ pub fn run(data: &[u8]) {
         let session = script.session();
         match script.byte() % 11 {
             0 => {
+                let b = script.byte();
                 let who = Joining {
                     user_id: session as i64,
                     name: format!("p{session}"),
                     transport: Transport::WebTransport,
+                    host: session == 1 || b & 1 != 0,
+                    admitted: b & 2 != 0,
+                    settings: CallSettings { ask_to_join: b & 4 != 0, quiet_above: u32::from(b >> 3) },
                 };
                 if room.join(now, session, &who).is_ok() {
                     joined.insert(session);
                 }
             }
             1 => {
-                room.leave(session);
+                room.leave(now, session);
                 joined.remove(&session);
             }
             2 => {
@@ -121,7 +153,7 @@ pub fn run(data: &[u8]) {
                         Ok(Some(message)) => room.control(now, session, message),
                         Ok(None) => break,
                         Err(_) => {
-                            room.leave(session);
+                            room.leave(now, session);
                             joined.remove(&session);
                             readers.remove(&session);
                             break;
@@ -143,7 +175,7 @@ pub fn run(data: &[u8]) {
             }
             6 => {
                 let (track, sequence) = (script.track(), u64::from(script.byte() % 16));
-                room.group_end(session, track, sequence);
+                room.group_end(now, session, track, sequence);
             }
             7 => {
                 now += Duration::from_millis(u64::from(script.byte()) * 8);
@@ -160,7 +192,7 @@ pub fn run(data: &[u8]) {
                 let rtt = Duration::from_millis(u64::from(script.byte()) * 4);
                 room.set_rtt(session, rtt, rtt * 2);
             }
-            _ => room.set_recording(script.byte() & 1 != 0),
+            _ => room.set_recording(now, script.byte() & 1 != 0),
         }
         if let Some(at) = room.poll_timeout()
             && at <= now
@@ -190,13 +222,17 @@ pub fn run(data: &[u8]) {
                     finished.remove(&send);
                     ended.insert(send);
                 }
-                Output::Control { .. } => {}
+                Output::Control { .. } | Output::Record(_) => {}
+                Output::Broadcast { to, .. } => {
+                    assert!(to.len() <= max_sessions, "news to more people than can be in the call");
+                }
                 Output::Close { session, .. } => {
                     joined.remove(&session);
                 }
             }
         }
         assert!(room.participant_count() <= max_sessions);
-        assert!(joined.len() <= max_sessions);
+        // Those who joined: in the call, or waiting in the lobby (bounded too).
+        assert!(joined.len() <= max_sessions + Limits::default().max_waiting);
     }
 }
