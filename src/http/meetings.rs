@@ -248,8 +248,32 @@ fn call_panel(base: &str, csrf: &str) -> Markup {
                 div #grid data-count="1" {
                     div.tile.self #self-tile { video #self-video autoplay muted playsinline {} div.tile-label { "You" } }
                 }
+                div.pager #pager hidden {
+                    button #page-prev type="button" { "‹ Previous page" }
+                    span #page-label {}
+                    button #page-next type="button" { "Next page ›" }
+                }
                 p #recording-indicator hidden { "● Recording" }
                 p #roster.muted {}
+                details #people {
+                    summary.people-count { "People" }
+                    div.host-tools hidden {
+                        button #mute-all type="button" { "Ask everyone to mute" }
+                        label.check { input #ask-to-join type="checkbox"; " Ask to join: newcomers wait until a host lets them in" }
+                        label { "Newcomers join muted and with the camera off above "
+                            input #quiet-above type="number" min="0" max="500" step="1" value="10" aria-label="People above which newcomers join muted";
+                            " people" }
+                    }
+                    div.lobby-waiting hidden {
+                        h3.lobby-count { "Waiting to join" }
+                        ul #lobby-list {}
+                    }
+                    label.people-find for="people-search" { "Find someone" }
+                    input #people-search type="search" placeholder="Name" autocomplete="off";
+                    ul #people-list {}
+                    p.people-none.muted hidden { "Nobody by that name is in the call." }
+                    p.people-more.muted hidden {}
+                }
                 div.call-controls {
                     button #mute type="button" { "Mute" }
                     button #camera type="button" { "Camera off" }

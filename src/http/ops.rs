@@ -24,6 +24,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("call/capture.js", JS, include_str!("../../web/call/capture.js")),
     ("call/capture-worker.js", JS, include_str!("../../web/call/capture-worker.js")),
     ("call/capture-worklet.js", JS, include_str!("../../web/call/capture-worklet.js")),
+    ("call/people.js", JS, include_str!("../../web/call/people.js")),
     ("call/playout.js", JS, include_str!("../../web/call/playout.js")),
     ("call/playout-worklet.js", JS, include_str!("../../web/call/playout-worklet.js")),
     ("call/publish.js", JS, include_str!("../../web/call/publish.js")),

@@ -482,36 +482,30 @@ impl Room {
             quiet: ids.len() > settings.quiet_above as usize,
             settings,
         };
-        self.outputs.push_back(Output::Control { session, message: welcome });
+        // Everything the joiner must know, in order, as one write (in a meeting of hundreds
+        // that is a thousand messages: one queue entry, not one each).
+        let mut messages = vec![welcome];
         for other in ids.iter().copied().filter(|s| !first.contains(s)) {
-            if let Some(participant) = self.info(other) {
-                self.outputs.push_back(Output::Control { session, message: ServerMessage::Joined { participant } });
-            }
-            for track in tracks_of(self, &[other]) {
-                self.outputs.push_back(Output::Control { session, message: ServerMessage::Track { track } });
-            }
+            messages.extend(self.info(other).map(|participant| ServerMessage::Joined { participant }));
+            messages.extend(tracks_of(self, &[other]).into_iter().map(|track| ServerMessage::Track { track }));
         }
         if self.recording {
-            self.outputs.push_back(Output::Control { session, message: ServerMessage::Recording { on: true } });
+            messages.push(ServerMessage::Recording { on: true });
         }
         if who.host {
-            let waiting = self.waiters();
-            self.outputs.push_back(Output::Control { session, message: ServerMessage::Lobby { waiting } });
+            messages.push(ServerMessage::Lobby { waiting: self.waiters() });
         }
+        messages.extend(
+            ids.iter()
+                .filter_map(|s| self.participants.get(s).and_then(|p| p.quality).map(|q| (*s, q)))
+                .map(|(participant, (level, rtt_ms))| ServerMessage::Quality { participant, level, rtt_ms }),
+        );
+        if let Some(speaker) = self.speaker {
+            messages.push(ServerMessage::Speaker { participant: Some(speaker) });
+        }
+        self.outputs.push_back(Output::Broadcast { to: vec![session], messages });
         if let Some(participant) = self.info(session) {
             self.broadcast(ServerMessage::Joined { participant });
-        }
-        let known: Vec<ServerMessage> = ids
-            .iter()
-            .filter_map(|s| self.participants.get(s).and_then(|p| p.quality).map(|q| (*s, q)))
-            .map(|(participant, (level, rtt_ms))| ServerMessage::Quality { participant, level, rtt_ms })
-            .collect();
-        for message in known {
-            self.outputs.push_back(Output::Control { session, message });
-        }
-        if let Some(speaker) = self.speaker {
-            let message = ServerMessage::Speaker { participant: Some(speaker) };
-            self.outputs.push_back(Output::Control { session, message });
         }
     }
 
@@ -2241,32 +2235,32 @@ mod tests {
             h.now += Duration::from_millis(1);
             h.room.join(h.now, s, &Harness::joining(s)).unwrap();
         }
-        let out = raw(&mut h);
-        let broadcasts: Vec<usize> = all(&out, |o| match o {
-            Output::Broadcast { messages, .. } => Some(messages.len()),
+        // News, that is: not the welcomes (each joiner's own write).
+        let news = |o: &Output| match o {
+            Output::Broadcast { messages, .. } if !matches!(messages[0], ServerMessage::Welcome { .. }) => {
+                Some(messages.len())
+            }
             _ => None,
-        });
+        };
+        let out = raw(&mut h);
+        let broadcasts: Vec<usize> = all(&out, news);
         assert!(broadcasts.len() <= 2, "one news message for a burst, not one per joiner: {broadcasts:?}");
         h.advance(100);
         let out = raw(&mut h);
-        let flushed: usize = all(&out, |o| match o {
-            Output::Broadcast { messages, .. } => Some(messages.len()),
-            _ => None,
-        })
-        .iter()
-        .sum::<usize>()
-            + broadcasts.iter().sum::<usize>();
+        let flushed: usize = all(&out, news).iter().sum::<usize>() + broadcasts.iter().sum::<usize>();
         assert_eq!(flushed, 90, "every joiner announced once");
         // The 92nd gets a welcome of 50 people and the rest one message each, all small.
         h.room.join(h.now, 92, &Harness::joining(92)).unwrap();
         let out = raw(&mut h);
-        let to_92: Vec<&ServerMessage> = out
+        let writes: Vec<&Vec<ServerMessage>> = out
             .iter()
             .filter_map(|o| match o {
-                Output::Control { session: 92, message } => Some(message),
+                Output::Broadcast { to, messages } if to == &[92] => Some(messages),
                 _ => None,
             })
             .collect();
+        assert_eq!(writes.len(), 1, "all the joiner must know in one write");
+        let to_92: Vec<&ServerMessage> = writes[0].iter().collect();
         let ServerMessage::Welcome { participants, total, quiet, .. } = to_92[0] else { panic!("welcome first") };
         assert_eq!((participants.len(), *total, *quiet), (50, 92, true));
         assert_eq!(participants[0].id, 92, "the joiner first");

@@ -8,7 +8,9 @@ mod browser;
 mod foundation;
 mod fuzz;
 mod hardening;
+
 mod impair;
+mod large;
 mod live;
 mod media;
 mod metrics;

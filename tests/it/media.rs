@@ -65,13 +65,22 @@ pub async fn refusal_for_ticket(ticket: &serde_json::Value) -> (u32, String) {
     tokio::time::timeout(DEADLINE, session.closed()).await.map(close_of).expect("refused in time")
 }
 
-async fn connect_with_token(app: &TestApp, token: &str) -> Peer {
+pub async fn connect_with_token(app: &TestApp, token: &str) -> Peer {
     let hash = app.cert_hash.expect("a dev certificate").to_vec();
     open_peer(connect_to(app.quic_addr.port(), hash, token).await).await
 }
 
+/// A peer made of a session and its control stream, before any message was read.
+pub fn peer_from_parts(
+    session: web_transport_quinn::Session,
+    control: web_transport_quinn::SendStream,
+    incoming: web_transport_quinn::RecvStream,
+) -> Peer {
+    Peer { you: 0, session, control, incoming, reader: ControlReader::new(1 << 20) }
+}
+
 /// Opens the control stream and waits for the welcome.
-async fn open_peer<S: web_transport_trait::Session>(session: S) -> Peer<S> {
+pub async fn open_peer<S: web_transport_trait::Session>(session: S) -> Peer<S> {
     let (mut control, incoming) = session.open_bi().await.expect("control stream");
     // The stream reaches the relay with its first message.
     control.write_all(&encode_control(&ClientMessage::Ping { nonce: 1 })).await.expect("ping");
@@ -83,7 +92,7 @@ async fn open_peer<S: web_transport_trait::Session>(session: S) -> Peer<S> {
     peer
 }
 
-async fn connect(app: &TestApp, token: &str) -> web_transport_quinn::Session {
+pub async fn connect(app: &TestApp, token: &str) -> web_transport_quinn::Session {
     connect_to(app.quic_addr.port(), app.cert_hash.expect("a dev certificate").to_vec(), token).await
 }
 
@@ -119,11 +128,11 @@ impl<S: web_transport_trait::Session> Peer<S> {
         .await;
     }
 
-    async fn send(&mut self, message: &ClientMessage) {
+    pub async fn send(&mut self, message: &ClientMessage) {
         self.control.write_all(&encode_control(message)).await.expect("send control");
     }
 
-    async fn next_message(&mut self) -> ServerMessage {
+    pub async fn next_message(&mut self) -> ServerMessage {
         tokio::time::timeout(DEADLINE, async {
             loop {
                 if let Some(message) = self.reader.next_message::<ServerMessage>().expect("valid control") {
@@ -175,6 +184,25 @@ impl<S: web_transport_trait::Session> Peer<S> {
         .expect("a group in time")
     }
 
+    /// The next group if one comes within `within`: its header and frames.
+    pub async fn try_receive_group(&self, within: Duration) -> Option<(GroupHeader, Vec<Bytes>)> {
+        let mut stream = tokio::time::timeout(within, self.session.accept_uni()).await.ok()?.ok()?;
+        tokio::time::timeout(DEADLINE, async {
+            let mut reader = GroupReader::new(1 << 20);
+            let mut frames = Vec::new();
+            // A group the relay gave up on ends early: what came is what counts.
+            while let Ok(Some(chunk)) = stream.read_chunk(1 << 16).await {
+                reader.push(&chunk);
+                while let Ok(Some((frame, _))) = reader.next_frame() {
+                    frames.push(frame);
+                }
+            }
+            reader.header().ok().flatten().map(|header| (header, frames))
+        })
+        .await
+        .expect("a group read in time")
+    }
+
     pub async fn close_code(&self) -> (u32, String) {
         self.close_code_within(DEADLINE).await
     }
@@ -199,7 +227,7 @@ async fn page_shows_eventually(client: &Client, path: &str, text: &str) {
     }
 }
 
-fn close_of<E: web_transport_trait::Error>(error: E) -> (u32, String) {
+pub fn close_of<E: web_transport_trait::Error>(error: E) -> (u32, String) {
     error.session_error().unwrap_or_else(|| panic!("closed without a code: {error}"))
 }
 

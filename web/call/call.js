@@ -8,13 +8,14 @@
 import { ControlReader, encodeControl } from './wire.js';
 import { connect as connectTransport } from './transport.js';
 import { publishAudio, publishVideo, SCREEN_TRACK, VIDEO_LAYERS } from './publish.js';
-import { audioContext, closeDecoding, forgetSpeaker, readGroups, resetVideoDecoder, stopRenderClock } from './playout.js';
+import { audioContext, closeDecoding, forgetSpeaker, readGroups, resetVideoDecoder, stopRenderClock, sweepDecoders } from './playout.js';
 import { Tiles } from './tiles.js';
+import { People } from './people.js';
 import { unsupportedMessage } from './support.js';
 import { captureMethod } from './capture.js';
 import { startStatsPanel } from './stats.js';
 
-const CLOSE = { NORMAL: 0, UNAUTHORIZED: 0x10, ROOM_FULL: 0x11, ENDED: 0x12, GOING_AWAY: 0x30 };
+const CLOSE = { NORMAL: 0, UNAUTHORIZED: 0x10, ROOM_FULL: 0x11, ENDED: 0x12, REMOVED: 0x13, DENIED: 0x14, GOING_AWAY: 0x30 };
 /** A tile at least this wide (device pixels) gets the large camera layer. */
 const LARGE_TILE_PX = 400;
 /** Server messages can be larger than the client's own (a welcome lists everyone). */
@@ -41,21 +42,40 @@ export function start(root) {
   const call = {
     stream: null, link: null, writer: null, leaving: false,
     state: { muted: false, camera_off: false, screen: false, hand: false },
-    self: null, participants: new Map(), tracks: new Map(), subscribed: new Set(),
+    self: null, participants: new Map(), tracks: new Map(),
+    // Video tracks (relay ids) this client shows now, as it told the relay in its view.
+    shown: new Set(),
+    // Own video tracks anyone watches (the relay's `layers`); null: all of them.
+    activeLayers: null, host: false,
     encoders: [], screenStream: null, audioContext: null, retry: 0, keyframeRequests: 0, stats,
     // Local ids of the layers a receiver asked a keyframe of; how late each voice is heard.
     keyframesWanted: new Set(), audioDelay: new Map(), quality: new Map(),
     // The old fixed 60 ms playout, for comparison only (benches/call_delay.rs).
     fixedPlayout: localStorage.getItem('floo.playout') === 'fixed',
-    tiles: new Tiles($('#grid'), $('#roster'), () => chooseAllSubscriptions()),
+    tiles: new Tiles($('#grid'), $('#roster'), () => sendView(),
+      { box: $('#pager'), prev: $('#page-prev'), next: $('#page-next'), label: $('#page-label') }),
     send(message) { call.writer?.write(encodeControl(message)).catch(() => {}); },
     problem(text) {
       stats.problems.push(text);
       status(text);
     },
   };
+  call.people = new People($('#people'), (message) => call.send(message));
+  /** Whether a group of this track is wanted: voices always (the relay chooses them), video
+   * only for a tile on screen. */
+  call.accepts = (track) => track.kind === 'audio' || call.shown.has(track.id)
+    || (track.kind === 'camera' && call.tiles.view === 'speaker' && call.tiles.shows(track.participant));
   window.__floo = {
     stats, call, killTransport: () => call.link?.close(999, 'test'),
+    // Test hook: video and audio decoders open now, and tiles on screen.
+    decoders: () => {
+      const open = [...call.tracks.values()].filter((t) => t.decoder);
+      return {
+        video: open.filter((t) => t.kind !== 'audio').length,
+        audio: open.filter((t) => t.kind === 'audio').length,
+        tiles: call.tiles.tiles.size + call.tiles.screens.size,
+      };
+    },
     // Test hook: the longest concealed gap counts from now.
     measureAfresh: () => call.playoutNode?.then((node) => node.port.postMessage({ type: 'measure-afresh' })),
     // Test hook: a decoder failure on the video of `participant`.
@@ -176,7 +196,11 @@ export function start(root) {
       throw new JoinError(`Floo cannot be reached (${e.message}). Check your connection.`, true);
     }
     if (!response.ok) {
-      const refusals = { 409: 'This meeting has ended.', 404: 'This meeting is not open to you (are you still a member of the team?).' };
+      const refusals = {
+        409: 'This meeting has ended.',
+        404: 'This meeting is not open to you (are you still a member of the team?).',
+        403: 'A host removed you from this meeting: you cannot join it again.',
+      };
       throw new JoinError(refusals[response.status] || `The server refused to let you join (${response.status}).`, !refusals[response.status]);
     }
     const ticket = await response.json();
@@ -196,6 +220,7 @@ export function start(root) {
     stats.transport = link.kind;
     stats.connectMs = Math.round(performance.now() - started);
     call.link = link;
+    call.lastView = null;
     const control = await link.openControl();
     call.writer = control.writer;
     call.send({ type: 'state', state: call.state });
@@ -203,7 +228,8 @@ export function start(root) {
     keepMeasuring(link);
     readGroups(call, link);
     link.closed.then((info) => closed(link, info));
-    publish(link);
+    // Publishing starts with the welcome: someone waiting in the lobby sends nothing.
+    call.published = null;
   }
 
   /** The round trip to the relay, every 2 s (for the stats panel). */
@@ -232,6 +258,11 @@ export function start(root) {
     }
     if (code === CLOSE.UNAUTHORIZED || code === CLOSE.ROOM_FULL) {
       status(`${info.reason || 'The call refused you.'}`, { retry: true });
+      return showLobby();
+    }
+    if (code === CLOSE.REMOVED || code === CLOSE.DENIED) {
+      status(`${info.reason || 'A host removed you from this meeting.'}`);
+      $('#join-call').disabled = true;
       return showLobby();
     }
     // A network blip or a server restart: come back by ourselves.
@@ -281,19 +312,57 @@ export function start(root) {
     switch (m.type) {
       case 'welcome':
         call.self = m.you;
+        call.host = !!m.host;
+        call.people.setHost(call.host);
+        call.people.setSettings(m.settings || call.people.settings);
         stats.joinedAt = performance.now();
+        stats.total = m.total;
+        if (m.quiet && !call.joinedOnce && !(call.state.muted && call.state.camera_off)) {
+          // A large meeting: newcomers come in muted and with the camera off.
+          setState({ muted: true, camera_off: true });
+          call.quietNote = `This meeting is large (${m.total} people): you joined muted with your camera off. Unmute when you want to speak.`;
+        }
+        call.joinedOnce = true;
         if (call.mediaProblem) {
           const listening = !call.stream?.getTracks().length;
           status(listening
             ? `You joined to listen: ${call.mediaProblem}. Others can hear and see you once you allow it.`
             : `In the call, but ${call.mediaProblem}.`, { media: true });
         } else {
-          status('');
+          status(call.quietNote || '');
+          call.quietNote = null;
         }
         for (const p of m.participants) if (p.id !== m.you) addParticipant(p);
         for (const t of m.tracks) addTrack(t);
         renderRoster();
+        sendView();
+        if (call.published !== call.link) {
+          call.published = call.link;
+          publish(call.link);
+        }
         break;
+      case 'waiting':
+        status('This meeting asks people to wait: a host has been told you are here and will let you in.');
+        break;
+      case 'lobby':
+        if (call.host && m.waiting.length > (call.people.waiting?.length || 0)) {
+          const newest = m.waiting[m.waiting.length - 1];
+          status(`${newest.name} is waiting to join. Let them in from the list of people.`);
+        }
+        call.people.setWaiting(m.waiting);
+        break;
+      case 'settings':
+        call.people.setSettings(m.settings);
+        break;
+      case 'layers': {
+        // Which of our video tracks anyone watches: the others are not encoded. A layer
+        // that comes back starts with a keyframe.
+        const active = new Set(m.active);
+        for (const id of active) if (call.activeLayers && !call.activeLayers.has(id)) call.keyframesWanted.add(id);
+        call.activeLayers = active;
+        break;
+      }
+      case 'moderated': onModerated(m); break;
       case 'joined': addParticipant(m.participant); break;
       case 'left': removeParticipant(m.participant); break;
       case 'track': addTrack(m.track); break;
@@ -302,7 +371,9 @@ export function start(root) {
         const p = call.participants.get(m.participant);
         if (p) {
           p.state = m.state;
+          p.raised = m.raised;
           call.tiles.participant(p);
+          call.people.changed();
         }
         break;
       }
@@ -313,7 +384,6 @@ export function start(root) {
         break;
       case 'speaker':
         call.tiles.speaking(m.participant);
-        chooseAllSubscriptions();
         break;
       case 'dropped': slowLink(); break;
       case 'keyframe':
@@ -338,7 +408,7 @@ export function start(root) {
   function addParticipant(p) {
     if (p.id === call.self) return;
     call.participants.set(p.id, p);
-    call.tiles.participant(p);
+    call.tiles.participant(p, call.quality.get(p.id));
     renderRoster();
   }
 
@@ -354,50 +424,99 @@ export function start(root) {
     for (const id of [...call.participants.keys()]) removeParticipant(id);
     call.tiles.clear();
     call.tracks.clear();
-    call.subscribed.clear();
+    call.shown.clear();
+    call.activeLayers = null;
   }
 
+  /** The roster line and the list of people: once per animation frame however much changed. */
   function renderRoster() {
-    call.tiles.roster(call.participants, call.link?.kind);
+    if (call.rosterPending) return;
+    call.rosterPending = true;
+    requestAnimationFrame(() => {
+      call.rosterPending = false;
+      call.tiles.roster(call.participants, call.link?.kind);
+      call.people.setPeople(call.participants);
+    });
   }
 
   function dropTrack(id) {
     const t = call.tracks.get(id);
     if (t) resetTrack(t);
     call.tracks.delete(id);
-    call.subscribed.delete(id);
+    call.shown.delete(id);
     call.tiles.dropScreen(id);
   }
 
   function addTrack(t) {
     if (t.participant === call.self) return;
     call.tracks.set(t.id, { ...t });
-    chooseSubscriptions(t.participant);
+    // A screen shared, or a camera of someone on screen: the view says it.
+    if (t.kind === 'screen' || call.tiles.shows(t.participant)) sendView();
   }
 
   /**
-   * Audio always; screens always; one camera layer per participant: the one its tile
-   * needs (see `wantsLarge`), unless this link recently could not keep up (the relay
-   * abandoned groups on the way), in which case the smaller until it has been calm.
+   * Tells the relay what this client shows (src/media/PROTOCOL.md, `view`): the camera of
+   * each tile on screen in the layer it needs (see `wantsLarge`), every shared screen,
+   * and in the speaker view (unless someone is pinned there) the latest speaker, large,
+   * whom the relay switches to by itself. Voices are the relay's choice. Decoders of
+   * video no longer shown are closed at once.
    */
-  function chooseSubscriptions(participant) {
-    const mine = [...call.tracks.values()].filter((t) => t.participant === participant);
-    const cameras = mine.filter((t) => t.kind === 'camera').sort((a, b) => a.layer - b.layer);
-    const wantLayer = wantsLarge(participant) ? cameras[cameras.length - 1] : cameras[0];
-    for (const t of mine) {
-      const want = t.kind !== 'camera' || t === wantLayer;
-      if (want && !call.subscribed.has(t.id)) { call.subscribed.add(t.id); call.send({ type: 'subscribe', track: t.id }); }
-      if (!want && call.subscribed.has(t.id)) {
-        call.subscribed.delete(t.id);
-        call.send({ type: 'unsubscribe', track: t.id });
-        resetTrack(t);
-      }
+  function sendView() {
+    if (!call.link) return;
+    const speakerView = call.tiles.view === 'speaker';
+    const main = speakerView ? call.tiles.main() : null;
+    const followSpeaker = speakerView && call.tiles.pinned === null;
+    const tiles = [];
+    const shown = new Set();
+    for (const id of call.tiles.onScreen()) {
+      if (followSpeaker && id === main) continue; // the relay's latest speaker fills it
+      const layer = wantsLarge(id) ? 1 : 0;
+      tiles.push({ participant: id, kind: 'camera', layer });
+      const track = expectedTrack(id, 'camera', layer);
+      if (track) shown.add(track.id);
+      stats.layers[id] = track?.layer ?? null;
     }
-    stats.layers[participant] = wantLayer?.layer ?? null;
+    if (followSpeaker && main !== null) stats.layers[main] = expectedTrack(main, 'camera', 1)?.layer ?? null;
+    for (const t of call.tracks.values()) {
+      if (t.kind !== 'screen') continue;
+      tiles.push({ participant: t.participant, kind: 'screen', layer: 0 });
+      shown.add(t.id);
+    }
+    for (const t of call.tracks.values()) {
+      const speakerTrack = followSpeaker && t.kind === 'camera' && call.tiles.shows(t.participant);
+      if (t.kind !== 'audio' && !shown.has(t.id) && !speakerTrack && t.decoder) resetTrack(t);
+    }
+    call.shown = shown;
+    const view = { type: 'view', tiles, speakers: followSpeaker ? 1 : 0, speaker_layer: 1 };
+    const text = JSON.stringify(view);
+    if (text === call.lastView) return;
+    call.lastView = text;
+    call.send(view);
   }
 
-  function chooseAllSubscriptions() {
-    for (const id of call.participants.keys()) chooseSubscriptions(id);
+  /** The track the relay sends for a tile (as `track_for` in src/media/room.rs picks it). */
+  function expectedTrack(participant, kind, layer) {
+    const p = call.participants.get(participant);
+    if (!p || (kind === 'camera' && p.state?.camera_off)) return null;
+    const theirs = [...call.tracks.values()].filter((t) => t.participant === participant && t.kind === kind);
+    const below = theirs.filter((t) => t.layer <= layer).sort((a, b) => b.layer - a.layer);
+    return below[0] || theirs.sort((a, b) => a.layer - b.layer)[0] || null;
+  }
+
+  /** A host acted on us: do it, and say who. */
+  function onModerated(m) {
+    const by = m.by || 'A host';
+    if (m.action === 'mute') {
+      if (!call.state.muted) setState({ muted: true });
+      status(`${by} asked you to mute: you are muted. Unmute when you want to speak.`);
+    } else if (m.action === 'camera_off') {
+      if (!call.state.camera_off) setState({ camera_off: true });
+      status(`${by} turned your camera off. You can turn it on again.`);
+    } else if (m.action === 'lower_hand') {
+      if (call.state.hand) setState({ hand: false });
+      status(`${by} lowered your hand.`);
+    }
+    stats.moderated = [...(stats.moderated || []), { action: m.action, by }];
   }
 
   /**
@@ -427,12 +546,12 @@ export function start(root) {
     if (call.losses.length >= 2 && now - (call.congestedAt || -1e9) > 5000) {
       call.congestedAt = now;
       stats.layerDowns = (stats.layerDowns || 0) + 1;
-      chooseAllSubscriptions();
+      sendView();
       const slow = 'Your connection is slow: showing smaller video.';
       status(slow);
       // Try the larger layers again once the link has been calm for a while.
       setTimeout(() => {
-        chooseAllSubscriptions();
+        sendView();
         if ($('#call-status').textContent === slow && performance.now() - call.congestedAt >= 15000) status('');
       }, 15500);
     }
@@ -534,6 +653,9 @@ export function start(root) {
     Object.assign(call.state, change);
     call.send({ type: 'state', state: call.state });
     $('#mute').textContent = call.state.muted ? 'Unmute' : 'Mute';
+    $('#mute').setAttribute('aria-pressed', String(call.state.muted));
+    $('#camera').setAttribute('aria-pressed', String(call.state.camera_off));
+    $('#hand').setAttribute('aria-pressed', String(call.state.hand));
     $('#camera').textContent = call.state.camera_off ? 'Camera on' : 'Camera off';
     $('#hand').textContent = call.state.hand ? 'Lower hand' : 'Raise hand';
     $('#screen').textContent = call.state.screen ? 'Stop sharing' : 'Share screen';
@@ -669,6 +791,8 @@ export function start(root) {
     meterContext?.close();
   });
   startStatsPanel(call, $('#call-stats'));
+  // Decoders of voices no longer forwarded, and of video that stopped coming, are closed.
+  setInterval(() => sweepDecoders(call), 1000);
   if (!unsupported) call.previewing = preview();
   if (root.dataset.joinRequested && !unsupported) join();
   return call;

@@ -43,8 +43,8 @@ async function readGroup(call, stream) {
       if (!group.header) continue;
       if (!track) {
         track = call.tracks.get(group.header.track);
-        // Not (or no longer) wanted, or older than what already came: let it go.
-        const unwanted = !track || !call.subscribed.has(track.id);
+        // Not (or no longer) shown, or older than what already came: let it go.
+        const unwanted = !track || !call.accepts(track);
         if (unwanted || (track.sequence !== undefined && group.header.sequence < track.sequence)) {
           reader.cancel().catch(() => {});
           return;
@@ -54,7 +54,7 @@ async function readGroup(call, stream) {
       const participant = call.stats.received[track.participant] ??= { bytes: 0 };
       participant.bytes += value.length;
       for (let frame = group.nextFrame(); frame; frame = group.nextFrame()) {
-        if (!call.subscribed.has(track.id)) return reader.cancel().catch(() => {});
+        if (!call.accepts(track)) return reader.cancel().catch(() => {});
         onFrame(call, track, frame);
       }
     }
@@ -92,6 +92,7 @@ function requestKeyframe(call, track) {
 
 function onFrame(call, track, frame) {
   const arrival = wallUs();
+  track.lastFrameAt = performance.now();
   const transit = arrival - frame.timestampUs;
   const transits = (call.stats.transits[`${track.participant}:${track.kind}`] ??= []);
   transits.push(transit / 1000);
@@ -302,6 +303,29 @@ function playAudio(call, track, frame, arrival) {
     track.decoder.decode(new EncodedAudioChunk({ type: 'key', timestamp: frame.timestampUs, data: frame.payload }));
   } catch (e) {
     track.inFlight.pop();
+  }
+}
+
+/** A voice not heard for this long has its decoder closed (the relay forwards a few). */
+const IDLE_AUDIO_MS = 10_000;
+/** A video track that sent nothing for this long (paused, or a layer switched) likewise. */
+const IDLE_VIDEO_MS = 3_000;
+
+/**
+ * Closes the decoders of tracks that stopped coming: the relay forwards only the few
+ * loudest voices and the video on screen, so a large meeting keeps a handful of decoders,
+ * not one per person.
+ */
+export function sweepDecoders(call) {
+  const now = performance.now();
+  for (const track of call.tracks.values()) {
+    if (!track.decoder) continue;
+    const idle = now - (track.lastFrameAt ?? 0);
+    if (idle > (track.kind === 'audio' ? IDLE_AUDIO_MS : IDLE_VIDEO_MS)) {
+      closeDecoding(track);
+      track.sequence = undefined;
+      call.stats.decodersClosed = (call.stats.decodersClosed || 0) + 1;
+    }
   }
 }
 

@@ -122,6 +122,8 @@ export async function publishVideo(call, track, layers, kind) {
         const gop = count % (call.gopFrames || GOP_FRAMES) === 0;
         for (const o of outs) {
           if (o.encoder.state !== 'configured' || o.encoder.encodeQueueSize > 2) continue; // behind: drop, not queue
+          // Nobody watches this layer (the relay's `layers`): not encoded at all.
+          if (call.activeLayers && !call.activeLayers.has(o.l.id)) continue;
           // A receiver that lost this layer's group asked (through the relay) for a keyframe.
           const keyFrame = gop || call.keyframesWanted.delete(o.l.id);
           if (keyFrame && !gop) call.stats.keyframesSent = (call.stats.keyframesSent || 0) + 1;
