@@ -304,7 +304,8 @@ impl Renderer {
                     let html = match self.store.meeting(self.team_id, id).await? {
                         Some(meeting) => {
                             let stays = self.store.attendance(id).await?;
-                            attendance_panel(&meeting, &stays).into_string()
+                            let access = self.store.meeting_access(id).await?;
+                            attendance_panel(&meeting, &stays, &access).into_string()
                         }
                         None => String::new(),
                     };

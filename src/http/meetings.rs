@@ -18,7 +18,7 @@ use super::views::{self, Chrome, TeamTab, csrf_field, empty_state};
 use super::{AppState, Error, MeetingInTeam, TeamMember, TopicInTeam};
 use crate::bus::{Changed, Event};
 use crate::clock::{format_duration, now_ms};
-use crate::store::{Attendance, Meeting, MeetingSummary, RecordingState};
+use crate::store::{AccessNote, Attendance, Meeting, MeetingSummary, RecordingState};
 
 pub const MAX_MEETING_TITLE: usize = 200;
 
@@ -120,6 +120,7 @@ async fn create(State(state): State<AppState>, m: TeamMember, Form(form): Form<C
 
 async fn meeting_page(State(state): State<AppState>, mt: MeetingInTeam) -> Result<Markup, Error> {
     let stays = state.store.attendance(mt.meeting.id).await?;
+    let access = state.store.meeting_access(mt.meeting.id).await?;
     let topic = state.store.topic(mt.member.team.id, mt.meeting.topic_id).await?.ok_or(Error::NotFound)?;
     let chat = TopicInTeam { member: mt.member.clone(), topic };
     let messages = load_messages(&state.store, chat.topic.id, chat.topic.last_seq, None).await?;
@@ -128,12 +129,28 @@ async fn meeting_page(State(state): State<AppState>, mt: MeetingInTeam) -> Resul
     let can_record = mt.require_host_or_admin().is_ok();
     let recordings =
         recordings_panel_for(&mt.meeting, &recordings, can_record, mt.member.role.is_admin(), &mt.member.viewer.csrf.0);
-    Ok(meeting_view(&mt, &stays, chat_panel(&chat, &messages, None, "", None), recordings))
+    Ok(meeting_view(&mt, &stays, &access, chat_panel(&chat, &messages, None, "", None), recordings))
 }
 
-/// Who is in a meeting (or, once it ended, who attended); sent again live on changes.
-pub fn attendance_panel(meeting: &Meeting, stays: &[Attendance]) -> Markup {
+/// People listed before the rest of a large meeting's attendance is folded away.
+const ATTENDANCE_SHOWN: usize = 20;
+
+/// Who is in a meeting (or, once it ended, who attended), and whom its hosts let in from
+/// the lobby or removed; sent again live on changes. A large meeting's list shows the
+/// first twenty, the rest behind "N more".
+pub fn attendance_panel(meeting: &Meeting, stays: &[Attendance], access: &[AccessNote]) -> Markup {
     let present = stays.iter().filter(|a| a.left_at.is_none()).count();
+    let stay = |a: &Attendance| {
+        html! {
+            li {
+                strong { (a.display_name) }
+                span.muted.small {
+                    " joined " (views::time(a.joined_at))
+                    @if let Some(left) = a.left_at { " · left " (views::time(left)) } @else { " · here now" }
+                }
+            }
+        }
+    };
     html! {
         h2 {
             @if meeting.is_live() { "In the meeting (" (present) ")" }
@@ -143,13 +160,25 @@ pub fn attendance_panel(meeting: &Meeting, stays: &[Attendance]) -> Markup {
             (empty_state("Nobody has joined yet.", html! { "People who join appear here." }))
         } @else {
             ul.list.attendance {
-                @for a in stays {
-                    li {
-                        strong { (a.display_name) }
-                        span.muted.small {
-                            " joined " (views::time(a.joined_at))
-                            @if let Some(left) = a.left_at { " · left " (views::time(left)) } @else { " · here now" }
-                        }
+                @for a in stays.iter().take(ATTENDANCE_SHOWN) { (stay(a)) }
+            }
+            @if stays.len() > ATTENDANCE_SHOWN {
+                details.attendance-more {
+                    summary { (stays.len() - ATTENDANCE_SHOWN) " more" }
+                    ul.list.attendance {
+                        @for a in stays.iter().skip(ATTENDANCE_SHOWN) { (stay(a)) }
+                    }
+                }
+            }
+        }
+        @if access.iter().any(|n| n.removed.is_some() || n.admitted.is_some()) {
+            h3.small { "Hosts' decisions" }
+            ul.list.access-notes {
+                @for note in access {
+                    @if let Some((at, by)) = &note.removed {
+                        li { strong { (note.name) } span.muted.small { " removed by " (by) " · " (views::time(*at)) } }
+                    } @else if let Some((at, by)) = &note.admitted {
+                        li { strong { (note.name) } span.muted.small { " let in from the lobby by " (by) " · " (views::time(*at)) } }
                     }
                 }
             }
@@ -157,7 +186,13 @@ pub fn attendance_panel(meeting: &Meeting, stays: &[Attendance]) -> Markup {
     }
 }
 
-fn meeting_view(mt: &MeetingInTeam, stays: &[Attendance], chat: Markup, recordings: Markup) -> Markup {
+fn meeting_view(
+    mt: &MeetingInTeam,
+    stays: &[Attendance],
+    access: &[AccessNote],
+    chat: Markup,
+    recordings: Markup,
+) -> Markup {
     let m = &mt.member;
     let meeting = &mt.meeting;
     let base = format!("/teams/{}/meetings/{}", m.team.id, meeting.id);
@@ -208,7 +243,7 @@ fn meeting_view(mt: &MeetingInTeam, stays: &[Attendance], chat: Markup, recordin
             div #meeting-live hx-ext="sse" sse-connect=(format!("/teams/{}/events?view=meeting:{}", m.team.id, meeting.id)) {
                 div.meeting-layout {
                     section.card #attendance sse-swap="attendance" hx-swap="innerHTML" {
-                        (attendance_panel(meeting, stays))
+                        (attendance_panel(meeting, stays, access))
                     }
                     (chat)
                 }

@@ -622,6 +622,10 @@ impl Room {
                     self.broadcast(ServerMessage::Track { track: info });
                 }
                 self.reselect_all(now);
+                // A publisher once told which layers are watched learns that the new one is.
+                if self.participants.get(&session).is_some_and(|p| p.told_layers.is_some()) {
+                    self.tell_layers(session);
+                }
             }
             ClientMessage::Unannounce { id } => {
                 let global = participant.tracks.remove(&id).ok_or_else(|| refuse(close::PROTOCOL, "unknown track"))?;
@@ -962,22 +966,28 @@ impl Room {
         }
         self.pause_due = due;
         for owner in changed {
-            let Some(p) = self.participants.get(&owner) else { continue };
-            let mut active: Vec<u64> = p
-                .tracks
-                .iter()
-                .filter(|(_, id)| self.tracks.get(id).is_some_and(|t| t.kind != TrackKind::Audio && !t.paused))
-                .map(|(local, _)| *local)
-                .collect();
-            active.sort_unstable();
-            if p.told_layers.as_ref() == Some(&active) {
-                continue;
-            }
-            if let Some(p) = self.participants.get_mut(&owner) {
-                p.told_layers = Some(active.clone());
-            }
-            self.outputs.push_back(Output::Control { session: owner, message: ServerMessage::Layers { active } });
+            self.tell_layers(owner);
         }
+    }
+
+    /// Tells a publisher which of its video tracks (local ids) are watched, if that
+    /// changed since it was last told. A publisher told nothing yet encodes every layer.
+    fn tell_layers(&mut self, owner: SessionId) {
+        let Some(p) = self.participants.get(&owner) else { return };
+        let mut active: Vec<u64> = p
+            .tracks
+            .iter()
+            .filter(|(_, id)| self.tracks.get(id).is_some_and(|t| t.kind != TrackKind::Audio && !t.paused))
+            .map(|(local, _)| *local)
+            .collect();
+        active.sort_unstable();
+        if p.told_layers.as_ref() == Some(&active) {
+            return;
+        }
+        if let Some(p) = self.participants.get_mut(&owner) {
+            p.told_layers = Some(active.clone());
+        }
+        self.outputs.push_back(Output::Control { session: owner, message: ServerMessage::Layers { active } });
     }
 
     /// Passes a subscriber's wish for a keyframe on to the track's publisher, at most once
@@ -2222,6 +2232,15 @@ mod tests {
         assert_eq!(layers(&h.outputs()), vec![vec![2]]);
         assert!(!h.room.tracks[&large].paused, "the recorder keeps the large layer");
         assert!(h.room.tracks[&small].paused);
+        // A screen shared after that is watched from the start: the publisher is told so.
+        h.room.control(
+            h.now,
+            1,
+            ClientMessage::Announce {
+                track: TrackAnnounce { id: 4, kind: TrackKind::Screen, layer: 0, config: serde_json::json!({}) },
+            },
+        );
+        assert_eq!(layers(&h.outputs()), vec![vec![2, 4]]);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::link::Closer;
 use super::relay::Relay;
 use super::room::{Cause, Joining, Output, Record, Refusal, Room, SendId, SessionId};
 use super::session::Credit;
-use super::wire::{ClientMessage, FrameInfo, TrackKind, WireError, encode_control, frame_payload};
+use super::wire::{ClientMessage, FrameInfo, ServerMessage, TrackKind, WireError, encode_control, frame_payload};
 use super::writer::{WriterOrder, WriterReport};
 use crate::bus::{Bus, Changed, Event};
 use crate::clock::now_ms;
@@ -251,7 +251,7 @@ pub(super) async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx
                     tokio::task::spawn_blocking(move || recorder.stop());
                 }
                 for (session, handle) in sessions.drain() {
-                    handle.closer.close(code, reason);
+                    close_link(&handle, code, reason);
                     if room.is_participant(session) {
                         let _ = attendance.send(Attendance::Present(false, handle.user_id));
                     }
@@ -436,9 +436,21 @@ fn close_session(
 ) {
     owners.retain(|_, s| *s != session);
     let Some(handle) = sessions.remove(&session) else { return };
-    handle.closer.close(code, reason);
+    close_link(&handle, code, reason);
     if present && !sessions.values().any(|h| h.user_id == handle.user_id) {
         let _ = attendance.send(Attendance::Present(false, handle.user_id));
+    }
+}
+
+/// Ends a session with a code and a reason: said first on the control stream (`closing`),
+/// then through its writer, which resets its group streams (queued media would hold the
+/// close back) and gives the client a moment to close by itself; or at once if the
+/// writer is gone or too far behind to take the order.
+fn close_link(handle: &SessionHandle, code: u32, reason: &str) {
+    let _ = handle.control.try_send(encode_control(&ServerMessage::Closing { code, reason: reason.to_owned() }));
+    let order = WriterOrder::Close { code, reason: reason.to_owned(), reset: ABANDONED_ELSEWHERE };
+    if handle.writer.try_send(order).is_err() {
+        handle.closer.close(code, reason);
     }
 }
 

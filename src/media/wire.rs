@@ -465,6 +465,13 @@ pub enum ServerMessage {
     Settings {
         settings: CallSettings,
     },
+    /// The relay is about to close this session with `code` and `reason` (the last
+    /// message on the control stream). Sent because a close alone can be lost: a browser
+    /// too busy to read the close in time sees only a broken connection.
+    Closing {
+        code: u32,
+        reason: String,
+    },
 }
 
 /// Encodes a control message: varint length, then JSON.

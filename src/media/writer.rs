@@ -25,10 +25,31 @@ use super::room::SendId;
 
 /// What the room asks of a subscriber's writer task.
 pub(super) enum WriterOrder {
-    Open { send: SendId, header: Bytes, priority: i32 },
-    Write { send: SendId, frame: Bytes },
-    Finish { send: SendId },
-    Abandon { send: SendId, code: u32 },
+    Open {
+        send: SendId,
+        header: Bytes,
+        priority: i32,
+    },
+    Write {
+        send: SendId,
+        frame: Bytes,
+    },
+    Finish {
+        send: SendId,
+    },
+    Abandon {
+        send: SendId,
+        code: u32,
+    },
+    /// The room let the session go: reset every stream (with `reset`), then close the
+    /// session with `code` and `reason`. Done here, not beside the writer, so that no
+    /// queued media stands before the close on the wire: a browser that does not get the
+    /// close in time sees only "connection lost", not why.
+    Close {
+        code: u32,
+        reason: String,
+        reset: u32,
+    },
 }
 
 /// A writer's report to the room: bytes still queued on a group stream, and whether the
@@ -42,6 +63,9 @@ pub(super) struct WriterReport {
     /// And its smoothed one (see [`Link::smoothed_rtt`]).
     pub smoothed_rtt: Duration,
 }
+
+/// How long a session being closed has to close by itself after its `closing` message.
+const CLOSE_GRACE: Duration = Duration::from_millis(500);
 
 /// Reports of queued bytes are sent when they cross zero or move by this much.
 const REPORT_STEP: usize = 16 * 1024;
@@ -279,6 +303,18 @@ pub(super) async fn run_writer<L: Link>(
                         let left = outgoing.pump(send);
                         report(&mut outgoing, &mut distance, send, left);
                     }
+                }
+                Some(WriterOrder::Close { code, reason, reset }) => {
+                    for out in outgoing.streams.values_mut() {
+                        if let Some(mut stream) = out.stream.take() {
+                            stream.reset(reset);
+                        }
+                    }
+                    // The `closing` message went ahead on the control stream: the client
+                    // closes by itself once it reads it, or is closed a moment later.
+                    let _ = tokio::time::timeout(CLOSE_GRACE, link.closed()).await;
+                    link.close(code, &reason);
+                    break;
                 }
                 // The room let the session go: its streams go with the writer.
                 None => break,

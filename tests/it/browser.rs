@@ -253,6 +253,54 @@ async fn over_a_delayed_lossy_link_audio_plays_on_recovers_from_a_stall_and_vide
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meeting_of_a_hundred_shows_pages_of_tiles_and_the_speaker_and_decodes_only_what_is_on_screen() {
+    use crate::synthetic::{Sends, participate, recording};
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    // A team of a host and 96 synthetic people, who all join the meeting (30 with their
+    // camera on, one speaking); four browsers join them (bigmeeting.mjs).
+    let host = app.signed_in("Host").await;
+    let team = host.post_form("/teams", &[("name", "Town")]).await;
+    let team_path = team.url.trim_start_matches(&app.base).to_owned();
+    let invite = host
+        .get(&format!("{team_path}/invite"))
+        .await
+        .between("id=\"invite-link\" type=\"text\" readonly value=\"", "\"");
+    let invite = invite.trim_start_matches(&app.base).to_owned();
+    let code = invite.rsplit('/').next().expect("code").to_owned();
+    let meeting = host.post_form(&format!("{team_path}/meetings"), &[("title", "All hands")]).await;
+    let meeting = meeting.url.trim_start_matches(&app.base).to_owned();
+    let frames = recording();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut people = Vec::new();
+    for i in 0..96 {
+        let client = app.signed_in(&format!("Synthetic {i:02}")).await;
+        client.post_form("/join", &[("code", &code)]).await.expect_ok_with("Town");
+        let ticket = crate::media::ticket(&client, &meeting).await;
+        let sends = Sends { camera: i < 30, voice: (i == 7).then_some(20) };
+        people.push(tokio::spawn(participate(ticket, frames.clone(), sends, stopped.clone())));
+    }
+    let env = [
+        ("FLOO_MEETING", meeting.clone()),
+        ("FLOO_INVITE", invite),
+        ("FLOO_TEAM", "Town".to_owned()),
+        ("FLOO_SPEAKER", "Synthetic 07".to_owned()),
+    ];
+    run_browser_script_with(&app, "bigmeeting.mjs", "bigmeeting", &env).await;
+    let _ = stop.send(true);
+    for person in people {
+        person.await.expect("a synthetic participant ends cleanly");
+    }
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_asks_one_to_mute_lowers_a_hand_removes_someone_and_lets_someone_in_from_the_lobby() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    run_browser_script(&app, "hosts.mjs", "hosts").await;
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_a_call_of_five_small_tiles_get_the_small_layer_and_a_pinned_person_the_large_one() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     run_browser_script(&app, "layers.mjs", "layers").await;

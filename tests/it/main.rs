@@ -22,4 +22,5 @@ mod ops;
 mod recording;
 mod schedule;
 mod search;
+mod synthetic;
 mod unread;

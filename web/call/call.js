@@ -43,8 +43,8 @@ export function start(root) {
     stream: null, link: null, writer: null, leaving: false,
     state: { muted: false, camera_off: false, screen: false, hand: false },
     self: null, participants: new Map(), tracks: new Map(),
-    // Video tracks (relay ids) this client shows now, as it told the relay in its view.
-    shown: new Set(),
+    // Video tracks (relay ids) that may arrive for what is on screen now.
+    expected: new Set(),
     // Own video tracks anyone watches (the relay's `layers`); null: all of them.
     activeLayers: null, host: false,
     encoders: [], screenStream: null, audioContext: null, retry: 0, keyframeRequests: 0, stats,
@@ -52,7 +52,7 @@ export function start(root) {
     keyframesWanted: new Set(), audioDelay: new Map(), quality: new Map(),
     // The old fixed 60 ms playout, for comparison only (benches/call_delay.rs).
     fixedPlayout: localStorage.getItem('floo.playout') === 'fixed',
-    tiles: new Tiles($('#grid'), $('#roster'), () => sendView(),
+    tiles: new Tiles($('#grid'), $('#roster'), () => sendView(), () => arranged(),
       { box: $('#pager'), prev: $('#page-prev'), next: $('#page-next'), label: $('#page-label') }),
     send(message) { call.writer?.write(encodeControl(message)).catch(() => {}); },
     problem(text) {
@@ -62,9 +62,8 @@ export function start(root) {
   };
   call.people = new People($('#people'), (message) => call.send(message));
   /** Whether a group of this track is wanted: voices always (the relay chooses them), video
-   * only for a tile on screen. */
-  call.accepts = (track) => track.kind === 'audio' || call.shown.has(track.id)
-    || (track.kind === 'camera' && call.tiles.view === 'speaker' && call.tiles.shows(track.participant));
+   * only for what is on screen. */
+  call.accepts = (track) => track.kind === 'audio' || call.expected.has(track.id);
   window.__floo = {
     stats, call, killTransport: () => call.link?.close(999, 'test'),
     // Test hook: video and audio decoders open now, and tiles on screen.
@@ -86,6 +85,8 @@ export function start(root) {
 
   function status(text, { retry = false, media = false } = {}) {
     $('#call-status').textContent = text;
+    // What the person was told, in order (the status line shows only the latest).
+    if (text) stats.said = [...(stats.said || []).slice(-49), text];
     $('#call-retry').hidden = !retry;
     $('#media-retry').hidden = !media;
   }
@@ -249,6 +250,9 @@ export function start(root) {
     stopPublishing();
     call.link = null;
     call.writer = null;
+    // The relay says why before it closes (`closing`): the close itself may not arrive.
+    if (call.closing && (info?.closeCode ?? -1) <= 0) info = { closeCode: call.closing.code, reason: call.closing.reason };
+    call.closing = null;
     const code = info?.closeCode ?? -1;
     stats.closes.push({ code, reason: info?.reason ?? '', at: Math.round(performance.now()) });
     if (call.leaving) return;
@@ -363,6 +367,10 @@ export function start(root) {
         break;
       }
       case 'moderated': onModerated(m); break;
+      case 'closing':
+        call.closing = { code: m.code, reason: m.reason };
+        call.link?.close(CLOSE.NORMAL, 'closing');
+        break;
       case 'joined': addParticipant(m.participant); break;
       case 'left': removeParticipant(m.participant); break;
       case 'track': addTrack(m.track); break;
@@ -424,7 +432,7 @@ export function start(root) {
     for (const id of [...call.participants.keys()]) removeParticipant(id);
     call.tiles.clear();
     call.tracks.clear();
-    call.shown.clear();
+    call.expected.clear();
     call.activeLayers = null;
   }
 
@@ -443,7 +451,7 @@ export function start(root) {
     const t = call.tracks.get(id);
     if (t) resetTrack(t);
     call.tracks.delete(id);
-    call.shown.delete(id);
+    call.expected.delete(id);
     call.tiles.dropScreen(id);
   }
 
@@ -455,43 +463,62 @@ export function start(root) {
   }
 
   /**
-   * Tells the relay what this client shows (src/media/PROTOCOL.md, `view`): the camera of
-   * each tile on screen in the layer it needs (see `wantsLarge`), every shared screen,
-   * and in the speaker view (unless someone is pinned there) the latest speaker, large,
-   * whom the relay switches to by itself. Voices are the relay's choice. Decoders of
-   * video no longer shown are closed at once.
+   * What this client shows, as the relay is told it (src/media/PROTOCOL.md, `view`): the
+   * camera of each tile on screen in the layer it needs (see `wantsLarge`), every shared
+   * screen, and in the speaker view (unless someone is pinned there) the latest speaker,
+   * large, whom the relay switches to by itself. `expected`: the video tracks that may
+   * arrive (the relay picks layers as `expectedTrack` does).
    */
-  function sendView() {
-    if (!call.link) return;
+  function currentView() {
     const speakerView = call.tiles.view === 'speaker';
     const main = speakerView ? call.tiles.main() : null;
     const followSpeaker = speakerView && call.tiles.pinned === null;
     const tiles = [];
-    const shown = new Set();
+    const expected = new Set();
+    const layers = {};
     for (const id of call.tiles.onScreen()) {
       if (followSpeaker && id === main) continue; // the relay's latest speaker fills it
       const layer = wantsLarge(id) ? 1 : 0;
       tiles.push({ participant: id, kind: 'camera', layer });
       const track = expectedTrack(id, 'camera', layer);
-      if (track) shown.add(track.id);
-      stats.layers[id] = track?.layer ?? null;
+      if (track) expected.add(track.id);
+      layers[id] = track?.layer ?? null;
     }
-    if (followSpeaker && main !== null) stats.layers[main] = expectedTrack(main, 'camera', 1)?.layer ?? null;
+    if (followSpeaker && main !== null) {
+      const track = expectedTrack(main, 'camera', 1);
+      if (track) expected.add(track.id);
+      layers[main] = track?.layer ?? null;
+    }
     for (const t of call.tracks.values()) {
       if (t.kind !== 'screen') continue;
       tiles.push({ participant: t.participant, kind: 'screen', layer: 0 });
-      shown.add(t.id);
+      expected.add(t.id);
     }
+    return { message: { type: 'view', tiles, speakers: followSpeaker ? 1 : 0, speaker_layer: 1 }, expected, layers };
+  }
+
+  /**
+   * After every change of what is on screen, at once: video that no longer has a place
+   * is not taken, and its decoder is closed (a page of 25 keeps 25 decoders at most).
+   */
+  function arranged() {
+    const { expected, layers } = currentView();
+    call.expected = expected;
+    Object.assign(stats.layers, layers);
     for (const t of call.tracks.values()) {
-      const speakerTrack = followSpeaker && t.kind === 'camera' && call.tiles.shows(t.participant);
-      if (t.kind !== 'audio' && !shown.has(t.id) && !speakerTrack && t.decoder) resetTrack(t);
+      if (t.kind !== 'audio' && !expected.has(t.id) && t.decoder) resetTrack(t);
     }
-    call.shown = shown;
-    const view = { type: 'view', tiles, speakers: followSpeaker ? 1 : 0, speaker_layer: 1 };
-    const text = JSON.stringify(view);
+  }
+
+  /** Tells the relay what this client shows (when it changed). */
+  function sendView() {
+    if (!call.link) return;
+    arranged();
+    const { message } = currentView();
+    const text = JSON.stringify(message);
     if (text === call.lastView) return;
     call.lastView = text;
-    call.send(view);
+    call.send(message);
   }
 
   /** The track the relay sends for a tile (as `track_for` in src/media/room.rs picks it). */

@@ -55,6 +55,13 @@ async function readGroup(call, stream) {
       participant.bytes += value.length;
       for (let frame = group.nextFrame(); frame; frame = group.nextFrame()) {
         if (!call.accepts(track)) return reader.cancel().catch(() => {});
+        // A newer group of this video track has started (with its keyframe) while this one
+        // was still coming: this one's remaining pictures refer to frames the decoder has
+        // moved past, and would paint garbage until the next keyframe.
+        if (track.kind !== 'audio' && group.header.sequence < track.sequence) {
+          call.stats.supersededGroups = (call.stats.supersededGroups || 0) + 1;
+          return reader.cancel().catch(() => {});
+        }
         onFrame(call, track, frame);
       }
     }

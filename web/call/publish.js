@@ -102,6 +102,8 @@ export async function publishVideo(call, track, layers, kind) {
     return { l, encoder, group, canvas: new OffscreenCanvas(l.width, l.height) };
   });
   for (const l of layers) {
+    // A new track is watched until the relay says otherwise (its `layers` names it then).
+    call.activeLayers?.add(l.id);
     call.send({ type: 'announce', track: { id: l.id, kind, layer: l.layer, config: { codec: 'vp8', codedWidth: l.width, codedHeight: l.height } } });
   }
   let count = 0;

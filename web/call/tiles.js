@@ -42,10 +42,12 @@ const initials = (name) => name.split(/\s+/).filter(Boolean).slice(0, 2).map((w)
 
 export class Tiles {
   /**
-   * `onLayout` runs (at most every 200 ms) when what is on screen changes; `pager` holds
-   * the page buttons and label (`{ box, prev, next, label }`).
+   * `onLayout` runs (at most every 200 ms) when what is on screen changes, `onArranged` at
+   * once after the tiles changed; `pager` holds the page buttons and label
+   * (`{ box, prev, next, label }`).
    */
-  constructor(grid, roster, onLayout, pager) {
+  constructor(grid, roster, onLayout, onArranged, pager) {
+    this.onArranged = onArranged;
     this.grid = grid;
     this.rosterEl = roster;
     this.pager = pager;
@@ -262,6 +264,7 @@ export class Tiles {
       this.pager.prev.disabled = this.page === 0;
       this.pager.next.disabled = this.page >= pages - 1;
     }
+    this.onArranged?.();
   }
 
   /** The roster line: who else is here (and who reaches the call over a WebSocket). */
