@@ -443,13 +443,15 @@ fn close_session(
 }
 
 /// Ends a session with a code and a reason: said first on the control stream (`closing`),
-/// then through its writer, which resets its group streams (queued media would hold the
-/// close back) and gives the client a moment to close by itself; or at once if the
-/// writer is gone or too far behind to take the order.
+/// then, when the client must not come back, through its writer, which resets its group
+/// streams (queued media would hold the close back) and gives the client a moment to
+/// close by itself; otherwise (or if the writer is gone or too far behind) at once.
 fn close_link(handle: &SessionHandle, code: u32, reason: &str) {
     let _ = handle.control.try_send(encode_control(&ServerMessage::Closing { code, reason: reason.to_owned() }));
+    // Closes that send a client elsewhere (a node going away) happen now: the node may
+    // close its endpoint as soon as its rooms are gone.
     let order = WriterOrder::Close { code, reason: reason.to_owned(), reset: ABANDONED_ELSEWHERE };
-    if handle.writer.try_send(order).is_err() {
+    if !close::is_final(code) || handle.writer.try_send(order).is_err() {
         handle.closer.close(code, reason);
     }
 }
