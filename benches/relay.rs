@@ -18,15 +18,15 @@
 mod support;
 
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use floo::media::wire::{
-    ClientMessage, ControlReader, FrameInfo, GroupHeader, GroupReader, ServerMessage, TrackAnnounce, TrackKind,
-    encode_control, encode_frame,
+    ClientMessage, ControlReader, FrameInfo, GroupHeader, ServerMessage, TrackAnnounce, TrackKind, encode_control,
+    encode_frame,
 };
-use support::{Floo, cpu_seconds, now_us, rss_kib};
+use support::{Server, Tally, connect, cpu_mhz, cpu_seconds, now_us, rss_kib, start_floo, subscribe_loop};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use web_transport_quinn::Session;
 use web_transport_trait::{RecvStream as _, SendStream as _};
@@ -71,64 +71,6 @@ fn options() -> Options {
     }
 }
 
-fn cpu_mhz() -> f64 {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("cpu MHz"))
-        .and_then(|l| l.split(':').nth(1).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0.0)
-}
-
-#[derive(Default)]
-struct Tally {
-    bytes: AtomicU64,
-    groups_done: AtomicU64,
-    groups_dropped: AtomicU64,
-    latencies: Mutex<Vec<u32>>,
-}
-
-/// Reads group streams until the session ends. While `recording`, counts the bytes that
-/// arrive, every frame's latency and every group that ends (whole or given up).
-async fn subscribe_loop<S: web_transport_trait::Session>(
-    session: S,
-    tally: Arc<Tally>,
-    recording: Arc<std::sync::atomic::AtomicBool>,
-) where
-    S::RecvStream: Send + 'static,
-{
-    while let Ok(mut stream) = web_transport_trait::Session::accept_uni(&session).await {
-        let tally = tally.clone();
-        let recording = recording.clone();
-        tokio::spawn(async move {
-            let mut reader = GroupReader::new(1 << 20);
-            let mut samples = Vec::new();
-            let ok = loop {
-                match web_transport_trait::RecvStream::read_chunk(&mut stream, 1 << 16).await {
-                    Ok(Some(chunk)) => {
-                        let counted = recording.load(Ordering::Relaxed);
-                        if counted {
-                            tally.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                        }
-                        reader.push(&chunk);
-                        while let Ok(Some((_, info))) = reader.next_frame() {
-                            if counted {
-                                samples.push(now_us().saturating_sub(info.timestamp_us) as u32);
-                            }
-                        }
-                    }
-                    Ok(None) => break true,
-                    Err(_) => break false,
-                }
-            };
-            if recording.load(Ordering::Relaxed) {
-                if ok { &tally.groups_done } else { &tally.groups_dropped }.fetch_add(1, Ordering::Relaxed);
-            }
-            tally.latencies.lock().expect("lock").extend(samples);
-        });
-    }
-}
-
 /// Publishes one track: groups of `group_frames` frames at `fps`, `kbits` kbit/s, each
 /// frame stamped with its send time. The first frame goes at `start`.
 async fn publish_loop<S: web_transport_trait::Session>(
@@ -170,79 +112,11 @@ fn start_publishers<S: web_transport_trait::Session>(sessions: &[(S, u64)], o: &
     }
 }
 
-async fn connect(url: &str, hash: &[u8]) -> Session {
-    let client =
-        web_transport_quinn::ClientBuilder::new().with_server_certificate_hashes(vec![hash.to_vec()]).expect("client");
-    client.connect(url::Url::parse(url).expect("url")).await.expect("connect")
-}
-
-struct Server {
-    pid: u32,
-    url_base: String,
-    websocket_base: String,
-    hash: Vec<u8>,
-    /// Where a signed-in client asks for tickets (each admits one session, once).
-    http: reqwest::Client,
-    ticket_url: String,
-    csrf: String,
-    _floo: Floo,
-}
-
-impl Server {
-    /// A fresh admission token for one more session.
-    async fn token(&self) -> String {
-        let ticket: serde_json::Value = self
-            .http
-            .post(&self.ticket_url)
-            .form(&[("_csrf", &self.csrf)])
-            .send()
-            .await
-            .expect("ticket")
-            .json()
-            .await
-            .expect("json");
-        ticket["token"].as_str().expect("token").to_owned()
-    }
-}
-
 /// How the bench's clients reach the relay.
 #[derive(Clone, Copy, PartialEq)]
 enum Via {
     WebTransport,
     WebSocket,
-}
-
-/// Starts Floo, signs in, makes a meeting, and gets a ticket for it.
-async fn start_floo(data_dir: &std::path::Path, max: usize) -> Server {
-    let floo = Floo::start(data_dir, &["--max-participants", &max.to_string()]).await;
-    let (pid, base) = (floo.pid, floo.base.clone());
-    let http = reqwest::Client::builder().cookie_store(true).build().expect("client");
-    let token = support::sign_in(&http, &base, "Bench").await;
-    let team =
-        http.post(format!("{base}/teams")).form(&[("name", "Bench"), ("_csrf", &token)]).send().await.expect("team");
-    let team_path = team.url().path().to_owned();
-    let meeting = http
-        .post(format!("{base}{team_path}/meetings"))
-        .form(&[("title", "Load"), ("_csrf", &token)])
-        .send()
-        .await
-        .expect("meeting");
-    let ticket_url = format!("{}{}/media", base, meeting.url().path());
-    let ticket: serde_json::Value =
-        http.post(&ticket_url).form(&[("_csrf", &token)]).send().await.expect("ticket").json().await.expect("json");
-    let port = ticket["port"].as_u64().expect("port");
-    let hash: Vec<u8> =
-        ticket["certHash"].as_array().expect("hash").iter().map(|v| v.as_u64().unwrap_or(0) as u8).collect();
-    Server {
-        pid,
-        url_base: format!("https://127.0.0.1:{port}/meeting"),
-        websocket_base: format!("{}/media/ws", base.replacen("http://", "ws://", 1)),
-        hash,
-        http,
-        ticket_url,
-        csrf: token,
-        _floo: floo,
-    }
 }
 
 /// A participant's session over the WebSocket fallback, as a browser opens it: with

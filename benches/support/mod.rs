@@ -2,6 +2,10 @@
 //! wall-clock microseconds for stamping messages, and starting Floo as its own process.
 #![allow(dead_code)] // each bench uses its own part
 
+mod media;
+#[allow(unused_imports)] // only the media benches use it
+pub use media::*;
+
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{SystemTime, UNIX_EPOCH};
