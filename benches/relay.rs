@@ -17,7 +17,6 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,8 +25,10 @@ use floo::media::wire::{
     ClientMessage, ControlReader, FrameInfo, GroupHeader, ServerMessage, TrackAnnounce, TrackKind, encode_control,
     encode_frame,
 };
-use support::{Server, Tally, connect, cpu_mhz, cpu_seconds, now_us, rss_kib, start_floo, subscribe_loop};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use support::{
+    Forwarder, Server, Tally, connect, copy_group, cpu_mhz, cpu_seconds, forwarder_server, now_us, rss_kib, start_floo,
+    subscribe_loop,
+};
 use web_transport_quinn::Session;
 use web_transport_trait::{RecvStream as _, SendStream as _};
 
@@ -284,13 +285,8 @@ where
 
 /// Runs as its own process: copies every publisher's streams to every subscriber.
 async fn plain_forwarder() {
-    let identity = floo::media::tls::dev_identity().expect("cert");
-    let config = floo::media::tls::server_config(&identity).expect("config");
-    let endpoint = quinn::Endpoint::server(config, "127.0.0.1:0".parse().expect("addr")).expect("endpoint");
-    let hash: Vec<String> = identity.dev_hash.expect("hash").iter().map(|b| b.to_string()).collect();
-    println!("FORWARDER {} {}", endpoint.local_addr().expect("addr").port(), hash.join(","));
     let subscribers: Arc<Mutex<Vec<Session>>> = Arc::default();
-    let mut server = web_transport_quinn::Server::new(endpoint);
+    let mut server = forwarder_server();
     while let Some(request) = server.accept().await {
         let subscribers = subscribers.clone();
         tokio::spawn(async move {
@@ -305,7 +301,7 @@ async fn plain_forwarder() {
                 let _ = session.closed().await;
                 return;
             }
-            while let Ok(mut stream) = session.accept_uni().await {
+            while let Ok(stream) = session.accept_uni().await {
                 let targets: Vec<Session> = subscribers.lock().expect("lock").clone();
                 tokio::spawn(async move {
                     let mut outs = Vec::new();
@@ -314,14 +310,7 @@ async fn plain_forwarder() {
                             outs.push(s);
                         }
                     }
-                    while let Ok(Some(chunk)) = stream.read_chunk(1 << 16, true).await {
-                        for out in &mut outs {
-                            let _ = out.write_chunk(chunk.bytes.clone()).await;
-                        }
-                    }
-                    for out in &mut outs {
-                        let _ = out.finish();
-                    }
+                    copy_group(stream, outs).await;
                 });
             }
         });
@@ -329,19 +318,8 @@ async fn plain_forwarder() {
 }
 
 async fn run_forwarder(o: &Options) -> Figures {
-    let mut child = tokio::process::Command::new(std::env::current_exe().expect("exe"))
-        .arg("--plain-forwarder")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("forwarder");
-    let pid = child.id().expect("pid");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let line = lines.next_line().await.expect("stdout").expect("forwarder started");
-    let mut parts = line.split_whitespace().skip(1);
-    let port: u16 = parts.next().expect("port").parse().expect("port");
-    let hash: Vec<u8> = parts.next().expect("hash").split(',').map(|b| b.parse().expect("byte")).collect();
-    let url = format!("https://127.0.0.1:{port}/");
+    let forwarder = Forwarder::spawn().await;
+    let (pid, url, hash) = (forwarder.pid, forwarder.url.clone(), forwarder.hash.clone());
     let rss0 = rss_kib(pid);
     let tally = Arc::new(Tally::default());
     let recording = Arc::new(std::sync::atomic::AtomicBool::new(false));

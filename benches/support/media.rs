@@ -138,3 +138,54 @@ pub async fn start_floo(data_dir: &std::path::Path, max: usize) -> Server {
         _floo: floo,
     }
 }
+
+/// The plain forwarder's side of its start (run in its own process): a QUIC endpoint on a
+/// free loopback port, announced on stdout for [`Forwarder::spawn`].
+pub fn forwarder_server() -> web_transport_quinn::Server {
+    let identity = floo::media::tls::dev_identity().expect("cert");
+    let config = floo::media::tls::server_config(&identity).expect("config");
+    let endpoint = quinn::Endpoint::server(config, "127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+    let hash: Vec<String> = identity.dev_hash.expect("hash").iter().map(|b| b.to_string()).collect();
+    println!("FORWARDER {} {}", endpoint.local_addr().expect("addr").port(), hash.join(","));
+    web_transport_quinn::Server::new(endpoint)
+}
+
+/// A plain forwarder running as a process of its own (this bench's binary with
+/// `--plain-forwarder`), and how to reach it.
+pub struct Forwarder {
+    pub pid: u32,
+    pub url: String,
+    pub hash: Vec<u8>,
+    _child: tokio::process::Child,
+}
+
+impl Forwarder {
+    pub async fn spawn() -> Forwarder {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(std::env::current_exe().expect("exe"))
+            .arg("--plain-forwarder")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("forwarder");
+        let pid = child.id().expect("pid");
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let line = lines.next_line().await.expect("stdout").expect("forwarder started");
+        let mut parts = line.split_whitespace().skip(1);
+        let port: u16 = parts.next().expect("port").parse().expect("port");
+        let hash: Vec<u8> = parts.next().expect("hash").split(',').map(|b| b.parse().expect("byte")).collect();
+        Forwarder { pid, url: format!("https://127.0.0.1:{port}/"), hash, _child: child }
+    }
+}
+
+/// Copies the rest of a group stream to every stream in `outs`, then finishes them.
+pub async fn copy_group(mut stream: web_transport_quinn::RecvStream, mut outs: Vec<web_transport_quinn::SendStream>) {
+    while let Ok(Some(chunk)) = stream.read_chunk(1 << 16, true).await {
+        for out in &mut outs {
+            let _ = out.write_chunk(chunk.bytes.clone()).await;
+        }
+    }
+    for out in &mut outs {
+        let _ = out.finish();
+    }
+}
