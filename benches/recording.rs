@@ -4,8 +4,13 @@
 //!    the share of one core one recorded participant takes.
 //! 2. Composition: four such participants composed into the meeting's MP4 (1280x720
 //!    H.264 + AAC, one encoder thread), as a multiple of real time per core used.
+//! 3. Lip sync: a long meeting of two synthetic participants whose microphones' sample
+//!    clocks run 100 ppm fast and 100 ppm slow (`support/marks.rs`), written to their files
+//!    as the recorder does and composed (640x360); every mark's sound and picture found in
+//!    the composed video: the error at the start, middle and end, and the composition speed.
 //!
 //! cargo bench --bench recording -- --seconds 60 [--preset superfast] [--keep DIR]
+//!     [--lipsync-minutes 60]
 
 #[path = "support/mod.rs"]
 mod support;
@@ -14,7 +19,9 @@ use std::process::Command;
 use std::time::Instant;
 
 use ffmpeg_next as ffmpeg;
+use floo::recording::compose::layout;
 use floo::recording::{ParticipantFile, Settings, Source, TrackKind, compose};
+use support::marks;
 
 fn main() {
     let seconds: u64 = support::arg("--seconds").map(|v| v.parse().expect("--seconds S")).unwrap_or(60);
@@ -106,6 +113,7 @@ fn main() {
         media / wall,
         size as f64 / 1e6
     );
+    lip_sync(&dir, support::arg("--lipsync-minutes").map(|v| v.parse().expect("--lipsync-minutes M")).unwrap_or(60.0));
     match support::arg("--keep") {
         Some(keep) => {
             std::fs::create_dir_all(&keep).expect("keep dir");
@@ -115,5 +123,60 @@ fn main() {
         None => {
             let _ = std::fs::remove_dir_all(&dir);
         }
+    }
+}
+
+/// Part 3: the lip-sync error over a meeting of `minutes`, and how fast it composes.
+fn lip_sync(dir: &std::path::Path, minutes: f64) {
+    let seconds = minutes * 60.0;
+    let marks = marks::marks_media(dir);
+    // The recording's clock starts with the first frame; both join then.
+    let start_us = 1_000_000_000;
+    let people = [("Alice", 100.0, false), ("Bob", -100.0, true)];
+    let mut sources = Vec::new();
+    let mut senders = Vec::new();
+    for (name, ppm, second_half) in people {
+        let sender = marks::sender(&marks, start_us, seconds, &[(0.0, Some(ppm))], second_half);
+        let path = dir.join(format!("lipsync-{name}.webm"));
+        let mut file = ParticipantFile::create(&path, Some((320, 240)), true).expect("create");
+        for f in &sender.frames {
+            let kind = if f.video { TrackKind::Video } else { TrackKind::Audio };
+            file.write(kind, (f.captured_us - start_us) as i64, true, &f.payload).expect("write");
+        }
+        file.finish().expect("finish");
+        sources.push(Source { name: name.into(), path, screen: false });
+        senders.push(sender);
+    }
+    let settings = Settings { width: 640, height: 360, ..Settings::default() };
+    let out = dir.join("lipsync.mp4");
+    let before = support::cpu_seconds(std::process::id());
+    let wall = Instant::now();
+    let composed = compose(&sources, &out, &settings, &mut |_| true).expect("compose");
+    let (wall, cpu) = (wall.elapsed().as_secs_f64(), support::cpu_seconds(std::process::id()) - before);
+    let media = composed.duration_ms as f64 / 1000.0;
+    let (_, tiles) = layout(settings.width, settings.height, 2, false);
+    let regions: Vec<_> = tiles.iter().map(|r| (r.x + r.w / 4, r.y + r.h / 4, r.w / 2, r.h / 4)).collect();
+    let flashes = marks::flash_onsets(&out, &regions, settings.fps);
+    let onsets = marks::sound_onsets(&out);
+    println!(
+        "lip sync: {minutes:.0} min, 2 participants composed at {}x{} in {cpu:.1} CPU-s ({:.1}x real time per core), \
+         {wall:.1} s wall",
+        settings.width,
+        settings.height,
+        media / cpu
+    );
+    for (((name, ppm, _), sender), flashes) in people.iter().zip(&senders).zip(&flashes) {
+        let truths: Vec<f64> = sender.marks.iter().map(|m| (m - start_us) as f64 / 1e6).collect();
+        let errors = marks::composed_errors(&truths, &onsets, flashes);
+        let heard: Vec<f64> = errors.iter().map(|e| e.0).collect();
+        let [first, middle, last] = marks::thirds(&heard);
+        let worst = heard.iter().fold(0f64, |w, e| w.max(e.abs()));
+        let seen = errors.iter().fold(0f64, |w, e| w.max(e.1.abs()));
+        println!(
+            "lip sync {name} ({ppm:+} ppm): sound vs truth {first:+.1} / {middle:+.1} / {last:+.1} ms \
+             (mean of first, middle, last tenth), worst {worst:.1} ms; picture worst {seen:.1} ms late \
+             (one frame is 40 ms); {} marks",
+            truths.len()
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! wall-clock microseconds for stamping messages, and starting Floo as its own process.
 #![allow(dead_code)] // each bench uses its own part
 
+pub mod marks;
 mod media;
 #[allow(unused_imports)] // only the media benches use it
 pub use media::*;

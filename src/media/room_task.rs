@@ -301,6 +301,7 @@ fn record_frame(recorder: &Recorder, room: &Room, session: SessionId, track: u64
         screen,
         size: size(&meta.config).unwrap_or((640, 360)),
         keyframe: info.keyframe,
+        captured_us: info.timestamp_us,
         payload: frame.slice_ref(payload),
     });
 }

@@ -3,7 +3,9 @@
 //! people present at each moment, with the screen share large while it is on; a
 //! participant whose camera is off is shown as a card with their name. Audio is every
 //! voice mixed. All files share the recorder's clock, so they stay in sync however
-//! people joined, left, muted or turned their camera off.
+//! people joined, left, muted or turned their camera off; pictures are shown at their
+//! timestamps and each voice is steered to its timestamps ([`super::steer`]), so a
+//! microphone whose sample clock is off does not pull the voice away from the lips.
 //!
 //! The work is ffmpeg's and blocks: callers run [`compose`] on a blocking thread.
 
@@ -20,6 +22,7 @@ use ffmpeg_next as ffmpeg;
 
 use super::glyphs::GLYPHS;
 use super::names::{Coverage, NameFonts};
+use super::steer::AudioSteer;
 
 /// One input of a composition: a participant's camera and voice, or a screen share.
 #[derive(Debug, Clone)]
@@ -73,16 +76,16 @@ pub enum ComposeError {
     Io(#[from] std::io::Error),
 }
 
-const AUDIO_RATE: i64 = 48_000;
+const AUDIO_RATE: i64 = super::steer::RATE;
 /// Samples per AAC frame.
 const AAC_FRAME: usize = 1024;
 /// A camera with no new picture for this long is shown as a name card.
 const CAMERA_STALE_MS: i64 = 1_000;
 /// A screen share with no new picture for this long has ended.
 const SCREEN_STALE_MS: i64 = 2_500;
-/// Audio within this distance of where the previous frame ended is placed right after it
-/// (arrival jitter would otherwise click); further off, it is placed where it says.
-const AUDIO_SNAP_SAMPLES: i64 = 2_400;
+/// How far ahead of the composition one stream of a file is read while waiting for the
+/// other to catch up.
+const READ_AHEAD_MS: i64 = 2_000;
 /// Decoded frames waiting to be shown, per source: a bound on memory whatever the file says.
 const MAX_QUEUED_FRAMES: usize = 90;
 
@@ -167,14 +170,17 @@ struct Track {
     /// The first and last moment the file holds anything: the participant was present.
     first_ms: i64,
     last_ms: i64,
-    /// Time of the last packet read; everything up to it is decoded.
+    /// Time of the latest packet read, of any stream and of video and audio: everything up
+    /// to them is decoded.
     read_ms: i64,
+    stream_read_ms: [i64; 2],
     eof: bool,
     pending: VecDeque<(i64, frame::Video)>,
     shown: Option<(i64, frame::Video)>,
     /// Mono 48 kHz chunks: (first sample's index on the recording's clock, samples).
     chunks: VecDeque<(i64, Vec<f32>)>,
-    next_sample: Option<i64>,
+    /// Where the audio goes: its timestamps rule (see [`AudioSteer`]).
+    steer: AudioSteer,
 }
 
 impl Track {
@@ -222,18 +228,33 @@ impl Track {
             first_ms,
             last_ms,
             read_ms: -1,
+            stream_read_ms: [-1; 2],
             eof: false,
             pending: VecDeque::new(),
             shown: None,
             chunks: VecDeque::new(),
-            next_sample: None,
+            steer: AudioSteer::default(),
         }))
+    }
+
+    /// Whether packets up to `until_ms` may still be unread. A file's streams need not be
+    /// interleaved by time (the recorder writes each stream in order, but a participant's
+    /// audio may reach it well after their pictures), so reading goes on until every stream
+    /// has passed `until_ms`, or until [`READ_AHEAD_MS`] past it (a stream that stopped,
+    /// such as a camera turned off).
+    fn behind(&self, until_ms: i64) -> bool {
+        if self.eof || self.read_ms > until_ms + READ_AHEAD_MS {
+            return false;
+        }
+        let video_behind = self.video.is_some() && self.stream_read_ms[0] <= until_ms;
+        let audio_behind = self.audio.is_some() && self.stream_read_ms[1] <= until_ms;
+        self.read_ms <= until_ms || video_behind || audio_behind
     }
 
     /// Reads and decodes packets until one past `until_ms` (or the end).
     fn fill(&mut self, until_ms: i64) -> Result<(), ComposeError> {
         let mut packet = Packet::empty();
-        while !self.eof && self.read_ms <= until_ms {
+        while self.behind(until_ms) {
             match packet.read(&mut self.input) {
                 Ok(()) => {}
                 // A file cut off mid-packet ends there: what came before still counts.
@@ -243,13 +264,15 @@ impl Track {
                 }
             }
             let index = packet.stream();
-            let base = match (&self.video, &self.audio) {
-                (Some((stream, base, _)), _) if *stream == index => *base,
-                (_, Some((stream, base, _))) if *stream == index => *base,
+            let (base, which) = match (&self.video, &self.audio) {
+                (Some((stream, base, _)), _) if *stream == index => (*base, 0),
+                (_, Some((stream, base, _))) if *stream == index => (*base, 1),
                 _ => continue,
             };
             if let Some(pts) = packet.pts() {
-                self.read_ms = self.read_ms.max(to_ms(pts, base));
+                let ms = to_ms(pts, base);
+                self.read_ms = self.read_ms.max(ms);
+                self.stream_read_ms[which] = self.stream_read_ms[which].max(ms);
             }
             if let Some((stream, _, decoder)) = self.video.as_mut()
                 && *stream == index
@@ -277,13 +300,9 @@ impl Track {
                     if samples.is_empty() {
                         continue;
                     }
-                    let wanted = at * AUDIO_RATE / 1000;
-                    let start = match self.next_sample {
-                        Some(next) if (wanted - next).abs() <= AUDIO_SNAP_SAMPLES => next,
-                        _ => wanted,
-                    };
-                    self.next_sample = Some(start + samples.len() as i64);
-                    self.chunks.push_back((start, samples));
+                    if let Some(placed) = self.steer.place(at * AUDIO_RATE / 1000, &samples) {
+                        self.chunks.push_back(placed);
+                    }
                 }
             }
         }

@@ -10,6 +10,7 @@ mod glyphs;
 pub mod jobs;
 pub mod names;
 pub mod recorder;
+pub mod steer;
 
 pub use compose::{ComposeError, Composed, Settings, Source, compose};
 pub use file::{ParticipantFile, RecordingError, TrackKind, repair};

@@ -1,11 +1,20 @@
 //! The recorder of one meeting: it receives every participant's frames from the relay
 //! (as an in-process subscriber, no network) and writes one WebM file per participant
-//! session on its own thread, since ffmpeg blocks. Frames are stamped with their arrival
-//! time on the relay, counted from the recording's first frame: one clock for everyone,
-//! so the files line up with each other.
+//! session on its own thread, since ffmpeg blocks.
+//!
+//! **Which clock rules.** A frame is written at its capture time (the timestamp its sender
+//! put on it, on the sender's wall clock), moved onto the recording's clock (time since the
+//! recording's first frame reached the relay) by one offset per participant session, taken
+//! when their first frame arrives. One offset for all of a session's tracks keeps their
+//! voice with their lips whatever the network did to each frame on the way, and the offset
+//! puts people who joined late where they joined. Arrival times, which jitter and which a
+//! microphone's sample clock pulls along, decide nothing else. A session whose timestamps
+//! go back more than five seconds (a sender whose clock was set back) is anchored again.
+//! Frames are held for a moment ([`REORDER_US`]) and written in timestamp order; one later
+//! still than that is dropped: a file's timestamps never go backwards.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -26,6 +35,8 @@ pub struct RecordedFrame {
     /// The picture's size, for a file's first video frame.
     pub size: (u32, u32),
     pub keyframe: bool,
+    /// The capture time its sender stamped it with (µs on the sender's wall clock).
+    pub captured_us: u64,
     pub payload: Bytes,
 }
 
@@ -33,6 +44,16 @@ pub struct RecordedFrame {
 /// ffmpeg falls this far behind, frames are dropped (and video resumes at the next
 /// keyframe) rather than held in memory without end.
 const QUEUE: usize = 4096;
+
+/// How long (recording µs, by the frames' own times) a frame is held so that one arriving
+/// a little late still goes into its file in order: a group retransmitted after the next
+/// one started is a few tens of milliseconds late.
+const REORDER_US: i64 = 300_000;
+
+/// A session's timestamps going back this far (µs) mean its clock was set back: anchored
+/// again. (A browser's clock does not step within a page; a frame delayed this long on its
+/// way would have been given up by the relay long before.)
+const CLOCK_STEP_BACK_US: i64 = 5_000_000;
 
 /// A frame on its way to the recorder thread.
 struct Queued {
@@ -66,6 +87,11 @@ struct Participant {
     file: Option<ParticipantFile>,
     /// Video starts at a keyframe; until one comes, video frames are skipped.
     have_keyframe: bool,
+    /// The last timestamp written (recording µs) per stream: video, audio.
+    last_us: [i64; 2],
+    /// Frames waiting to be written in timestamp order, by (recording µs, arrival count).
+    held: BTreeMap<(i64, u64), Held>,
+    received: u64,
     error: Option<String>,
 }
 
@@ -100,17 +126,99 @@ impl Recorder {
     }
 }
 
+/// A frame held back until its time comes: groups travel on separate streams, so a frame
+/// may arrive after later ones; a file's timestamps must not go back.
+struct Held {
+    arrived_us: i64,
+    frame: RecordedFrame,
+}
+
+impl Participant {
+    /// Writes a frame that has waited its turn.
+    fn write(&mut self, dir: &Path, at_us: i64, Held { arrived_us, frame }: Held) {
+        if self.error.is_some() {
+            return;
+        }
+        if frame.kind == TrackKind::Video {
+            if !self.have_keyframe && !frame.keyframe {
+                return;
+            }
+            self.have_keyframe = true;
+        }
+        if self.file.is_none() {
+            // Audio may come before the first keyframe; the file waits for the video size.
+            if frame.kind == TrackKind::Audio && !self.have_keyframe && arrived_us < 2_000_000 {
+                return;
+            }
+            match ParticipantFile::create(&dir.join(&self.file_name), Some(frame.size), !frame.screen) {
+                Ok(file) => self.file = Some(file),
+                Err(e) => {
+                    self.error = Some(e.to_string());
+                    return;
+                }
+            }
+        }
+        let last = &mut self.last_us[usize::from(frame.kind == TrackKind::Audio)];
+        if at_us < *last {
+            // Later than even the reordering waits for: the file has moved on.
+            if frame.kind == TrackKind::Video {
+                self.have_keyframe = false;
+            }
+            return;
+        }
+        *last = at_us;
+        if let Some(file) = self.file.as_mut()
+            && let Err(e) = file.write(frame.kind, at_us, frame.keyframe, &frame.payload)
+        {
+            tracing::warn!(error = %e, file = %self.file_name, "recording write failed");
+            self.error = Some(e.to_string());
+            self.file = None;
+        }
+    }
+}
+
+/// How one sender's capture clock maps onto the recording's.
+struct SenderClock {
+    /// Recording µs minus capture µs.
+    offset_us: i64,
+    /// The latest placed time.
+    latest_us: i64,
+}
+
+impl SenderClock {
+    fn anchored(arrived_us: i64, captured_us: i64) -> SenderClock {
+        SenderClock { offset_us: arrived_us.saturating_sub(captured_us), latest_us: arrived_us }
+    }
+
+    /// Where a frame captured at `captured_us` goes on the recording's clock.
+    fn place(&mut self, arrived_us: i64, captured_us: i64) -> i64 {
+        let mut at = captured_us.saturating_add(self.offset_us);
+        if at < self.latest_us.saturating_sub(CLOCK_STEP_BACK_US) {
+            *self = SenderClock::anchored(arrived_us, captured_us);
+            at = arrived_us;
+        }
+        self.latest_us = self.latest_us.max(at);
+        at.max(0)
+    }
+}
+
 fn record(dir: PathBuf, inbox: mpsc::Receiver<Queued>) -> Vec<FileOutcome> {
     // Time counts from the first frame of the whole recording: every file shares it.
     let mut origin: Option<Instant> = None;
     let mut participants: HashMap<(u64, bool), Participant> = HashMap::new();
+    let mut clocks: HashMap<u64, SenderClock> = HashMap::new();
     while let Ok(Queued { frame, after_gap }) = inbox.recv() {
         if after_gap {
             // Pictures after a gap cannot be decoded before the next keyframe.
             participants.values_mut().for_each(|p| p.have_keyframe = false);
         }
         let started = *origin.get_or_insert_with(Instant::now);
-        let at_us = i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX);
+        let arrived_us = i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX);
+        let captured_us = i64::try_from(frame.captured_us).unwrap_or(i64::MAX);
+        let at_us = clocks
+            .entry(frame.session)
+            .or_insert_with(|| SenderClock::anchored(arrived_us, captured_us))
+            .place(arrived_us, captured_us);
         let kind = if frame.screen { FileKind::Screen } else { FileKind::Camera };
         let p = participants.entry((frame.session, frame.screen)).or_insert_with(|| Participant {
             user_id: frame.user_id,
@@ -118,36 +226,27 @@ fn record(dir: PathBuf, inbox: mpsc::Receiver<Queued>) -> Vec<FileOutcome> {
             kind,
             file: None,
             have_keyframe: false,
+            last_us: [i64::MIN; 2],
+            held: BTreeMap::new(),
+            received: 0,
             error: None,
         });
         if p.error.is_some() {
             continue;
         }
-        if frame.kind == TrackKind::Video {
-            if !p.have_keyframe && !frame.keyframe {
-                continue;
+        p.received += 1;
+        p.held.insert((at_us, p.received), Held { arrived_us, frame });
+        while let Some(entry) = p.held.first_entry() {
+            if entry.key().0 > at_us.saturating_sub(REORDER_US) {
+                break;
             }
-            p.have_keyframe = true;
+            let ((at_us, _), held) = entry.remove_entry();
+            p.write(&dir, at_us, held);
         }
-        if p.file.is_none() {
-            // Audio may come before the first keyframe; the file waits for the video size.
-            if frame.kind == TrackKind::Audio && !p.have_keyframe && at_us < 2_000_000 {
-                continue;
-            }
-            match ParticipantFile::create(&dir.join(&p.file_name), Some(frame.size), !frame.screen) {
-                Ok(file) => p.file = Some(file),
-                Err(e) => {
-                    p.error = Some(e.to_string());
-                    continue;
-                }
-            }
-        }
-        if let Some(file) = p.file.as_mut()
-            && let Err(e) = file.write(frame.kind, at_us, frame.keyframe, &frame.payload)
-        {
-            tracing::warn!(error = %e, file = %p.file_name, "recording write failed");
-            p.error = Some(e.to_string());
-            p.file = None;
+    }
+    for p in participants.values_mut() {
+        while let Some(((at_us, _), held)) = p.held.pop_first() {
+            p.write(&dir, at_us, held);
         }
     }
     let mut outcomes = Vec::new();

@@ -17,9 +17,10 @@ export function args() {
 /**
  * Debian's Chromium, headless, with fake camera and microphone. `fps` lowers the fake
  * camera's frame rate (30 by default) where many pages share this machine's two cores.
- * `devices` offers that many fake cameras (and Chromium's three fake microphones).
+ * `devices` offers that many fake cameras (and Chromium's three fake microphones); `args`
+ * are more command-line switches (such as files for the fake devices to play).
  */
-export async function launch({ fps, devices } = {}) {
+export async function launch({ fps, devices, args: extra = [] } = {}) {
   const executablePath = process.env.FLOO_CHROMIUM || '/usr/bin/chromium';
   return chromium.launch({
     executablePath,
@@ -31,6 +32,7 @@ export async function launch({ fps, devices } = {}) {
       '--use-fake-ui-for-media-stream',
       // Screen sharing: pick the (virtual) screen without asking.
       '--auto-select-desktop-capture-source=Entire screen',
+      ...extra,
     ],
   });
 }

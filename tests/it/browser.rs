@@ -185,6 +185,98 @@ async fn two_people_record_a_call_and_get_a_playable_file_each_and_the_meeting_v
     app.finish().await;
 }
 
+/// A few minutes of a browser whose camera flashes and whose microphone clicks together
+/// (as far as Chromium's fake devices keep them together: each loops its own file on its
+/// own clock, so the truth is what entered Alice's encoders, taken on her page): in her
+/// recorded file and in the composed meeting video, each flash-to-click offset matches the
+/// one she sent, as closely at the end as at the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_from_a_browser_keeps_lips_and_voice_as_together_at_its_end_as_at_its_start() {
+    use crate::lipsync::marks;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let dir = crate::recording::scratch();
+    let (video, audio) = (dir.join("flash.y4m"), dir.join("click.wav"));
+    // Two seconds each, looped by Chromium: a white flash of 100 ms, a 20 ms click.
+    let ffmpeg = |args: &[&str], out: &Path| {
+        let made = std::process::Command::new("ffmpeg").args(["-v", "error", "-y"]).args(args).arg(out).status();
+        assert!(made.expect("ffmpeg runs").success(), "ffmpeg makes {}", out.display());
+    };
+    ffmpeg(
+        &["-f", "lavfi", "-i", "color=c=black:s=640x360:r=20:d=2", "-vf", "drawbox=c=white:t=fill:enable='lt(t,0.1)'"]
+            .iter()
+            .chain(&["-pix_fmt", "yuv420p"])
+            .copied()
+            .collect::<Vec<_>>(),
+        &video,
+    );
+    ffmpeg(
+        &["-f", "lavfi", "-i", "aevalsrc='0.8*sin(2*PI*1000*t)*lt(t,0.02)':s=48000:d=2", "-c:a", "pcm_s16le"],
+        &audio,
+    );
+    let seconds = std::env::var("FLOO_LIPSYNC_SECONDS").unwrap_or_else(|_| "180".into());
+    let env = [
+        ("FLOO_LIPSYNC_VIDEO", video.display().to_string()),
+        ("FLOO_LIPSYNC_AUDIO", audio.display().to_string()),
+        ("FLOO_LIPSYNC_SECONDS", seconds),
+    ];
+    run_browser_script_with(&app, "lipsync.mjs", "lipsync", &env).await;
+    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/artifacts/lipsync");
+    let sent: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(artifacts.join("marks.json")).expect("marks.json")).expect("json");
+    let times = |key: &str| -> Vec<f64> {
+        sent[key].as_array().expect("times").iter().filter_map(|t| t.as_f64()).map(|us| us / 1e6).collect()
+    };
+    let started = sent["startedUs"].as_f64().expect("start") / 1e6;
+    let sent_pairs = marks::pairs(&times("flashes"), &times("clicks"), 0.5);
+    assert!(sent_pairs.len() > 10, "Alice sent {} flash-and-click pairs", sent_pairs.len());
+
+    let recorded = app.data_dir.join("recordings").join("1");
+    let alice_file = std::fs::read_dir(&recorded)
+        .expect("the recording")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("1-") && n.ends_with(".webm") && !n.contains("screen"))
+        })
+        .expect("Alice's file");
+    let meeting = recorded.join("meeting.mp4");
+    // Alice's tile: the first of two (both were there from the start; she is first by name).
+    let (_, tiles) = floo::recording::compose::layout(1280, 720, 2, false);
+    let t = &tiles[0];
+    let region = (t.x + t.w / 4, t.y + t.h / 4, t.w / 2, t.h / 4);
+    let composed_flashes = marks::flash_onsets(&meeting, &[region], 25).remove(0);
+    for (what, flashes, clicks) in [
+        ("her file", marks::picture_flashes(&alice_file), marks::sound_onsets(&alice_file)),
+        ("the meeting video", composed_flashes, marks::sound_onsets(&meeting)),
+    ] {
+        // Each recorded pair against the pair sent at about the same moment (the recording
+        // starts within a fraction of a second of `started`; pairs are two seconds apart).
+        let errors: Vec<f64> = marks::pairs(&flashes, &clicks, 0.5)
+            .into_iter()
+            .filter_map(|(flash, offset)| {
+                let (_, sent) = sent_pairs
+                    .iter()
+                    .copied()
+                    .min_by(|a, b| (a.0 - started - flash).abs().total_cmp(&(b.0 - started - flash).abs()))?;
+                Some((offset - sent) * 1000.0)
+            })
+            .collect();
+        assert!(errors.len() > 10, "{what}: only {} pairs found", errors.len());
+        let third = errors.len() / 3;
+        let mean = |e: &[f64]| e.iter().sum::<f64>() / e.len() as f64;
+        let (first, last) = (mean(&errors[..third]), mean(&errors[errors.len() - third..]));
+        println!(
+            "lip sync in {what}: {} pairs, error {first:+.1} ms over the first third, {last:+.1} ms over the last",
+            errors.len()
+        );
+        assert!(first.abs() <= 45.0 && last.abs() <= 45.0, "{what}: lips and voice {first:+.1} / {last:+.1} ms apart");
+        assert!((last - first).abs() <= 10.0, "{what}: the error grew from {first:+.1} to {last:+.1} ms");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_participant_on_a_slow_link_switches_to_the_small_layer_and_keeps_a_moving_picture() {
     let app = TestApp::spawn(Backend::Sqlite).await;

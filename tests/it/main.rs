@@ -11,6 +11,7 @@ mod hardening;
 
 mod impair;
 mod large;
+mod lipsync;
 mod live;
 mod media;
 mod metrics;

@@ -212,9 +212,75 @@ impl<S: web_transport_trait::Session> Peer<S> {
         close_of(error)
     }
 
+    /// Publishes `frames` — (track, whether it starts a group, its capture time in µs, the
+    /// encoded frame) in capture order — at `speed` times real time from `clock` (an instant
+    /// and the capture time it stands for), reading the relay's control messages meanwhile
+    /// so that nothing backs up on the way back. Returns how many messages came.
+    pub async fn publish_at_speed(
+        &mut self,
+        frames: &[(u64, bool, u64, Bytes)],
+        speed: f64,
+        clock: (tokio::time::Instant, u64),
+    ) -> usize {
+        let session = &self.session;
+        let publish = async {
+            let (started, first) = clock;
+            let mut open: std::collections::HashMap<u64, S::SendStream> = Default::default();
+            let mut sequence = 0u64;
+            for (track, starts, captured, frame) in frames {
+                let due = Duration::from_secs_f64(captured.saturating_sub(first) as f64 / 1e6 / speed);
+                tokio::time::sleep_until(started + due).await;
+                if *starts || !open.contains_key(track) {
+                    if let Some(mut old) = open.remove(track) {
+                        let _ = old.finish();
+                    }
+                    sequence += 1;
+                    let mut stream = session.open_uni().await.expect("open group");
+                    stream.write_all(&GroupHeader { track: *track, sequence }.encode()).await.expect("header");
+                    open.insert(*track, stream);
+                }
+                let stream = open.get_mut(track).expect("open");
+                stream.write_all(frame).await.expect("frame");
+            }
+            for (_, mut stream) in open {
+                let _ = stream.finish();
+            }
+        };
+        let (incoming, reader) = (&mut self.incoming, &mut self.reader);
+        let mut messages = 0;
+        let read = async {
+            while let Ok(Some(chunk)) = incoming.read_chunk(1 << 16).await {
+                reader.push(&chunk);
+                while let Ok(Some(_)) = reader.next_message::<ServerMessage>() {
+                    messages += 1;
+                }
+            }
+        };
+        tokio::select! {
+            () = publish => {}
+            () = read => panic!("the relay closed the control stream while frames were being published"),
+        }
+        messages
+    }
+
     /// Leaves the call.
     pub fn leave(&self) {
         self.session.close(0, "bye");
+    }
+}
+
+impl Peer<web_transport_quinn::Session> {
+    /// Reads and forgets every group the relay sends, in the background, for a peer that
+    /// only publishes.
+    pub fn drain_groups(&self) {
+        let session = self.session.clone();
+        tokio::spawn(async move {
+            while let Ok(mut stream) = session.accept_uni().await {
+                tokio::spawn(async move {
+                    while let Ok(Some(_)) = web_transport_trait::RecvStream::read_chunk(&mut stream, 1 << 16).await {}
+                });
+            }
+        });
     }
 }
 

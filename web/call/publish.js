@@ -7,9 +7,24 @@ import { SAMPLE_RATE, audioSource, videoSource } from './capture.js';
 
 /** Wall-clock µs: every frame carries its capture time on the sender's wall clock. */
 const wallUs = () => Math.round((performance.timeOrigin + performance.now()) * 1000);
-/** Audio timestamps follow the sample count; they are set back to the wall clock only if
- * they drift from it by more than this (µs). */
+/** Audio timestamps follow the sample count, steered gently to the wall clock (see
+ * `steerCapture`); they are set back to it at once only if they are further off than this (µs). */
 const AUDIO_RESYNC_US = 100_000;
+
+/**
+ * The wall-clock capture time of the next chunk of microphone samples. A microphone's sample
+ * clock is not the wall clock (100 ppm is 6 ms a minute), and the recording and the receivers
+ * place voices by these timestamps, so counting samples alone would pull the voice away from
+ * the pictures. `readAt` is when the chunk was read minus its duration: never earlier than its
+ * capture, often later (the page was busy). So the estimate follows readings below it at once
+ * and readings above it only slowly: it tracks their lower edge, and a busy page does not drag
+ * it late.
+ */
+export function steerCapture(estimate, readAt) {
+  if (estimate === null || Math.abs(estimate - readAt) > AUDIO_RESYNC_US) return readAt;
+  const error = readAt - estimate;
+  return estimate + error * (error < 0 ? 0.1 : 0.002);
+}
 
 export const VIDEO_LAYERS = [
   { id: 1, layer: 0, width: 320, height: 180, bitrate: 150_000 },
@@ -218,8 +233,7 @@ export async function publishAudio(call, track) {
         call.send({ type: 'announce', track: { id: AUDIO_TRACK, kind: 'audio', layer: 0, config: AUDIO_CONFIG } });
       }
       const duration = (data.numberOfFrames / data.sampleRate) * 1e6;
-      const now = wallUs() - duration;
-      if (nextTimestamp === null || Math.abs(nextTimestamp - now) > AUDIO_RESYNC_US) nextTimestamp = now;
+      nextTimestamp = steerCapture(nextTimestamp, wallUs() - duration);
       const captured = Math.round(nextTimestamp);
       nextTimestamp += duration;
       if (!call.state.muted && !stopped) {
