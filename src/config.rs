@@ -35,6 +35,42 @@ pub enum Command {
     Serve(Box<Config>),
     /// Instance admins: who may open the ops dashboard (`/ops`).
     Admin(AdminArgs),
+    /// Copies the database (a consistent snapshot, while Floo runs), the data directory's
+    /// other files and the recordings into a new directory, with a manifest of sizes and
+    /// checksums.
+    Backup(BackupArgs),
+    /// Restores a backup into an empty data directory (and an empty PostgreSQL database),
+    /// after checking every file against the manifest. Start Floo on it afterwards.
+    Restore(BackupArgs),
+}
+
+/// `floo backup DIR` and `floo restore DIR`: the data options of `floo serve`.
+#[derive(Debug, Clone, Parser)]
+pub struct BackupArgs {
+    /// The backup's directory (new or empty for a backup).
+    pub dir: PathBuf,
+
+    /// Directory of the default SQLite database and Floo's other files.
+    #[arg(long, env = "FLOO_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// Database URL, as for `floo serve` (PostgreSQL: `pg_dump` and `pg_restore` are used).
+    #[arg(long, env = "FLOO_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Where recordings are kept, as for `floo serve`.
+    #[arg(long, env = "FLOO_RECORDINGS_DIR")]
+    pub recordings_dir: Option<PathBuf>,
+}
+
+impl BackupArgs {
+    pub fn location(&self) -> crate::backup::Location {
+        crate::backup::Location {
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            recordings_dir: self.recordings_dir.clone(),
+        }
+    }
 }
 
 /// `floo admin ...`: works on the database `floo serve` uses (same options).

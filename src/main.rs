@@ -36,6 +36,24 @@ async fn main() -> anyhow::Result<()> {
             app.run(stopped).await
         }
         Command::Admin(args) => floo::admin::run(args).await,
+        Command::Backup(args) => {
+            let mut say = |line: &str| eprintln!("backup: {line}");
+            floo::backup::backup(&args.location(), &args.dir, &mut say).await?;
+            println!("Backed up into {}", args.dir.display());
+            Ok(())
+        }
+        Command::Restore(args) => {
+            let mut say = |line: &str| eprintln!("restore: {line}");
+            let manifest = floo::backup::restore(&args.dir, &args.location(), &mut say).await?;
+            println!(
+                "Restored the backup of {} (Floo {}, schema {}) into {}",
+                floo::clock::format_utc(manifest.created_at_ms),
+                manifest.floo_version,
+                manifest.schema_version,
+                args.data_dir.display()
+            );
+            Ok(())
+        }
     }
 }
 

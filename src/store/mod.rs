@@ -42,6 +42,12 @@ pub enum Error {
     /// A migration could not be applied.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database was written by a newer Floo: nothing is migrated.
+    #[error(
+        "this database was written by a newer Floo (schema version {theirs}; this Floo knows up to {ours}): \
+         run that version or a later one, or restore a backup made by this version"
+    )]
+    NewerSchema { theirs: i64, ours: i64 },
     /// The URL names no backend Floo supports.
     #[error("unsupported database URL (expected sqlite:// or postgres://): {0}")]
     UnsupportedUrl(String),
@@ -89,6 +95,12 @@ pub struct Store {
     search_time_limit: Duration,
 }
 
+/// The latest schema version (migration) this Floo knows, for PostgreSQL or SQLite.
+pub fn latest_schema_version(postgres: bool) -> i64 {
+    let migrations = if postgres { &POSTGRES_MIGRATIONS } else { &SQLITE_MIGRATIONS };
+    migrations.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
 impl Store {
     /// Connects to `url` (creating a SQLite file if needed) and applies pending migrations.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store> {
@@ -117,6 +129,20 @@ impl Store {
             })
             .connect(url)
             .await?;
+        // A database from a newer Floo is refused before anything is touched (sqlx would
+        // refuse too, after looking, with a message about a missing migration).
+        let ours = latest_schema_version(backend == Backend::Postgres);
+        let applied: Option<(Option<i64>,)> = sqlx::query_as("SELECT MAX(version) FROM _sqlx_migrations")
+            .fetch_optional(&pool)
+            .await
+            .unwrap_or(None); // no such table yet: a new database
+        if let Some((Some(theirs),)) = applied
+            && theirs > ours
+        {
+            return Err(Error::NewerSchema { theirs, ours });
+        }
+        // Each migration runs in a transaction of its own (sqlx's default, on both
+        // backends): one that fails leaves the database as the previous one left it.
         match backend {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,

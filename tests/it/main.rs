@@ -4,6 +4,7 @@ mod support;
 
 mod abuse;
 mod authorization;
+mod backup;
 mod browser;
 mod foundation;
 mod fuzz;
