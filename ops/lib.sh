@@ -186,6 +186,8 @@ ensure_test_packages() {
     have promtool || pkgs+=(prometheus)
     # The deploy files are checked by the tools that will read them.
     have caddy || pkgs+=(caddy)
+    # Backups of PostgreSQL and the upgrade fixtures use PostgreSQL's client programs.
+    { have pg_dump && have pg_restore && have psql; } || pkgs+=(postgresql-client)
     ensure_apt_packages "${pkgs[@]}"
 }
 

@@ -200,11 +200,10 @@ pub async fn restore(from: &Path, to: &Location, progress: &mut dyn FnMut(&str))
     require_empty(&recordings)?;
     if let Some(url) = &to.database_url {
         let mut db = connect(url).await?;
-        let (tables,): (i64,) = sqlx::query_as(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()",
-        )
-        .fetch_one(&mut db)
-        .await?;
+        let (tables,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()")
+                .fetch_one(&mut db)
+                .await?;
         if tables > 0 {
             return Err(BackupError::NotEmpty(PathBuf::from(format!("the PostgreSQL database ({tables} tables)"))));
         }
@@ -257,13 +256,18 @@ fn verify(from: &Path, manifest: &Manifest, progress: &mut dyn FnMut(&str)) -> R
             return Err(BackupError::Damaged(format!("{} is not a path inside the backup", file.path)));
         }
         let path = from.join(&file.path);
-        let size = std::fs::metadata(&path).map(|m| m.len()).map_err(|e| BackupError::Damaged(format!("{}: {e}", file.path)))?;
+        let size = std::fs::metadata(&path)
+            .map(|m| m.len())
+            .map_err(|e| BackupError::Damaged(format!("{}: {e}", file.path)))?;
         if size != file.size {
             return Err(BackupError::Damaged(format!("{} has {size} bytes, not {}", file.path, file.size)));
         }
         let (_, sha256) = hash_file(&path)?;
         if sha256 != file.sha256 {
-            return Err(BackupError::Damaged(format!("{} is not what was backed up (its checksum differs)", file.path)));
+            return Err(BackupError::Damaged(format!(
+                "{} is not what was backed up (its checksum differs)",
+                file.path
+            )));
         }
         if said.elapsed() > Duration::from_secs(1) {
             said = Instant::now();
@@ -320,7 +324,8 @@ fn list_files(
             list_files(root, &path, prefix, skip, out)?;
         } else if meta.is_file() {
             let relative = path.strip_prefix(root).unwrap_or(&path);
-            let name: Vec<String> = relative.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+            let name: Vec<String> =
+                relative.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
             out.push((path.clone(), format!("{prefix}/{}", name.join("/")), meta.len()));
         }
     }

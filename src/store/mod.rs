@@ -132,10 +132,8 @@ impl Store {
         // A database from a newer Floo is refused before anything is touched (sqlx would
         // refuse too, after looking, with a message about a missing migration).
         let ours = latest_schema_version(backend == Backend::Postgres);
-        let applied: Option<(Option<i64>,)> = sqlx::query_as("SELECT MAX(version) FROM _sqlx_migrations")
-            .fetch_optional(&pool)
-            .await
-            .unwrap_or(None); // no such table yet: a new database
+        let applied: Option<(Option<i64>,)> =
+            sqlx::query_as("SELECT MAX(version) FROM _sqlx_migrations").fetch_optional(&pool).await.unwrap_or(None); // no such table yet: a new database
         if let Some((Some(theirs),)) = applied
             && theirs > ours
         {

@@ -83,7 +83,8 @@ async fn a_backup_taken_while_people_write_and_record_restores_every_row_and_fil
     for i in 0..5 {
         clients[1].post_form(&chat, &[("body", &format!("before the backup {i}"))]).await;
     }
-    let planned = [("title", "Planning"), ("date", "2030-01-07"), ("time", "10:00"), ("time_zone", "UTC"), ("duration", "30")];
+    let planned =
+        [("title", "Planning"), ("date", "2030-01-07"), ("time", "10:00"), ("time_zone", "UTC"), ("duration", "30")];
     clients[0].post_form(&format!("/teams/{team}/schedule"), &planned).await.expect_ok_with("30 minutes");
     let mut alice = join(&app, &clients[0], &meeting_path).await;
     alice.announce_camera_and_microphone(1).await;
@@ -134,9 +135,9 @@ async fn a_backup_taken_while_people_write_and_record_restores_every_row_and_fil
 
     // Every row there before the backup began is there; the chat is a consistent snapshot
     // (what was written during the backup is there up to some point, nothing after it).
-    let restored_url = restored_db.clone().unwrap_or_else(|| {
-        format!("sqlite://{}?mode=rw", restored_dir.join(floo::config::SQLITE_FILE).display())
-    });
+    let restored_url = restored_db
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}?mode=rw", restored_dir.join(floo::config::SQLITE_FILE).display()));
     let after = rows(&restored_url).await;
     for ((table, was), (_, now)) in before.iter().zip(&after) {
         for id in was {

@@ -26,3 +26,4 @@ mod schedule;
 mod search;
 mod synthetic;
 mod unread;
+mod upgrade;

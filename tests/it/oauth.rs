@@ -12,26 +12,29 @@ on_both_backends!(
     a_wrong_state_a_replayed_code_and_a_provider_error_each_end_without_a_session,
 );
 
-async fn spawn_with_provider(backend: Backend) -> (TestApp, Provider) {
+pub async fn spawn_with_provider(backend: Backend) -> (TestApp, Provider) {
+    spawn_with_provider_and(backend, &[]).await
+}
+
+/// The same, with more `floo serve` flags.
+pub async fn spawn_with_provider_and(backend: Backend, extra: &[&str]) -> (TestApp, Provider) {
     let provider = Provider::start().await;
-    let app = TestApp::spawn_with(
-        backend,
-        &[
-            "--oidc-issuer",
-            &provider.issuer,
-            "--oidc-client-id",
-            CLIENT_ID,
-            "--oidc-client-secret",
-            CLIENT_SECRET,
-            "--oidc-name",
-            "Test SSO",
-        ],
-    )
-    .await;
+    let mut args = vec![
+        "--oidc-issuer",
+        &provider.issuer,
+        "--oidc-client-id",
+        CLIENT_ID,
+        "--oidc-client-secret",
+        CLIENT_SECRET,
+        "--oidc-name",
+        "Test SSO",
+    ];
+    args.extend(extra);
+    let app = TestApp::spawn_with(backend, &args).await;
     (app, provider)
 }
 
-fn grace() -> NextLogin {
+pub fn grace() -> NextLogin {
     NextLogin::User { subject: "248289761001".into(), name: "Grace Hopper".into(), email: "grace@example.com".into() }
 }
 
