@@ -228,6 +228,11 @@ impl App {
         let store = self.state.store.clone();
         let sweeper = tokio::spawn(sweep_expired_sessions(store.clone()));
         let dead_hosts = tokio::spawn(http::calls::sweep_dead_hosts(self.state.clone()));
+        let failed_recordings = self
+            .state
+            .relay
+            .recording_failures()
+            .map(|failures| tokio::spawn(http::recordings::stop_failed_recordings(self.state.clone(), failures)));
         let draining = self.state.clone();
         let grace = self.grace;
         let router = http::router(self.state);
@@ -248,6 +253,9 @@ impl App {
         http::server::serve(self.listener, router, self.limits, tune, stopping).await;
         sweeper.abort();
         dead_hosts.abort();
+        if let Some(task) = failed_recordings {
+            task.abort();
+        }
         store.close().await;
         Ok(())
     }

@@ -123,7 +123,13 @@ async fn finish(state: &AppState, id: i64, outcomes: &[FileOutcome]) -> Result<(
     let files: Vec<NewFile> = outcomes.iter().filter(|o| o.bytes > 0).map(FileOutcome::to_new_file).collect();
     let errors: Vec<&str> = outcomes.iter().filter_map(|o| o.error.as_deref()).collect();
     let (status, reason) = match (files.is_empty(), errors.first()) {
-        (_, Some(e)) => (RecordingState::Failed, Some(format!("Writing a file failed: {e}"))),
+        (_, Some(e)) => {
+            let why = crate::recording::failure_reason(e);
+            (
+                RecordingState::Failed,
+                Some(format!("The recording stopped: {why}. What was recorded until then is kept.")),
+            )
+        }
         (true, None) => (RecordingState::Failed, Some("Nothing was recorded: nobody sent audio or video.".to_owned())),
         (false, None) => (RecordingState::Composing, None),
     };

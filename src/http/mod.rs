@@ -15,7 +15,7 @@ mod login;
 mod media_socket;
 mod meetings;
 mod ops;
-mod recordings;
+pub mod recordings;
 mod schedule;
 mod search;
 pub mod server;

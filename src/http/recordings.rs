@@ -168,6 +168,37 @@ async fn chat_line(state: &AppState, mt: &MeetingInTeam, text: &str) -> Result<(
     Ok(())
 }
 
+/// Recordings that cannot write any more (a full disk) are stopped where they are: what
+/// was written is kept and listed, the recording is marked failed with the reason, and
+/// the meeting's chat (in the call and on the forum) says so.
+pub async fn stop_failed_recordings(
+    state: AppState,
+    mut failures: tokio::sync::mpsc::UnboundedReceiver<(i64, String)>,
+) {
+    while let Some((meeting_id, reason)) = failures.recv().await {
+        tracing::warn!(meeting_id, %reason, "a recording cannot write any more: stopping it");
+        let Ok(Some(id)) = state.store.active_recording(meeting_id).await else { continue };
+        if let Err(e) = super::calls::stop_recording(&state, meeting_id, id).await {
+            tracing::warn!(meeting_id, error = %e, "the failed recording could not be stopped");
+            continue;
+        }
+        let Ok(Some((meeting, _))) = state.store.any_meeting(meeting_id).await else { continue };
+        let text = format!("The recording stopped: {reason}. What was recorded until then is kept.");
+        match state.store.add_message(meeting.topic_id, meeting.created_by, &text, now_ms()).await {
+            Ok(message) => {
+                let team_id = meeting.team_id;
+                state.bus.publish(Event::Message(std::sync::Arc::new(LiveMessage {
+                    team_id,
+                    message,
+                    encoded: Default::default(),
+                })));
+                state.bus.publish(Event::TeamChanged { team_id, changed: Changed::TOPICS | Changed::RECORDINGS });
+            }
+            Err(e) => tracing::warn!(meeting_id, error = %e, "cannot tell the meeting its recording stopped"),
+        }
+    }
+}
+
 /// After a start or stop: the fresh panel for htmx (the call on the page goes on), else
 /// back to the meeting page.
 async fn answer(state: &AppState, mt: &MeetingInTeam, headers: &HeaderMap) -> Result<Response, Error> {

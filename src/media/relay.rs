@@ -82,6 +82,10 @@ struct Inner {
     node_url: Option<String>,
     /// The browser each (meeting, user) last asked for a ticket from, for the dashboard.
     browsers: Mutex<HashMap<(i64, i64), String>>,
+    /// Recordings that could not write (a full disk): (meeting, why), for the app to stop
+    /// them and say so; the receiver is taken once ([`Relay::recording_failures`]).
+    recording_failed: mpsc::UnboundedSender<(i64, String)>,
+    recording_failures: Mutex<Option<mpsc::UnboundedReceiver<(i64, String)>>>,
 }
 
 /// How many (meeting, user) browsers are remembered at most; past it they start again.
@@ -129,6 +133,7 @@ impl Relay {
         )
         .context("starting the QUIC endpoint")?;
         let addr = endpoint.local_addr().context("reading the QUIC address")?;
+        let (recording_failed, recording_failures) = mpsc::unbounded_channel();
         let relay = Relay {
             inner: Arc::new(Inner {
                 endpoint: endpoint.clone(),
@@ -147,6 +152,8 @@ impl Relay {
                 media_host: config.media_host,
                 node_url: config.node_url,
                 browsers: Mutex::new(HashMap::new()),
+                recording_failed,
+                recording_failures: Mutex::new(Some(recording_failures)),
             }),
         };
         if dev {
@@ -460,6 +467,17 @@ impl Relay {
 
     pub(super) fn bus(&self) -> &Bus {
         &self.inner.bus
+    }
+
+    /// Reports that `meeting_id`'s recording cannot write any more.
+    pub(super) fn recording_failed(&self, meeting_id: i64, reason: String) {
+        let _ = self.inner.recording_failed.send((meeting_id, reason));
+    }
+
+    /// The recordings that failed as they went (a full disk): (meeting, why). Once; the
+    /// app stops each and tells the meeting.
+    pub fn recording_failures(&self) -> Option<mpsc::UnboundedReceiver<(i64, String)>> {
+        self.inner.recording_failures.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
 

@@ -209,7 +209,11 @@ pub(super) async fn run_room(relay: Relay, meeting_id: i64, team_id: i64, mut rx
             Some(Input::StartRecording { dir, reply }) => {
                 let started = match recorder {
                     Some(_) => Ok(()),
-                    None => Recorder::start(dir).map(|r| recorder = Some(r)),
+                    None => {
+                        let relay = relay.clone();
+                        let on_failure = Box::new(move |reason| relay.recording_failed(meeting_id, reason));
+                        Recorder::start(dir, on_failure).map(|r| recorder = Some(r))
+                    }
                 };
                 if started.is_ok() {
                     room.set_recording(now, true);

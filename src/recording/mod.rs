@@ -15,7 +15,7 @@ pub mod steer;
 pub use compose::{ComposeError, Composed, Settings, Source, compose};
 pub use file::{ParticipantFile, RecordingError, TrackKind, repair};
 pub use jobs::{COMPOSED_FILE, Composer};
-pub use recorder::{FileOutcome, RecordedFrame, Recorder};
+pub use recorder::{FileOutcome, OnFailure, RecordedFrame, Recorder, failure_reason};
 
 use std::path::Path;
 

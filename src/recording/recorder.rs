@@ -95,12 +95,18 @@ struct Participant {
     error: Option<String>,
 }
 
+/// Told once, from the recorder's thread, when a file cannot be written (a full disk):
+/// the recording should stop. The reason is for people.
+pub type OnFailure = Box<dyn FnOnce(String) + Send>;
+
 impl Recorder {
-    /// Starts recording into `dir` (created if needed).
-    pub fn start(dir: PathBuf) -> std::io::Result<Recorder> {
+    /// Starts recording into `dir` (created if needed); `on_failure` is called if writing
+    /// fails.
+    pub fn start(dir: PathBuf, on_failure: OnFailure) -> std::io::Result<Recorder> {
         crate::files::private_dir(&dir)?;
         let (frames, inbox) = mpsc::sync_channel::<Queued>(QUEUE);
-        let thread = std::thread::Builder::new().name("floo-recorder".into()).spawn(move || record(dir, inbox))?;
+        let thread =
+            std::thread::Builder::new().name("floo-recorder".into()).spawn(move || record(dir, inbox, on_failure))?;
         Ok(Recorder { frames, dropping: AtomicBool::new(false), thread })
     }
 
@@ -177,6 +183,15 @@ impl Participant {
     }
 }
 
+/// What people are told when a recording file cannot be written.
+pub fn failure_reason(error: &str) -> String {
+    if error.contains("No space left") || error.contains("Disk quota") {
+        "the disk for recordings is full".to_owned()
+    } else {
+        format!("a file could not be written ({error})")
+    }
+}
+
 /// How one sender's capture clock maps onto the recording's.
 struct SenderClock {
     /// Recording µs minus capture µs.
@@ -202,7 +217,8 @@ impl SenderClock {
     }
 }
 
-fn record(dir: PathBuf, inbox: mpsc::Receiver<Queued>) -> Vec<FileOutcome> {
+fn record(dir: PathBuf, inbox: mpsc::Receiver<Queued>, on_failure: OnFailure) -> Vec<FileOutcome> {
+    let mut on_failure = Some(on_failure);
     // Time counts from the first frame of the whole recording: every file shares it.
     let mut origin: Option<Instant> = None;
     let mut participants: HashMap<(u64, bool), Participant> = HashMap::new();
@@ -242,6 +258,11 @@ fn record(dir: PathBuf, inbox: mpsc::Receiver<Queued>) -> Vec<FileOutcome> {
             }
             let ((at_us, _), held) = entry.remove_entry();
             p.write(&dir, at_us, held);
+        }
+        if let Some(error) = &p.error
+            && let Some(tell) = on_failure.take()
+        {
+            tell(failure_reason(error));
         }
     }
     for p in participants.values_mut() {

@@ -239,3 +239,77 @@ async fn a_database_from_a_newer_floo_is_refused_at_start_and_left_as_it_was(bac
     drop(db);
     app.finish().await;
 }
+
+/// Unmounts a filesystem made for a test, whatever happens to the test.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("--lazy").arg(&self.0).status();
+    }
+}
+
+/// The recordings directory on a filesystem of 1 MiB that is nearly full: the recording
+/// under way stops with "disk full" in the call's chat and on the meeting page, its file
+/// so far is kept and plays, and the call, the chat and the pages go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_recordings_disk_stops_the_recording_with_a_message_and_harms_nothing_else() {
+    use floo::media::wire::{ClientMessage, ServerMessage};
+    let scratch = crate::recording::scratch();
+    let small = scratch.join("small");
+    std::fs::create_dir_all(&small).expect("dir");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs"])
+        .arg(&small)
+        .status()
+        .expect("mount runs");
+    assert!(mounted.success(), "a 1 MiB tmpfs for the recordings (the tests run as root under ops/test)");
+    let _mounted = Mounted(small.clone());
+    let app = TestApp::spawn_with(Backend::Sqlite, &["--recordings-dir", &small.display().to_string()]).await;
+    let (clients, meeting_path) = meeting(&app, &["Alice", "Bob"]).await;
+    let mut alice = join(&app, &clients[0], &meeting_path).await;
+    alice.announce_camera_and_microphone(1).await;
+    let packets = source_packets(&crate::recording::source(&scratch));
+    // All but about 60 kB taken: a second or two of the call fills it.
+    let filler = small.join("filler");
+    std::fs::write(&filler, vec![0u8; 1024 * 1024 - 60 * 1024]).expect("filler");
+    clients[0].post_form(&format!("{meeting_path}/recordings"), &[]).await.expect_ok_with("Stop recording");
+    alice.wait_for(|m| matches!(m, ServerMessage::Recording { on: true })).await;
+    publish_paced(&alice, &packets, 4.0).await;
+    alice.wait_for(|m| matches!(m, ServerMessage::Recording { on: false })).await;
+
+    // The meeting page says why, and keeps what was written.
+    let mut page = clients[1].get(&meeting_path).await;
+    for _ in 0..50 {
+        if page.body.contains("the disk for recordings is full") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        page = clients[1].get(&meeting_path).await;
+    }
+    page.expect_ok_with(
+        "The recording stopped: the disk for recordings is full. What was recorded until then is kept.",
+    )
+    .expect_ok_with("rec-failed")
+    .expect_ok_with("Alice's tracks (WebM)");
+    let team = meeting_path.split('/').nth(2).expect("team");
+    let file_id = page.between("/recording-files/", "\"");
+    let download =
+        clients[1].http.get(clients[1].url(&format!("/teams/{team}/recording-files/{file_id}"))).send().await;
+    let bytes = download.expect("download").bytes().await.expect("body");
+    let kept = scratch.join("kept.webm");
+    std::fs::write(&kept, &bytes).expect("write");
+    assert!(source_packets(&kept).iter().filter(|p| p.0).count() > 5, "the file so far plays");
+    // The chat says it, in the call and on the forum.
+    let topic = page.between(&format!("/teams/{team}/topics/"), "/");
+    let chat = format!("/teams/{team}/topics/{topic}");
+    clients[1].get(&chat).await.expect_ok_with("The recording stopped: the disk for recordings is full");
+    // Nothing else broke: the call answers, people write, pages load.
+    alice.send(&ClientMessage::Ping { nonce: 7 }).await;
+    alice.wait_for(|m| matches!(m, ServerMessage::Pong { nonce: 7 })).await;
+    clients[1].post_form(&format!("{chat}/messages"), &[("body", "still here")]).await.expect_ok_with("still here");
+    clients[0].get(&format!("/teams/{team}")).await.expect_ok_with("Media");
+    drop(alice);
+    app.finish().await;
+    let _ = std::fs::remove_dir_all(&scratch);
+}

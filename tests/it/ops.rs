@@ -84,7 +84,7 @@ async fn admins_are_granted_listed_and_revoked_from_the_command_line_and_only_th
 }
 
 #[test]
-fn the_deploy_files_are_accepted_by_systemd_and_caddy() {
+fn the_deploy_files_are_accepted_by_systemd_caddy_and_promtool() {
     let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ops/deploy");
     // The unit as installed, but starting the binary this test built (verify checks it).
     let unit = std::fs::read_to_string(deploy.join("floo.service")).expect("the unit");
@@ -109,6 +109,14 @@ fn the_deploy_files_are_accepted_by_systemd_and_caddy() {
         .output()
         .expect("the deploy test needs Caddy (ops/test installs the caddy package)");
     assert!(caddy.status.success(), "caddy validate: {}", String::from_utf8_lossy(&caddy.stderr));
+    let rules = std::process::Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(deploy.join("prometheus-alerts.yml"))
+        .output()
+        .expect("promtool (from the prometheus package)");
+    assert!(rules.status.success(), "promtool check rules: {}", String::from_utf8_lossy(&rules.stderr));
+    let alerts = std::fs::read_to_string(deploy.join("prometheus-alerts.yml")).expect("alerts");
+    assert!(alerts.contains("floo_recordings_disk_available_bytes"), "the disk alert reads the metric Floo serves");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
