@@ -186,6 +186,10 @@ ensure_test_packages() {
     have promtool || pkgs+=(prometheus)
     # The deploy files are checked by the tools that will read them.
     have caddy || pkgs+=(caddy)
+    # The container image is built and run by the tests (ops/image): buildah, with a
+    # Debian base from mmdebstrap imported by podman.
+    { have buildah && have mmdebstrap && have podman; } || pkgs+=(buildah mmdebstrap podman)
+    have objcopy || pkgs+=(binutils)
     # Backups of PostgreSQL and the upgrade fixtures use PostgreSQL's client programs.
     { have pg_dump && have pg_restore && have psql; } || pkgs+=(postgresql-client)
     ensure_apt_packages "${pkgs[@]}"
