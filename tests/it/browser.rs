@@ -185,6 +185,15 @@ async fn two_people_record_a_call_and_get_a_playable_file_each_and_the_meeting_v
     app.finish().await;
 }
 
+/// Every kind of page (signed out, home, team, forum, topic, members, invite, lobby, call)
+/// passes axe-core's WCAG 2.1 A and AA rules in Chromium.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_of_page_passes_an_accessibility_scan() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    run_browser_script(&app, "a11y.mjs", "a11y").await;
+    app.finish().await;
+}
+
 /// A few minutes of a browser whose camera flashes and whose microphone clicks together
 /// (as far as Chromium's fake devices keep them together: each loops its own file on its
 /// own clock, so the truth is what entered Alice's encoders, taken on her page): in her

@@ -1,0 +1,69 @@
+// Accessibility of every kind of page, checked by axe-core (WCAG 2.1 A and AA rules) in
+// Chromium: signed out (landing, login), the home page, a team's meetings, forum, topic,
+// members and invite pages, a meeting's lobby and the call itself with someone in it.
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { args, withBrowser, signIn, createTeam, joinTeam, startMeeting, joinCall, shot, check } from './lib.mjs';
+
+const { base, artifacts } = args();
+const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
+/** The WCAG 2.1 A/AA violations on `page` as it is now. */
+async function violations(page) {
+  // Through the DevTools protocol: the pages' Content-Security-Policy (script-src 'self')
+  // rightly refuses inline scripts.
+  if (!(await page.evaluate(() => Boolean(window.axe)))) await page.evaluate(axeSource);
+  return page.evaluate(async () => {
+    const result = await window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } });
+    return result.violations.map((v) => ({
+      id: v.id, impact: v.impact, help: v.help,
+      nodes: v.nodes.slice(0, 5).map((n) => `${n.target.join(' ')}: ${n.failureSummary.split('\n').slice(1, 2).join(' ')}`),
+    }));
+  });
+}
+
+await withBrowser(artifacts, async (browser) => {
+  const found = [];
+  const audit = async (page, name) => {
+    const list = await violations(page);
+    for (const v of list) found.push({ page: name, ...v });
+    console.log(`${name}: ${list.length ? list.map((v) => `${v.id} (${v.nodes.length})`).join(', ') : 'clean'}`);
+  };
+  const visitor = await (await browser.newContext()).newPage();
+  await visitor.goto(base);
+  await audit(visitor, 'landing');
+  await visitor.goto(`${base}/login`);
+  await audit(visitor, 'login');
+
+  const alice = await signIn(browser, base, 'Alice');
+  await audit(alice, 'home');
+  const { teamUrl, invite } = await createTeam(alice, 'Access');
+  await audit(alice, 'team');
+  const bob = await signIn(browser, base, 'Bob');
+  await joinTeam(bob, base, invite, 'Access');
+  await alice.goto(`${teamUrl}/forum`);
+  await audit(alice, 'forum');
+  await alice.getByRole('link', { name: 'New topic' }).click();
+  await alice.getByLabel('Title').fill('Plans');
+  await alice.locator('#body').fill('The **plan** for next week.');
+  await alice.getByRole('button', { name: 'Post topic' }).click();
+  await alice.getByRole('heading', { name: 'Plans' }).waitFor();
+  await audit(alice, 'topic');
+  await alice.goto(`${teamUrl}/members`);
+  await audit(alice, 'members');
+  await alice.goto(`${teamUrl}/invite`);
+  await audit(alice, 'invite');
+  await alice.goto(teamUrl);
+  const meeting = await startMeeting(alice, 'Review');
+  await alice.waitForFunction(() => document.getElementById('preview').videoWidth > 0, null, { timeout: 15000 });
+  await audit(alice, 'lobby');
+  await joinCall(alice);
+  await bob.goto(base + meeting);
+  await joinCall(bob);
+  await alice.waitForFunction(() => window.__floo.call.participants.size === 1, null, { timeout: 20000 });
+  await alice.waitForTimeout(1000);
+  await audit(alice, 'call');
+  await shot(alice, artifacts, 'call');
+  for (const f of found) console.log(`${f.page}: ${f.id} [${f.impact}] ${f.help}\n  ${f.nodes.join('\n  ')}`);
+  check(found.length === 0, `${found.length} accessibility violations (above)`);
+});
