@@ -105,7 +105,10 @@ export class Tiles {
     if (quality) {
       tile.quality.dataset.level = quality.level;
       tile.quality.title = `${QUALITY_WORDS[quality.level] || quality.level}${quality.rtt_ms != null ? ` (round trip ${quality.rtt_ms} ms)` : ''}`;
+      // An image with a name, for screen readers.
+      tile.quality.setAttribute('role', 'img');
       tile.quality.setAttribute('aria-label', tile.quality.title);
+      tile.quality.removeAttribute('aria-hidden');
     }
     tile.el.dataset.transport = p.transport || 'webtransport';
     tile.el.classList.toggle('muted', !!s.muted);
@@ -121,6 +124,8 @@ export class Tiles {
     tile.el.dataset.participant = String(id);
     tile.quality = document.createElement('span');
     tile.quality.className = 'quality';
+    // A coloured dot: hidden from screen readers until it has something to say.
+    tile.quality.setAttribute('aria-hidden', 'true');
     tile.name = document.createElement('span');
     tile.initials = document.createElement('div');
     tile.initials.className = 'initials';
