@@ -310,13 +310,22 @@ fn call_panel(base: &str, csrf: &str) -> Markup {
                     p.people-more.muted hidden {}
                 }
                 div.call-controls {
-                    button #mute type="button" { "Mute" }
-                    button #camera type="button" { "Camera off" }
+                    button #mute type="button" aria-keyshortcuts="M" { "Mute" }
+                    button #camera type="button" aria-keyshortcuts="V" { "Camera off" }
                     button #screen type="button" { "Share screen" }
-                    button #hand type="button" { "Raise hand" }
+                    button #hand type="button" aria-keyshortcuts="R" { "Raise hand" }
                     button #view type="button" { "Speaker view" }
-                    button.danger #leave-call type="button" { "Leave call" }
+                    button.danger #leave-call type="button" aria-keyshortcuts="Shift+L" { "Leave call" }
                 }
+                p.shortcuts.small.muted #call-shortcuts {
+                    "Keyboard: " kbd { "M" } " mute or unmute, " kbd { "V" } " camera, " kbd { "R" }
+                    " raise or lower your hand, " kbd { "Shift" } "+" kbd { "L" } " leave (not while typing)."
+                }
+                // What a screen reader hears as the call goes: who joins and leaves, raised
+                // hands, the recording (polite); being muted by a host, connection loss
+                // (assertive).
+                div #call-announce.sr-only aria-live="polite" {}
+                div #call-alert.sr-only aria-live="assertive" {}
                 div.call-devices {
                     label for="call-camera-select" { "Camera" }
                     select #call-camera-select {}

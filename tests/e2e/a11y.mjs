@@ -64,6 +64,46 @@ await withBrowser(artifacts, async (browser) => {
   await alice.waitForTimeout(1000);
   await audit(alice, 'call');
   await shot(alice, artifacts, 'call');
+
+  // The call from the keyboard: the shortcuts work, are said to screen readers, and do
+  // nothing while typing in the chat.
+  const said = () => alice.evaluate(() => window.__floo.stats.announced || []);
+  const muted = () => alice.evaluate(() => window.__floo.call.state.muted);
+  await alice.locator('body').click({ position: { x: 5, y: 5 } });
+  await alice.keyboard.press('m');
+  check(await muted(), 'M mutes');
+  check((await alice.locator('#mute').getAttribute('aria-pressed')) === 'true', 'the mute button says it is pressed');
+  await alice.waitForFunction(() => document.getElementById('call-alert').textContent === 'You are muted');
+  await alice.locator('#comment-body').fill('');
+  await alice.locator('#comment-body').type('mvr');
+  check(await muted(), 'typing m in the chat does not unmute');
+  check(!(await alice.evaluate(() => window.__floo.call.state.camera_off)), 'typing v in the chat keeps the camera on');
+  check((await alice.locator('#comment-body').inputValue()) === 'mvr', 'the chat got the letters');
+  await alice.locator('#mute').focus();
+  await alice.keyboard.press('r');
+  check(await alice.evaluate(() => window.__floo.call.state.hand), 'R raises the hand');
+  // Bob hears of it, and of Carol joining.
+  await bob.waitForFunction(() => (window.__floo.stats.announced || []).includes('Alice raised their hand'), null, { timeout: 10000 });
+  const carol = await signIn(browser, base, 'Carol');
+  await joinTeam(carol, base, invite, 'Access');
+  await carol.goto(base + meeting);
+  await joinCall(carol);
+  await alice.waitForFunction(() => (window.__floo.stats.announced || []).includes('Carol joined the call'), null, { timeout: 15000 })
+    .catch(async () => { throw new Error(`Alice was told: ${JSON.stringify(await said())}`); });
+  // Every control of the call is reachable with Tab, in order, with a visible focus.
+  await alice.locator('#mute').focus();
+  const order = [];
+  for (let i = 0; i < 6; i++) {
+    order.push(await alice.evaluate(() => document.activeElement.id));
+    const outline = await alice.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
+    check(outline !== 'none', `${order.at(-1)} shows its focus`);
+    await alice.keyboard.press('Tab');
+  }
+  check(order.join(' ') === 'mute camera screen hand view leave-call', `Tab goes through the controls in order: ${order.join(' ')}`);
+  await alice.locator('#mute').focus();
+  await alice.keyboard.press('Shift+L');
+  await alice.locator('#lobby').waitFor({ state: 'visible', timeout: 10000 });
+  await shot(alice, artifacts, 'left-by-keyboard');
   for (const f of found) console.log(`${f.page}: ${f.id} [${f.impact}] ${f.help}\n  ${f.nodes.join('\n  ')}`);
   check(found.length === 0, `${found.length} accessibility violations (above)`);
 });

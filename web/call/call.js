@@ -89,6 +89,39 @@ export function start(root) {
     if (text) stats.said = [...(stats.said || []).slice(-49), text];
     $('#call-retry').hidden = !retry;
     $('#media-retry').hidden = !media;
+    // Connection trouble is said at once to screen readers (the line itself is polite).
+    if (text && retry) announce(text, true);
+  }
+
+  // -- screen readers --
+  /**
+   * Says `text` to screen readers (a visually hidden live region): politely, or at once
+   * (`assertive`). Joins and leaves come in bursts in large meetings: names said within a
+   * second and a half are said together ("Ana, Ben and 3 others joined the call").
+   */
+  function announce(text, assertive = false) {
+    const region = $(assertive ? '#call-alert' : '#call-announce');
+    if (!region) return;
+    // A region says what changes in it: clear, then write, even for the same words twice.
+    region.textContent = '';
+    setTimeout(() => { region.textContent = text; }, 50);
+    stats.announced = [...(stats.announced || []).slice(-49), text];
+  }
+  const comings = { joined: [], left: [], timer: null };
+  function announceComing(kind, name) {
+    comings[kind].push(name || 'Someone');
+    clearTimeout(comings.timer);
+    comings.timer = setTimeout(() => {
+      for (const k of ['joined', 'left']) {
+        const names = comings[k];
+        if (!names.length) continue;
+        const who = names.length <= 3
+          ? names.join(names.length === 2 ? ' and ' : ', ')
+          : `${names.slice(0, 2).join(', ')} and ${names.length - 2} others`;
+        announce(`${who} ${k} the call`);
+        comings[k] = [];
+      }
+    }, 1500);
   }
 
   // -- lobby --
@@ -371,13 +404,20 @@ export function start(root) {
         call.closing = { code: m.code, reason: m.reason };
         call.link?.close(CLOSE.NORMAL, 'closing');
         break;
-      case 'joined': addParticipant(m.participant); break;
-      case 'left': removeParticipant(m.participant); break;
+      case 'joined':
+        addParticipant(m.participant);
+        if (m.participant.id !== call.self) announceComing('joined', m.participant.name);
+        break;
+      case 'left':
+        announceComing('left', call.participants.get(m.participant)?.name);
+        removeParticipant(m.participant);
+        break;
       case 'track': addTrack(m.track); break;
       case 'track_ended': dropTrack(m.track); break;
       case 'state': {
         const p = call.participants.get(m.participant);
         if (p) {
+          if (m.raised && !p.raised) announce(`${p.name} raised their hand`);
           p.state = m.state;
           p.raised = m.raised;
           call.tiles.participant(p);
@@ -386,6 +426,7 @@ export function start(root) {
         break;
       }
       case 'recording':
+        if ($('#recording-indicator').hidden === m.on) announce(m.on ? 'The call is being recorded' : 'The recording stopped');
         $('#recording-indicator').hidden = !m.on;
         // A recording starts with a keyframe from everyone, so that its video starts at once.
         if (m.on) call.keyframeRequests += 1;
@@ -536,6 +577,7 @@ export function start(root) {
     if (m.action === 'mute') {
       if (!call.state.muted) setState({ muted: true });
       status(`${by} asked you to mute: you are muted. Unmute when you want to speak.`);
+      announce(`${by} asked you to mute: you are muted`, true);
     } else if (m.action === 'camera_off') {
       if (!call.state.camera_off) setState({ camera_off: true });
       status(`${by} turned your camera off. You can turn it on again.`);
@@ -804,6 +846,29 @@ export function start(root) {
     }).catch(() => {});
   }
   $('#mute').addEventListener('click', () => setState({ muted: !call.state.muted }));
+  // Keyboard shortcuts (listed under the controls): M, V, R and Shift+L, never while
+  // typing (the chat, the search, a picker) or with Ctrl, Alt or Meta held.
+  document.addEventListener('keydown', (event) => {
+    if ($('#in-call').hidden || event.ctrlKey || event.altKey || event.metaKey || event.repeat) return;
+    const target = event.target;
+    if (target.closest?.('input, textarea, select, [contenteditable]')) return;
+    const key = event.key.toLowerCase();
+    if (key === 'm' && !event.shiftKey) {
+      setState({ muted: !call.state.muted });
+      announce(call.state.muted ? 'You are muted' : 'Your microphone is on', true);
+    } else if (key === 'v' && !event.shiftKey) {
+      setState({ camera_off: !call.state.camera_off });
+      announce(call.state.camera_off ? 'Your camera is off' : 'Your camera is on', true);
+    } else if (key === 'r' && !event.shiftKey) {
+      setState({ hand: !call.state.hand });
+      announce(call.state.hand ? 'Your hand is raised' : 'Your hand is lowered', true);
+    } else if (key === 'l' && event.shiftKey) {
+      leave();
+    } else {
+      return;
+    }
+    event.preventDefault();
+  });
   $('#camera').addEventListener('click', () => setState({ camera_off: !call.state.camera_off }));
   $('#hand').addEventListener('click', () => setState({ hand: !call.state.hand }));
   $('#screen').addEventListener('click', toggleScreen);
