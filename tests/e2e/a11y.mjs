@@ -1,6 +1,9 @@
 // Accessibility of every kind of page, checked by axe-core (WCAG 2.1 A and AA rules) in
 // Chromium: signed out (landing, login), the home page, a team's meetings, forum, topic,
-// members and invite pages, a meeting's lobby and the call itself with someone in it.
+// members, invite, settings, search and schedule pages (also at a phone's size), a
+// meeting's lobby and the call itself with someone in it. Then the call from the keyboard:
+// the shortcuts, Tab through the controls with a visible focus, and what screen readers
+// are told (the live regions).
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { args, withBrowser, signIn, createTeam, joinTeam, startMeeting, joinCall, shot, check } from './lib.mjs';
@@ -53,6 +56,19 @@ await withBrowser(artifacts, async (browser) => {
   await audit(alice, 'members');
   await alice.goto(`${teamUrl}/invite`);
   await audit(alice, 'invite');
+  await alice.goto(`${teamUrl}/settings`);
+  await audit(alice, 'settings');
+  await alice.goto(`${teamUrl}/search?q=plan`);
+  await audit(alice, 'search');
+  await alice.goto(`${teamUrl}/schedule`);
+  await audit(alice, 'schedule');
+  // The same pages on a phone's screen.
+  await alice.setViewportSize({ width: 390, height: 844 });
+  for (const [path, name] of [['', 'team'], ['/forum', 'forum'], ['/members', 'members'], ['/schedule', 'schedule']]) {
+    await alice.goto(`${teamUrl}${path}`);
+    await audit(alice, `${name} (phone)`);
+  }
+  await alice.setViewportSize({ width: 1280, height: 860 });
   await alice.goto(teamUrl);
   const meeting = await startMeeting(alice, 'Review');
   await alice.waitForFunction(() => document.getElementById('preview').videoWidth > 0, null, { timeout: 15000 });
