@@ -50,6 +50,9 @@ const QUEUE: usize = 4096;
 /// one started is a few tens of milliseconds late.
 const REORDER_US: i64 = 300_000;
 
+/// At most this many frames wait per file (a few seconds of a camera and a microphone).
+const MAX_HELD: usize = 512;
+
 /// A session's timestamps going back this far (µs) mean its clock was set back: anchored
 /// again. (A browser's clock does not step within a page; a frame delayed this long on its
 /// way would have been given up by the relay long before.)
@@ -92,6 +95,8 @@ struct Participant {
     /// Frames waiting to be written in timestamp order, by (recording µs, arrival count).
     held: BTreeMap<(i64, u64), Held>,
     received: u64,
+    /// The latest time of any frame received.
+    newest_us: i64,
     error: Option<String>,
 }
 
@@ -245,15 +250,21 @@ fn record(dir: PathBuf, inbox: mpsc::Receiver<Queued>, on_failure: OnFailure) ->
             last_us: [i64::MIN; 2],
             held: BTreeMap::new(),
             received: 0,
+            newest_us: i64::MIN,
             error: None,
         });
         if p.error.is_some() {
             continue;
         }
         p.received += 1;
+        p.newest_us = p.newest_us.max(at_us);
         p.held.insert((at_us, p.received), Held { arrived_us, frame });
-        while let Some(entry) = p.held.first_entry() {
-            if entry.key().0 > at_us.saturating_sub(REORDER_US) {
+        // Out once they are old enough against the newest frame, or when too many wait
+        // (a sender whose timestamps creep backwards holds nothing up for long).
+        loop {
+            let too_many = p.held.len() > MAX_HELD;
+            let Some(entry) = p.held.first_entry() else { break };
+            if entry.key().0 > p.newest_us.saturating_sub(REORDER_US) && !too_many {
                 break;
             }
             let ((at_us, _), held) = entry.remove_entry();
