@@ -99,6 +99,11 @@ await withBrowser(artifacts, async (browser) => {
   const closes = await alice.evaluate(() => window.__floo.stats.closes);
   check(closes.length === 0, `Alice's connection never dropped (it closed: ${JSON.stringify(closes)})`);
   await alice.locator('#recordings .badge', { hasText: 'ready' }).waitFor({ timeout: 120000 });
+  // Both leave, so that the call is over when the next walk starts.
+  for (const page of [alice, bob]) {
+    await page.getByRole('button', { name: 'Leave call' }).click();
+    await page.locator('#lobby').waitFor({ state: 'visible', timeout: 10000 });
+  }
   writeFileSync(join(artifacts, 'marks.json'), JSON.stringify({ startedUs, seconds, ...marks }));
   console.log(`lipsync: ${marks.flashes.length} flashes and ${marks.clicks.length} clicks entered Alice's encoders`);
 }, { args: [`--use-file-for-fake-video-capture=${video}`, `--use-file-for-fake-audio-capture=${audio}`] });
