@@ -940,20 +940,7 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
 
 /// The source's packets in file order: (video?, pts in µs, keyframe, data).
 pub fn source_packets(path: &std::path::Path) -> Vec<(bool, i64, bool, Vec<u8>)> {
-    use ffmpeg_next as ffmpeg;
-    ffmpeg::init().expect("ffmpeg");
-    let mut input = ffmpeg::format::input(path).expect("source");
-    let streams: Vec<(usize, bool, ffmpeg::Rational)> = input
-        .streams()
-        .map(|s| (s.index(), s.parameters().medium() == ffmpeg::media::Type::Video, s.time_base()))
-        .collect();
-    let mut out = Vec::new();
-    for (stream, packet) in input.packets() {
-        let Some(&(_, video, base)) = streams.iter().find(|(i, _, _)| *i == stream.index()) else { continue };
-        let us = packet.pts().unwrap_or(0) * 1_000_000 * i64::from(base.numerator()) / i64::from(base.denominator());
-        out.push((video, us, packet.is_key(), packet.data().unwrap_or_default().to_vec()));
-    }
-    out
+    crate::lipsync::marks::packets(path)
 }
 
 /// Publishes the packets in real time: a video group per keyframe, audio groups of ten.
