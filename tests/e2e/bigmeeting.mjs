@@ -9,7 +9,7 @@
 // 4. No browser ever has more video decoders than tiles on screen, and decodes only the
 //    few voices the relay forwards.
 import { args, launch, signIn, joinCall, shot, check } from './lib.mjs';
-import { launchFirefox, firefoxSignIn, firefoxShot } from './firefox.mjs';
+import { launchFirefox, firefoxSignIn, firefoxShot, checkFirefoxErrors } from './firefox.mjs';
 
 const { base, artifacts } = args();
 const meeting = process.env.FLOO_MEETING;
@@ -112,7 +112,7 @@ try {
   // 4. Decoders.
   await pause(3000);
   watch.stop();
-  check(dara.errors.length === 0, `no script errors in Firefox: ${dara.errors.join('; ')}`);
+  checkFirefoxErrors([dara]);
   for (const [name, worst] of watch.worst) {
     console.log(`${name}: at most ${worst.over} video decoders more than tiles, ${worst.audio} voice decoders`);
     check(worst.over <= 0, `${name} never has more video decoders than tiles on screen (${worst.over} more)`);

@@ -10,7 +10,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { args, launch, signIn, shot, check } from './lib.mjs';
-import { launchFirefox, firefoxSignIn, firefoxShot } from './firefox.mjs';
+import { launchFirefox, firefoxSignIn, firefoxShot, checkFirefoxErrors } from './firefox.mjs';
 import { checkWireVectors } from './wire-check.mjs';
 
 const { base, artifacts } = args();
@@ -167,6 +167,7 @@ try {
     const closes = await page.evaluate(() => window.__floo.stats.closes);
     check(closes.length === 0, `no connection dropped (${JSON.stringify(closes)})`);
   }
+  checkFirefoxErrors(firefoxPages);
   console.log(`browsers walk: ok; decoded ${JSON.stringify(report)}; Firefox screen share: ${shareStatus}`);
 } catch (e) {
   let i = 0;

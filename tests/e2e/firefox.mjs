@@ -30,12 +30,22 @@ export async function firefoxSignIn(browser, base, name) {
   const page = await context.newPage();
   await page.setViewport({ width: 1280, height: 860 });
   page.errors = [];
-  page.on('pageerror', (e) => page.errors.push(e.message));
+  page.on('pageerror', (e) => page.errors.push(`${name}: ${e.message}`));
   await page.goto(`${base}/login`);
   await page.type('#name', name);
   await Promise.all([page.waitForNavigation(), page.click('form button.primary')]);
   await page.waitForFunction((n) => document.body.innerText.includes(`Hello, ${n}`), { timeout: 10000 }, name);
   return page;
+}
+
+/**
+ * Fails if any of `pages` had a script error. (Chromium's pages fail the walk at their
+ * first error, in lib.mjs; puppeteer's events cannot throw into the walk, so Firefox's are
+ * collected and checked here, by every walk that uses Firefox, before it ends.)
+ */
+export function checkFirefoxErrors(pages) {
+  const errors = pages.flatMap((page) => page.errors);
+  if (errors.length) throw new Error(`script errors in Firefox: ${errors.join('; ')}`);
 }
 
 export async function firefoxShot(page, artifacts, name) {
