@@ -111,3 +111,34 @@ document.addEventListener('htmx:afterSwap', (event) => {
   if (event.target && event.target.id === 'topic-list') markUnread();
 });
 document.addEventListener('htmx:load', markUnread);
+
+// A request the server did not answer (a node restarting behind the proxy, the network
+// gone) or answered with a server error: nothing is swapped — a proxy's empty 502 would
+// otherwise replace the form, and what was typed with it — and the form says so, keeping
+// what was typed, so that sending again is one click.
+function notSent(event, why) {
+  const form = event.detail.elt?.closest?.('form') || event.detail.elt;
+  if (!form || !form.isConnected) return;
+  let note = form.querySelector('.not-sent');
+  if (!note) {
+    note = document.createElement('p');
+    note.className = 'field-error not-sent';
+    note.setAttribute('role', 'alert');
+    form.querySelector('button[type=submit], button:not([type])')?.before(note);
+    if (!note.isConnected) form.append(note);
+  }
+  note.textContent = `Not sent: ${why}. What you wrote is still here; try again.`;
+}
+document.addEventListener('htmx:beforeSwap', (event) => {
+  const status = event.detail.xhr?.status || 0;
+  if (status < 500) return;
+  event.detail.shouldSwap = false;
+  // Floo's own error page says why in its lead paragraph; a proxy's page says nothing useful.
+  const page = new DOMParser().parseFromString(event.detail.xhr.responseText || '', 'text/html');
+  const why = page.querySelector('.error-page .lead')?.textContent?.trim().replace(/\.$/, '');
+  notSent(event, why || `the server could not answer (${status})`);
+});
+document.addEventListener('htmx:sendError', (event) => notSent(event, 'the server could not be reached'));
+document.addEventListener('htmx:afterRequest', (event) => {
+  if (event.detail.successful) event.detail.elt?.closest?.('form')?.querySelector('.not-sent')?.remove();
+});

@@ -319,6 +319,11 @@ fn call_panel(base: &str, csrf: &str) -> Markup {
                     button #screen type="button" { "Share screen" }
                     button #hand type="button" aria-keyshortcuts="R" title="Raise or lower your hand (R)" { "Raise hand" }
                     button #view type="button" { "Speaker view" }
+                    // On a phone the chat, the people and the rest open as panels over the
+                    // call (web/app.css); elsewhere they are on the page and these are hidden.
+                    button.panel-toggle #chat-toggle type="button" data-panel="chat" aria-controls="chat" aria-expanded="false" { "Chat" }
+                    button.panel-toggle #people-toggle type="button" data-panel="people" aria-controls="people" aria-expanded="false" { "People" }
+                    button.panel-toggle #more-toggle type="button" data-panel="more" aria-controls="call-more" aria-expanded="false" { "More" }
                     button.danger #leave-call type="button" aria-keyshortcuts="Shift+L" title="Leave the call (Shift+L)" { "Leave call" }
                 }
                 // What a screen reader hears as the call goes: who joins and leaves, raised
@@ -326,28 +331,30 @@ fn call_panel(base: &str, csrf: &str) -> Markup {
                 // (assertive).
                 div #call-announce.sr-only aria-live="polite" {}
                 div #call-alert.sr-only aria-live="assertive" {}
-                div.call-devices {
-                    label for="call-camera-select" { "Camera" }
-                    select #call-camera-select {}
-                    label for="call-mic-select" { "Microphone" }
-                    select #call-mic-select {}
-                }
-                details #call-stats {
-                    summary { "Call statistics" }
-                    p.own.small.muted {}
-                    table.call-stats {
-                        thead {
-                            tr {
-                                th { "Person" } th { "Connection" } th { "Video" } th { "Receiving" }
-                                th { "Voice buffer" } th { "Voice delay" } th { "Picture delay" }
-                                th { "Picture − voice" } th { "Concealed" }
-                            }
-                        }
-                        tbody {}
+                div #call-more {
+                    div.call-devices {
+                        label for="call-camera-select" { "Camera" }
+                        select #call-camera-select {}
+                        label for="call-mic-select" { "Microphone" }
+                        select #call-mic-select {}
                     }
-                    p.small.muted {
-                        "Delays run from capture on the sender's machine to being heard or seen here; "
-                        "between two machines they include the difference of their clocks."
+                    details #call-stats {
+                        summary { "Call statistics" }
+                        p.own.small.muted {}
+                        table.call-stats {
+                            thead {
+                                tr {
+                                    th { "Person" } th { "Connection" } th { "Video" } th { "Receiving" }
+                                    th { "Voice buffer" } th { "Voice delay" } th { "Picture delay" }
+                                    th { "Picture − voice" } th { "Concealed" }
+                                }
+                            }
+                            tbody {}
+                        }
+                        p.small.muted {
+                            "Delays run from capture on the sender's machine to being heard or seen here; "
+                            "between two machines they include the difference of their clocks."
+                        }
                     }
                 }
             }

@@ -4,27 +4,10 @@
 // meeting's lobby and the call itself with someone in it. Then the call from the keyboard:
 // the shortcuts, Tab through the controls with a visible focus, and what screen readers
 // are told (the live regions).
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { args, withBrowser, signIn, createTeam, joinTeam, startMeeting, joinCall, shot, check } from './lib.mjs';
+import { violations } from './axe.mjs';
 
 const { base, artifacts } = args();
-const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
-
-/** The WCAG 2.1 A/AA violations on `page` as it is now. */
-async function violations(page) {
-  // Through the DevTools protocol: the pages' Content-Security-Policy (script-src 'self')
-  // rightly refuses inline scripts.
-  if (!(await page.evaluate(() => Boolean(window.axe)))) await page.evaluate(axeSource);
-  return page.evaluate(async () => {
-    const result = await window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } });
-    return result.violations.map((v) => ({
-      id: v.id, impact: v.impact, help: v.help,
-      nodes: v.nodes.slice(0, 5).map((n) => `${n.target.join(' ')}: ${n.failureSummary.split('\n').slice(1, 2).join(' ')}`),
-    }));
-  });
-}
-
 await withBrowser(artifacts, async (browser) => {
   const found = [];
   const audit = async (page, name) => {

@@ -3,6 +3,7 @@
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 
 export function args() {
   const [base, artifacts] = process.argv.slice(2);
@@ -37,9 +38,12 @@ export async function launch({ fps, devices, args: extra = [] } = {}) {
   });
 }
 
-/** A new browser context (its own cookies) signed in with the dev login as `name`. */
-export async function signIn(browser, base, name) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+/**
+ * A new browser context (its own cookies) signed in with the dev login as `name`;
+ * `options` are more options for that context (a phone's viewport, touch).
+ */
+export async function signIn(browser, base, name, options = {}) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, ...options });
   const page = await context.newPage();
   page.on('pageerror', (e) => { throw new Error(`page error for ${name}: ${e.message}`); });
   await page.goto(`${base}/login`);
@@ -47,6 +51,26 @@ export async function signIn(browser, base, name) {
   await page.getByRole('button', { name: 'Sign in (dev)' }).click();
   await page.getByRole('heading', { name: `Hello, ${name}` }).waitFor();
   return page;
+}
+
+/**
+ * Asks the Rust test that runs this script to act (`run_browser_script_steering`): prints
+ * `floo-ctl: REQUEST` and returns the one line the test answers on stdin.
+ */
+export async function ask(request) {
+  const lines = createInterface({ input: process.stdin });
+  const answered = new Promise((resolve, reject) => {
+    lines.once('line', resolve);
+    lines.once('close', () => reject(new Error(`the test did not answer "${request}"`)));
+  });
+  process.stdout.write(`floo-ctl: ${request}\n`);
+  try {
+    return await answered;
+  } finally {
+    lines.removeAllListeners('close');
+    lines.close();
+    process.stdin.pause();
+  }
 }
 
 export async function shot(page, artifacts, name) {

@@ -14,6 +14,29 @@ pub async fn run_browser_script(app: &TestApp, script: &str, artifact_dir: &str)
 
 /// The same, with more environment variables for the script.
 pub async fn run_browser_script_with(app: &TestApp, script: &str, artifact_dir: &str, env: &[(&str, String)]) {
+    run_browser_script_at(&app.base, script, artifact_dir, env).await;
+}
+
+/// The same against a Floo that is not a `TestApp` (nodes, the container image).
+pub async fn run_browser_script_at(base: &str, script: &str, artifact_dir: &str, env: &[(&str, String)]) {
+    run_browser_script_steering(base, script, artifact_dir, env, async |request: String| -> String {
+        panic!("{script} asked the test for `{request}`, which it does not answer")
+    })
+    .await;
+}
+
+/// Runs a script against `base` that asks the test to act while it runs: each stdout
+/// line `floo-ctl: REQUEST` is passed to `answer`, whose reply goes back on the script's
+/// stdin as one line (e.g. the rolling-restart walk asks for a node to be restarted).
+pub async fn run_browser_script_steering(
+    base: &str,
+    script: &str,
+    artifact_dir: &str,
+    env: &[(&str, String)],
+    mut answer: impl AsyncFnMut(String) -> String,
+) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
     let _turn = crate::support::WHOLE_MACHINE.lock().await;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let e2e = root.join("tests/e2e");
@@ -27,22 +50,45 @@ pub async fn run_browser_script_with(app: &TestApp, script: &str, artifact_dir: 
     let firefox = std::env::var("FLOO_FIREFOX").unwrap_or_else(|_| "/usr/bin/firefox-esr".into());
     assert!(Path::new(&firefox).exists(), "browser tests need Firefox at {firefox} (ops/test installs firefox-esr)");
     let sound = SoundServer::start();
-    let output = tokio::process::Command::new("node")
+    let mut child = tokio::process::Command::new("node")
         .arg(e2e.join(script))
-        .arg(&app.base)
+        .arg(base)
         .arg(&artifacts)
         .env("FLOO_CHROMIUM", &chromium)
         .env("FLOO_FIREFOX", &firefox)
         .env("FLOO_PULSE_SERVER", &sound.address)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::null())
-        .output()
-        .await
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
         .expect("node runs (ops/test installs it)");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut stderr_pipe = child.stderr.take().expect("stderr");
+    let stderr = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr_pipe.read_to_string(&mut text).await;
+        text
+    });
+    let mut stdout = String::new();
+    while let Some(line) = lines.next_line().await.expect("read the script's output") {
+        match line.strip_prefix("floo-ctl: ") {
+            Some(request) => {
+                let reply = answer(request.to_owned()).await;
+                stdin.write_all(format!("{reply}\n").as_bytes()).await.expect("answer the script");
+            }
+            None => {
+                stdout.push_str(&line);
+                stdout.push('\n');
+            }
+        }
+    }
+    let status = child.wait().await.expect("the script ends");
     drop(sound);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{script} failed ({}):\n{stdout}\n{stderr}", output.status);
+    let stderr = stderr.await.unwrap_or_default();
+    assert!(status.success(), "{script} failed ({status}):\n{stdout}\n{stderr}");
     // What the walk measured, for `--nocapture`.
     print!("{stdout}");
 }
@@ -191,6 +237,17 @@ async fn two_people_record_a_call_and_get_a_playable_file_each_and_the_meeting_v
 async fn every_kind_of_page_passes_an_accessibility_scan() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     run_browser_script(&app, "a11y.mjs", "a11y").await;
+    app.finish().await;
+}
+
+/// A call of three from a phone (Chromium's mobile emulation, 390×844, touch): the call
+/// fills the screen, the controls are thumb-sized at the bottom, the chat, the people and
+/// the devices open as panels over it, nothing is wider than the screen, in portrait and
+/// landscape, and axe-core finds nothing at that size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_of_three_works_from_a_phone_with_the_chat_and_people_in_panels() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    run_browser_script(&app, "phone.mjs", "phone").await;
     app.finish().await;
 }
 

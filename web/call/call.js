@@ -235,7 +235,10 @@ export function start(root) {
         404: 'This meeting is not open to you (are you still a member of the team?).',
         403: 'A host removed you from this meeting: you cannot join it again.',
       };
-      throw new JoinError(refusals[response.status] || `The server refused to let you join (${response.status}).`, !refusals[response.status]);
+      // Floo's error page says why in its lead paragraph (a 403 is not always a removal).
+      const page = new DOMParser().parseFromString(await response.text().catch(() => ''), 'text/html');
+      const why = page.querySelector('.error-page .lead')?.textContent?.trim();
+      throw new JoinError(why || refusals[response.status] || `The server refused to let you join (${response.status}).`, !refusals[response.status]);
     }
     const ticket = await response.json();
     call.you = ticket.you;
@@ -780,6 +783,7 @@ export function start(root) {
   function showLobby() {
     $('#lobby').hidden = false;
     $('#in-call').hidden = true;
+    delete document.body.dataset.callPanel; // a phone's panel closes with the call
   }
 
   async function join() {
@@ -868,6 +872,33 @@ export function start(root) {
       return;
     }
     event.preventDefault();
+  });
+  // On a phone, the chat, the people and the rest (devices, statistics) are panels over
+  // the call, one at a time (web/app.css lays them out; elsewhere the buttons are hidden).
+  const fitPanel = () => {
+    const top = root.querySelector('.call-controls').getBoundingClientRect().top;
+    if (top > 0) document.body.style.setProperty('--call-bar', `${Math.ceil(window.innerHeight - top + 6)}px`);
+  };
+  window.addEventListener('resize', fitPanel);
+  const openPanel = (name) => {
+    fitPanel();
+    if (name) document.body.dataset.callPanel = name;
+    else delete document.body.dataset.callPanel;
+    for (const toggle of root.querySelectorAll('.panel-toggle')) {
+      toggle.setAttribute('aria-expanded', String(toggle.dataset.panel === name));
+    }
+    if (name === 'people') $('#people').open = true;
+    if (name === 'chat') document.getElementById('comment-body')?.focus({ preventScroll: true });
+  };
+  call.openPanel = openPanel;
+  for (const toggle of root.querySelectorAll('.panel-toggle')) {
+    toggle.addEventListener('click', () => openPanel(document.body.dataset.callPanel === toggle.dataset.panel ? null : toggle.dataset.panel));
+  }
+  document.addEventListener('keydown', (event) => {
+    if (event.key !== 'Escape' || !document.body.dataset.callPanel) return;
+    const toggle = root.querySelector(`.panel-toggle[data-panel="${document.body.dataset.callPanel}"]`);
+    openPanel(null);
+    toggle?.focus();
   });
   $('#camera').addEventListener('click', () => setState({ camera_off: !call.state.camera_off }));
   $('#hand').addEventListener('click', () => setState({ hand: !call.state.hand }));
