@@ -286,6 +286,8 @@ async fn drain_calls(state: &AppState, grace: Duration) {
         while !state.relay.hosted_meetings().is_empty() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // The clients close their connections themselves once told (a moment each).
+        state.relay.connections_gone(Duration::from_secs(2)).await;
         hosted.len()
     };
     match tokio::time::timeout(grace, work).await {

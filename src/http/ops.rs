@@ -66,8 +66,13 @@ pub fn router() -> Router<AppState> {
         .route("/static/{*path}", get(asset))
 }
 
-/// Ready when the database answers.
+/// Ready when the database answers and the node is not shutting down: from the start of
+/// a drain, a load balancer's health check takes the node out of the rotation while its
+/// pages still answer the clients that are moving away.
 async fn readyz(State(state): State<AppState>) -> Response {
+    if state.relay.is_draining() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response();
+    }
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(e) => {

@@ -309,6 +309,16 @@ impl Relay {
         }
     }
 
+    /// Waits, at most `limit`, until no QUIC connection is open: the clients of a draining
+    /// node close their own connections once told to go, and the node closes its endpoint
+    /// only after that (or the limit).
+    pub async fn connections_gone(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.inner.endpoint.open_connections() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Whether this node is shutting down (it hosts no new calls).
     pub fn is_draining(&self) -> bool {
         self.inner.draining.load(Ordering::SeqCst)

@@ -448,15 +448,17 @@ fn close_session(
 }
 
 /// Ends a session with a code and a reason: said first on the control stream (`closing`),
-/// then, when the client must not come back, through its writer, which resets its group
-/// streams (queued media would hold the close back) and gives the client a moment to
-/// close by itself; otherwise (or if the writer is gone or too far behind) at once.
+/// then through its writer, which resets its group streams (queued media would hold the
+/// close back) and gives the client a moment to close by itself; at once if the writer is
+/// gone or too far behind. Clients sent elsewhere (a node going away) close by themselves
+/// too: Chromium's network service was seen crashing, taking the tab's cookies with it,
+/// when a draining node closed their connections under them (the rolling-restart test);
+/// the draining node waits for its connections to go before closing its endpoint
+/// (`Relay::connections_gone`).
 fn close_link(handle: &SessionHandle, code: u32, reason: &str) {
     let _ = handle.control.try_send(encode_control(&ServerMessage::Closing { code, reason: reason.to_owned() }));
-    // Closes that send a client elsewhere (a node going away) happen now: the node may
-    // close its endpoint as soon as its rooms are gone.
     let order = WriterOrder::Close { code, reason: reason.to_owned(), reset: ABANDONED_ELSEWHERE };
-    if !close::is_final(code) || handle.writer.try_send(order).is_err() {
+    if handle.writer.try_send(order).is_err() {
         handle.closer.close(code, reason);
     }
 }

@@ -14,6 +14,9 @@ use crate::support::{Client, SseStream, create_postgres_database};
 struct Node {
     base: String,
     child: Child,
+    /// What it was started with, to start it again (same ports, same data directory).
+    args: Vec<String>,
+    data_dir: std::path::PathBuf,
 }
 
 impl Node {
@@ -22,24 +25,31 @@ impl Node {
     }
 
     async fn start_with(database_url: &str, redis_url: &str, extra: &[&str]) -> Node {
+        let ports = ["--http-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0"];
+        Node::start_on(database_url, redis_url, &[&ports[..], extra].concat()).await
+    }
+
+    /// A node whose arguments name its HTTP and QUIC addresses (and anything else).
+    async fn start_on(database_url: &str, redis_url: &str, args: &[&str]) -> Node {
         let data_dir = std::env::temp_dir().join(format!("floo-node-{}", crate::support::unique_suffix()));
         std::fs::create_dir_all(&data_dir).expect("data dir");
-        let log = std::fs::File::create(data_dir.join("node.log")).expect("log file");
+        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        args.extend(
+            ["--metrics-addr", "127.0.0.1:0", "--database-url", database_url, "--redis-url", redis_url]
+                .map(String::from),
+        );
+        let (child, base) = Node::launch(&args, &data_dir).await;
+        Node { base, child, args, data_dir }
+    }
+
+    async fn launch(args: &[String], data_dir: &std::path::Path) -> (Child, String) {
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join("node.log")).expect("log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_floo"))
-            .args([
-                "serve",
-                "--http-addr",
-                "127.0.0.1:0",
-                "--quic-addr",
-                "127.0.0.1:0",
-                "--metrics-addr",
-                "127.0.0.1:0",
-            ])
-            .args(["--database-url", database_url])
-            .args(["--redis-url", redis_url])
-            .args(extra)
+            .arg("serve")
+            .args(args)
             .arg("--data-dir")
-            .arg(&data_dir)
+            .arg(data_dir)
             .stdout(Stdio::piped())
             .stderr(log)
             .stdin(Stdio::null())
@@ -58,12 +68,36 @@ impl Node {
         })
         .await
         .expect("floo starts within 30 s");
-        Node { base, child }
+        (child, base)
     }
 
     /// Kills the process outright (SIGKILL), as a crash or an OOM kill would.
     async fn kill(&mut self) {
         self.child.kill().await.expect("kill floo");
+    }
+
+    /// Stops the node as a service manager does (SIGTERM: it drains, then exits), then
+    /// starts it again with the same arguments. Returns how long the drain took and how
+    /// long the node was away in all (from the signal until it listens again).
+    async fn restart(&mut self) -> (Duration, Duration) {
+        let pid = self.child.id().expect("the node runs").to_string();
+        let signalled = tokio::time::Instant::now();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().await.expect("run kill");
+        assert!(sent.success(), "SIGTERM to the node");
+        let status = tokio::time::timeout(Duration::from_secs(40), self.child.wait())
+            .await
+            .expect("the node exits within its shutdown grace")
+            .expect("wait for the node");
+        assert!(
+            status.success(),
+            "the node exits cleanly after SIGTERM ({status}); see {}",
+            self.data_dir.join("node.log").display()
+        );
+        let drained = signalled.elapsed();
+        let (child, base) = Node::launch(&self.args, &self.data_dir).await;
+        self.child = child;
+        self.base = base;
+        (drained, signalled.elapsed())
     }
 }
 
@@ -172,6 +206,27 @@ async fn a_message_posted_on_one_node_reaches_readers_on_the_other() {
     let event = on_a.next_named("message").await;
     assert_eq!(event.id.as_deref(), Some("2"));
     assert!(event.data.contains("posted on B"));
+}
+
+/// A node stopped with SIGTERM and started again (a rolling restart) serves live chat at
+/// once: its readers get what is posted on it and on the other node, and so do the other
+/// node's readers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_serves_live_chat_from_both_nodes_at_once() {
+    let (database, _) = create_postgres_database().await;
+    let mut a = Node::start(&database, &redis_url()).await;
+    let b = Node::start(&database, &redis_url()).await;
+    let (alice, bob, topic) = team_across(&a, &b).await;
+    a.restart().await;
+    let alice = Client { base: a.base.clone(), http: alice.http.clone() };
+    let mut on_a = SseStream::open(&alice, &format!("{topic}/events"), None).await;
+    let mut on_b = SseStream::open(&bob, &format!("{topic}/events"), None).await;
+    alice.post_form(&format!("{topic}/messages"), &[("body", "posted on the restarted node")]).await;
+    assert!(on_a.next_named("message").await.data.contains("posted on the restarted node"));
+    assert!(on_b.next_named("message").await.data.contains("posted on the restarted node"));
+    bob.post_form(&format!("{topic}/messages"), &[("body", "posted on the other")]).await;
+    assert!(on_a.next_named("message").await.data.contains("posted on the other"));
+    assert!(on_b.next_named("message").await.data.contains("posted on the other"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -609,4 +664,122 @@ async fn a_call_outlives_a_forty_second_redis_outage_its_chat_arrives_and_newcom
     let _carol_call = crate::media::join_with_ticket(&for_carol).await;
     alice_call.wait_for(|m| matches!(m, ServerMessage::Joined { participant } if participant.name == "Carol")).await;
     println!("the call went on through {sequence} pictures without Redis");
+}
+
+/// A port free on loopback now (for a process that must come back on the same one).
+fn free_port(udp: bool) -> u16 {
+    if udp {
+        std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("a free UDP port").port()
+    } else {
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("a free TCP port").port()
+    }
+}
+
+/// Caddy running the deployment's own `ops/deploy/Caddyfile` on loopback, in front of
+/// the two nodes' HTTP addresses, on `port`. Stopped when dropped.
+struct Caddy {
+    base: String,
+    _child: Child,
+    home: std::path::PathBuf,
+}
+
+impl Caddy {
+    async fn start(port: u16, nodes: [&str; 2]) -> Caddy {
+        let base = format!("http://127.0.0.1:{port}");
+        let home = std::env::temp_dir().join(format!("floo-caddy-{}", crate::support::unique_suffix()));
+        std::fs::create_dir_all(&home).expect("a home for caddy");
+        let caddyfile = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ops/deploy/Caddyfile");
+        let child = Command::new("caddy")
+            .args(["run", "--adapter", "caddyfile", "--config"])
+            .arg(&caddyfile)
+            .env("HOME", &home)
+            .env("XDG_DATA_HOME", &home)
+            .env("XDG_CONFIG_HOME", &home)
+            .env("FLOO_DOMAIN", &base)
+            .env("FLOO_NODE_1", nodes[0])
+            .env("FLOO_NODE_2", nodes[1])
+            .env("CADDY_ADMIN", "off")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(home.join("caddy.log")).expect("caddy log"))
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the rolling-restart test needs Caddy (ops/test installs the caddy package)");
+        let http = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(response) = http.get(format!("{base}/readyz")).send().await
+                && response.status().is_success()
+            {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "Caddy did not serve the nodes within 20 s; see {}",
+                home.join("caddy.log").display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Caddy { base, _child: child, home }
+    }
+}
+
+impl Drop for Caddy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.home);
+    }
+}
+
+/// The weekly deploy: two nodes behind Caddy (the deployment's Caddyfile), three people in
+/// a call in Chromium, and each node in turn stopped with SIGTERM and started again. The
+/// walk (`tests/e2e/rolling.mjs`) measures, at each participant, the longest gap in the
+/// video and the voices it receives from the others while the node goes, and writes chat
+/// the whole time: everyone is back after each restart and every message is there, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_of_both_nodes_during_a_call_of_three_freezes_it_briefly_and_loses_no_chat() {
+    let (database, _) = create_postgres_database().await;
+    let redis = PrivateRedis::start().await;
+    let http = [free_port(false), free_port(false)];
+    let mut nodes = Vec::new();
+    let caddy_port = free_port(false);
+    let public = format!("http://127.0.0.1:{caddy_port}");
+    for (i, port) in http.iter().enumerate() {
+        let args = [
+            "--http-addr".to_owned(),
+            format!("127.0.0.1:{port}"),
+            "--quic-addr".to_owned(),
+            format!("127.0.0.1:{}", free_port(true)),
+            "--public-url".to_owned(),
+            public.clone(),
+            "--node-url".to_owned(),
+            format!("{public}/node/{}", i + 1),
+            "--shutdown-grace".to_owned(),
+            "20".to_owned(),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        nodes.push(Node::start_on(&database, &redis.url(), &args).await);
+    }
+    let upstreams = http.map(|port| format!("127.0.0.1:{port}"));
+    let caddy = Caddy::start(caddy_port, [&upstreams[0], &upstreams[1]]).await;
+    assert_eq!(caddy.base, public);
+
+    let mut restarts = Vec::new();
+    crate::browser::run_browser_script_steering(&public, "rolling.mjs", "rolling", &[], async |request: String| {
+        let n: usize = request
+            .strip_prefix("restart ")
+            .and_then(|n| n.parse().ok())
+            .filter(|n| (1..=2).contains(n))
+            .unwrap_or_else(|| panic!("rolling.mjs asked for `{request}`"));
+        let node = &mut nodes[n - 1];
+        let quic = node.args.iter().skip_while(|a| *a != "--quic-addr").nth(1).and_then(|a| a.rsplit(':').next());
+        let quic = quic.expect("the node's QUIC address").to_owned();
+        let (drained, away) = node.restart().await;
+        restarts.push((n, drained, away));
+        format!("restarted {n} {} {} {quic}", drained.as_millis(), away.as_millis())
+    })
+    .await;
+    assert_eq!(restarts.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2], "each node was restarted once, in turn");
+    for (n, drained, away) in restarts {
+        println!("node {n}: drained in {} ms, away {} ms in all", drained.as_millis(), away.as_millis());
+    }
 }
