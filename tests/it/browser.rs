@@ -251,6 +251,21 @@ async fn a_call_of_three_works_from_a_phone_with_the_chat_and_people_in_panels()
     app.finish().await;
 }
 
+/// WebKit (Safari's engine: Debian's WebKitGTK through WebKitWebDriver, tests/e2e/webkit.mjs):
+/// sign-in, a team, the forum live both ways with a Chromium user, the lobby's preview and
+/// microphone meter, and a call with the Chromium user over the WebSocket in which each sees
+/// and hears the other (around this WebKit's bugs: src/media/PROTOCOL.md, "WebKitGTK").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webkit_user_shares_the_live_forum_with_chromium_and_meets_them_over_the_websocket() {
+    assert!(
+        Path::new("/usr/bin/WebKitWebDriver").exists(),
+        "the WebKit walk needs WebKitWebDriver (ops/test installs webkit2gtk-driver and xvfb)"
+    );
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    run_browser_script(&app, "webkit.mjs", "webkit").await;
+    app.finish().await;
+}
+
 /// A few minutes of a browser whose camera flashes and whose microphone clicks together
 /// (as far as Chromium's fake devices keep them together: each loops its own file on its
 /// own clock, so the truth is what entered Alice's encoders, taken on her page): in her

@@ -177,10 +177,12 @@ async function audioFromWorklet(track, shared) {
   const base = performance.now() - context.currentTime * 1000;
   node.port.onmessage = (event) => {
     const { samples, time } = event.data;
-    frames.push(new AudioData({
+    // The samples ride along (`mono`): WebKitGTK 2.50's AudioData.copyTo on mono audio
+    // kills its web process (src/media/PROTOCOL.md), and the publisher needs only these.
+    frames.push(Object.assign(new AudioData({
       format: 'f32-planar', sampleRate: SAMPLE_RATE, numberOfFrames: samples.length, numberOfChannels: 1,
       timestamp: Math.round((base + time * 1000) * 1000), data: samples,
-    }));
+    }), { mono: samples }));
   };
   track.addEventListener('ended', () => frames.stop());
   return frames;

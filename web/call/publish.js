@@ -268,8 +268,12 @@ export async function publishAudio(call, track) {
   };
 }
 
-/** The channels of `data` mixed down to one (the average of all of them). */
+/**
+ * The channels of `data` mixed down to one (the average of all of them); the worklet's
+ * chunks carry their mono samples already (`mono`, see capture.js), read without copyTo.
+ */
 function downmix(data) {
+  if (data.mono instanceof Float32Array && data.mono.length === data.numberOfFrames) return data.mono;
   const mono = new Float32Array(data.numberOfFrames);
   data.copyTo(mono, { planeIndex: 0, format: 'f32-planar' });
   if (data.numberOfChannels > 1) {
