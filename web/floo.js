@@ -116,9 +116,7 @@ document.addEventListener('htmx:load', markUnread);
 // gone) or answered with a server error: nothing is swapped — a proxy's empty 502 would
 // otherwise replace the form, and what was typed with it — and the form says so, keeping
 // what was typed, so that sending again is one click.
-function notSent(event, why) {
-  const form = event.detail.elt?.closest?.('form') || event.detail.elt;
-  if (!form || !form.isConnected) return;
+function notSent(form, why) {
   let note = form.querySelector('.not-sent');
   if (!note) {
     note = document.createElement('p');
@@ -129,16 +127,25 @@ function notSent(event, why) {
   }
   note.textContent = `Not sent: ${why}. What you wrote is still here; try again.`;
 }
+// (Only forms: a link's error page is shown as it is.)
+const formOf = (event) => {
+  const form = event.detail.elt?.closest?.('form');
+  return form?.isConnected ? form : null;
+};
 document.addEventListener('htmx:beforeSwap', (event) => {
   const status = event.detail.xhr?.status || 0;
-  if (status < 500) return;
+  const form = formOf(event);
+  if (status < 500 || !form) return;
   event.detail.shouldSwap = false;
   // Floo's own error page says why in its lead paragraph; a proxy's page says nothing useful.
   const page = new DOMParser().parseFromString(event.detail.xhr.responseText || '', 'text/html');
   const why = page.querySelector('.error-page .lead')?.textContent?.trim().replace(/\.$/, '');
-  notSent(event, why || `the server could not answer (${status})`);
+  notSent(form, why || `the server could not answer (${status})`);
 });
-document.addEventListener('htmx:sendError', (event) => notSent(event, 'the server could not be reached'));
+document.addEventListener('htmx:sendError', (event) => {
+  const form = formOf(event);
+  if (form) notSent(form, 'the server could not be reached');
+});
 document.addEventListener('htmx:afterRequest', (event) => {
   if (event.detail.successful) event.detail.elt?.closest?.('form')?.querySelector('.not-sent')?.remove();
 });

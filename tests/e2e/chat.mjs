@@ -80,6 +80,18 @@ await withBrowser(artifacts, async (browser) => {
     check(count === 3, `still three lines, in place (saw ${count})`);
   }
   check(bob.url() === await bob.evaluate(() => location.href), 'Bob stayed in the call');
+
+  // A message that does not get through (a proxy in front of Floo answers 502 while a
+  // node restarts): the form stays, with the words, and says so; sending again works.
+  await bob.route('**/messages', (route) => route.fulfill({ status: 502, contentType: 'text/html', body: '' }));
+  await send(bob, 'Lost in transit?');
+  await bob.locator('#comment-form .not-sent', { hasText: 'Not sent' }).waitFor({ timeout: 10000 });
+  check((await bob.locator('#comment-body').inputValue()) === 'Lost in transit?', 'the words are still in the form');
+  await shot(bob, artifacts, 'not-sent-bob');
+  await bob.unroute('**/messages');
+  await bob.getByRole('button', { name: 'Send' }).click();
+  for (const page of [alice, bob, carol]) await sees(page, 'Lost in transit?');
+  check(await bob.locator('#comment-form .not-sent').count() === 0, 'the note goes once the message is sent');
   await shot(bob, artifacts, 'edited-and-deleted-bob');
   console.log('live chat browser walk: ok');
 });
