@@ -45,10 +45,4 @@ pub mod close {
     pub const LAGGING: u32 = 0x23;
     /// The server is shutting down; reconnect later.
     pub const GOING_AWAY: u32 = 0x30;
-
-    /// Whether a client closed with `code` must not come back to the call by itself: the
-    /// reason is what it has left to show.
-    pub fn is_final(code: u32) -> bool {
-        matches!(code, ENDED | REMOVED | DENIED)
-    }
 }

@@ -41,8 +41,8 @@ pub(super) enum WriterOrder {
         send: SendId,
         code: u32,
     },
-    /// The room sent the session off for good (see `close::is_final`): reset every
-    /// stream (with `reset`), then close the session with `code` and `reason`. Done here, not beside the writer, so that no
+    /// The room sent the session off (for good, or to another node): reset every stream
+    /// (with `reset`), then close the session with `code` and `reason`. Done here, not beside the writer, so that no
     /// queued media stands before the close on the wire: a browser that does not get the
     /// close in time sees only "connection lost", not why.
     Close {

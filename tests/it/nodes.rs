@@ -110,7 +110,7 @@ struct PrivateRedis {
 
 impl PrivateRedis {
     async fn start() -> PrivateRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let port = free_port(false);
         let dir = std::env::temp_dir().join(format!("floo-redis-{}", crate::support::unique_suffix()));
         std::fs::create_dir_all(&dir).expect("redis dir");
         let mut redis = PrivateRedis { port, dir, child: None };

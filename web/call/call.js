@@ -890,7 +890,6 @@ export function start(root) {
     if (name === 'people') $('#people').open = true;
     if (name === 'chat') document.getElementById('comment-body')?.focus({ preventScroll: true });
   };
-  call.openPanel = openPanel;
   for (const toggle of root.querySelectorAll('.panel-toggle')) {
     toggle.addEventListener('click', () => openPanel(document.body.dataset.callPanel === toggle.dataset.panel ? null : toggle.dataset.panel));
   }
